@@ -1,0 +1,1 @@
+"""One module per CLI area; each function takes the parsed arguments and returns an exit code."""
