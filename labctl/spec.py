@@ -1,0 +1,566 @@
+"""Lab files: the typed model, loading with line numbers, seats and secrets.
+
+A lab file describes the seed's VM (UEFI, 2 vCPU, 8 GB, USB controller, no hard disk, the ESXi ISO on
+a CD), the stick, the install and what to verify. Defaults equal the seed's VM, so a minimal lab is
+four keys. Every error is one line ``FILE:LINE:COL: field.path: message`` (``SpecError``, exit 2).
+"""
+
+from __future__ import annotations
+
+import difflib
+import getpass
+import os
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import model_validator
+
+from labctl.errors import InputError, SpecError
+from labctl.yamlsrc import Located, PathKey, dotted, load_located
+
+ESXI_VERSIONS = ("6.5", "6.7", "7.0", "8.0")
+GUEST_OS = {"6.5": "vmkernel65", "6.7": "vmkernel65", "7.0": "vmkernel7", "8.0": "vmkernel8"}
+MIN_MEMORY_MB = 4096  # ESXi's system scan refuses less than 4 GiB (reference §2)
+MIN_CPUS = 2  # ... and fewer than 2 CPUs
+
+_UNITS = {
+    "": 1, "b": 1,
+    "k": 1024, "kib": 1024, "m": 1024**2, "mib": 1024**2, "g": 1024**3, "gib": 1024**3, "t": 1024**4, "tib": 1024**4,
+    "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
+}
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+_VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def parse_size(value: Any) -> int:
+    """'16G', '16GiB', '1 GB', '512M' or a byte count -> bytes. G/GiB are binary, GB decimal."""
+    if isinstance(value, bool):
+        raise ValueError("a size like 16G or 1GB, not true/false")
+    if isinstance(value, int):
+        n = value
+    else:
+        m = _SIZE_RE.match(str(value))
+        if not m or m.group(2).lower() not in _UNITS:
+            raise ValueError(f"{value!r} is not a size; write it like 16G (GiB), 1GB (10^9 bytes) or 512M")
+        n = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    if n <= 0:
+        raise ValueError("a size must be more than 0")
+    return n
+
+
+def expand(value: str) -> str:
+    """Expand ``~`` and ``${VAR}``; an unset variable is an error, not an empty string."""
+
+    def sub(m: re.Match[str]) -> str:
+        var = m.group(1) or m.group(2)
+        if var not in os.environ:
+            raise ValueError(f"environment variable {var} is not set")
+        return os.environ[var]
+
+    return os.path.expanduser(_VAR_RE.sub(sub, value))
+
+
+def _usb_id(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("a USB id is a 4-digit hex number like 0x0781")
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if not re.fullmatch(r"(0x)?[0-9a-f]{1,4}", text):
+            raise ValueError(f"{value!r} is not a USB id; write 4 hex digits like 0x0781")
+        value = int(text, 16)
+    if not isinstance(value, int) or not 0 < value <= 0xFFFF:
+        raise ValueError(f"{value!r} is not a USB id; ids are 0x0001..0xffff, like 0x0781")
+    return value
+
+
+def _version(value: Any) -> str:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = f"{float(value):.1f}"
+    if str(value) not in ESXI_VERSIONS:
+        raise ValueError(f"{value!r} is not a supported ESXi version; use one of {', '.join(ESXI_VERSIONS)}")
+    return str(value)
+
+
+def _expanded(value: Any) -> Any:
+    return expand(value) if isinstance(value, str) else value
+
+
+Size = Annotated[int, BeforeValidator(parse_size)]
+UsbId = Annotated[int, BeforeValidator(_usb_id)]
+EsxiVersion = Annotated[str, BeforeValidator(_version)]
+PathStr = Annotated[str, BeforeValidator(_expanded)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Disk(_Model):
+    """A local hard disk (the seed has none; tests use one for the 8-partition layout)."""
+
+    size: Size = Field(description="e.g. 10G")
+    image: PathStr | None = Field(None, description="image file (qemu); default in the seat's state folder")
+
+
+class VM(_Model):
+    firmware: Literal["efi"] = Field("efi", description="UEFI, as in the seed (the simulator is UEFI-only)")
+    secure_boot: bool = False
+    cpus: int = Field(2, description="vCPUs; ESXi's installer stops with fewer than 2")
+    memory_mb: int = Field(8192, description="RAM in MB; ESXi's installer stops with under 4096")
+    network: Literal["nat", "bridged", "hostonly", "none"] = "nat"
+    nic: Literal["vmxnet3", "e1000e", "e1000"] = "vmxnet3"
+    usb: Literal["xhci", "ehci"] = Field("xhci", description="USB controller for the stick")
+    nested_virtualization: bool = Field(True, description="vhv.enable, so ESXi's system scan does not warn")
+    disk: Disk | None = Field(None, description="'none' (the seed) or {size: 10G}")
+
+    @field_validator("disk", mode="before")
+    @classmethod
+    def _none_disk(cls, v: Any) -> Any:
+        return None if v in ("none", "None", None, False) else v
+
+    @field_validator("cpus")
+    @classmethod
+    def _cpus(cls, v: int) -> int:
+        if v < MIN_CPUS:
+            raise ValueError(f"{v} CPU: ESXi's installer stops with fewer than {MIN_CPUS} CPUs (the seed uses 2)")
+        if v > 64:
+            raise ValueError(f"{v} CPUs is more than a lab VM can use (at most 64)")
+        return v
+
+    @field_validator("memory_mb")
+    @classmethod
+    def _memory(cls, v: int) -> int:
+        if v < MIN_MEMORY_MB:
+            raise ValueError(
+                f"{v} MB: ESXi's installer stops with under {MIN_MEMORY_MB} MB of RAM (the seed uses 8192)"
+            )
+        if v > 1024 * 1024:
+            raise ValueError(f"{v} MB is more than any lab host has")
+        return v
+
+
+class UsbPassthrough(_Model):
+    """A host USB stick, by vendor:product id or by bus path (VMware KB 1648)."""
+
+    vendor_id: UsbId | None = Field(None, description="e.g. 0x0781 (SanDisk)")
+    product_id: UsbId | None = Field(None, description="e.g. 0x5567 (Cruzer Blade)")
+    path: str | None = Field(None, description="bus path like 1/3/2 instead of ids")
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"\d+(/\d+)+", v):
+            raise ValueError(f"{v!r} is not a USB bus path; write it like 1/3/2")
+        return v
+
+    @model_validator(mode="after")
+    def _one_way(self) -> UsbPassthrough:
+        ids = (self.vendor_id is not None, self.product_id is not None)
+        if self.path is None and ids != (True, True):
+            raise ValueError("give vendor_id and product_id (e.g. 0x0781 and 0x5567), or a bus path")
+        if self.path is not None and any(ids):
+            raise ValueError("give either vendor_id/product_id or path, not both")
+        return self
+
+
+class Stick(_Model):
+    """The USB stick: a host stick passed through, or an image file (qemu backend)."""
+
+    usb: UsbPassthrough | None = None
+    image: PathStr | None = Field(None, description="image file; {seat} and {name} are replaced per seat")
+    size: Size | None = Field(None, description="size of the image file, e.g. 16G (the seed's 16 GB stick)")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Stick:
+        if (self.usb is None) == (self.image is None):
+            raise ValueError("a stick is either usb: {vendor_id, product_id} or image: FILE with size:")
+        if self.image is not None and self.size is None:
+            raise ValueError("an image stick needs size: (e.g. 16G)")
+        if self.usb is not None and self.size is not None:
+            raise ValueError("size: belongs to image sticks; a host stick has its own size")
+        return self
+
+
+class Secret(_Model):
+    """A secret from the environment, a file, a prompt, or (discouraged) the lab file itself."""
+
+    env: str | None = None
+    file: PathStr | None = None
+    prompt: bool = False
+    value: str | None = Field(None, description="plain text (accepted with a warning)", repr=False)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Secret:
+        given = [self.env is not None, self.file is not None, self.prompt, self.value is not None]
+        if sum(given) != 1:
+            raise ValueError("give exactly one of {env: VAR}, {file: path}, prompt or a plain value")
+        return self
+
+
+def _secret_before(v: Any) -> Any:
+    if isinstance(v, str):
+        return {"prompt": True} if v == "prompt" else {"value": v}
+    return v
+
+
+class Install(_Model):
+    playbook: str = Field("esxi-6.7-interactive", description="labs/playbooks/NAME.yaml")
+    boot_options: str = Field("preferVMklinux=TRUE", description="appended at the boot loader (Shift+O)")
+    root_password: Annotated[Secret, BeforeValidator(_secret_before)] = Field(
+        description="{env: VAR}, {file: path} or prompt; plain text works but warns"
+    )
+    keyboard: str = "US Default"
+
+    @field_validator("playbook")
+    @classmethod
+    def _playbook(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", v):
+            raise ValueError(f"{v!r} is not a playbook name (a file name in labs/playbooks without .yaml)")
+        return v
+
+
+class Verify(_Model):
+    layout: Literal["esxi6", "none"] = Field("esxi6", description="the documented ESXi 6.x GPT layout")
+    media: Literal["usb", "hdd"] = "usb"
+
+
+class Console(_Model):
+    key_rate: float | None = Field(None, description="keys per second (default: 10 on VMware, 30 on QEMU)")
+    serial: bool = Field(True, description="also use the serial console as evidence when the backend has one")
+    timeout_scale: float = Field(1.0, description="multiply every wait's timeout (slow hosts)")
+
+    @field_validator("key_rate", "timeout_scale")
+    @classmethod
+    def _positive(cls, v: float | None) -> float | None:
+        if v is not None and not 0 < v <= 1000:
+            raise ValueError(f"{v} is out of range (more than 0, at most 1000)")
+        return v
+
+
+class QemuOptions(_Model):
+    binary: str = "qemu-system-x86_64"
+    accel: Literal["auto", "kvm", "tcg"] = Field("auto", description="auto probes KVM with a real boot")
+    ovmf_code: PathStr | None = None
+    ovmf_vars: PathStr | None = None
+    extra_args: list[str] = Field(default_factory=list)
+
+
+class VmwareOptions(_Model):
+    vmrun: PathStr | None = Field(None, description="path to vmrun (default: found on PATH or the usual places)")
+    product: Literal["ws", "player", "fusion"] = "ws"
+    gui: bool = Field(False, description="start with a window (nogui is more reliable for VNC)")
+
+
+class SeatOverride(_Model):
+    name: str | None = None
+    stick: Stick | None = None
+    iso: PathStr | None = None
+
+
+def _seats_before(v: Any) -> Any:
+    if isinstance(v, int) and not isinstance(v, bool):
+        if v < 1:
+            raise ValueError(f"{v} seats: a lab has at least 1 seat")
+        if v > 64:
+            raise ValueError(f"{v} seats: at most 64 per lab file")
+        return [{} for _ in range(v)]
+    return v
+
+
+class Lab(_Model):
+    """One lab file."""
+
+    name: str = Field(description="lab name: letters, digits, '-', '_', '.'")
+    backend: Literal["vmware", "qemu", "auto"] = "auto"
+    esxi: EsxiVersion = Field("6.7", description="6.7 (also 6.5, 7.0, 8.0)")
+    iso: PathStr = Field(description="the ESXi installer ISO, or 'sim' / 'sim:real' for the simulator")
+    vm: VM = Field(default_factory=lambda: VM())
+    stick: Stick
+    install: Install
+    post_install: list[str] = Field(default_factory=list, description="playbooks run after the install")
+    verify: Verify = Field(default_factory=lambda: Verify())
+    seats: Annotated[list[SeatOverride], BeforeValidator(_seats_before)] = Field(
+        default_factory=lambda: [SeatOverride()], description="a count, or a list of per-seat overrides"
+    )
+    console: Console = Field(default_factory=lambda: Console())
+    qemu: QemuOptions = Field(default_factory=lambda: QemuOptions())
+    vmware: VmwareOptions = Field(default_factory=lambda: VmwareOptions())
+    state_dir: PathStr = Field(".labctl/{name}", description="per-seat state (VNC password, nvram, images)")
+    runs_dir: PathStr = Field("runs", description="run folders with events, screenshots and reports")
+
+    _source: Path = PrivateAttr(default=Path("lab.yaml"))
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", v):
+            raise ValueError(f"{v!r}: use letters, digits, '-', '_' and '.', starting with a letter or digit")
+        return v
+
+    @field_validator("post_install")
+    @classmethod
+    def _post(cls, v: list[str]) -> list[str]:
+        for item in v:
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", item):
+                raise ValueError(f"{item!r} is not a playbook name")
+        return v
+
+    @field_validator("seats")
+    @classmethod
+    def _seat_list(cls, v: list[SeatOverride]) -> list[SeatOverride]:
+        if not v:
+            raise ValueError("a lab has at least 1 seat")
+        if len(v) > 64:
+            raise ValueError(f"{len(v)} seats: at most 64 per lab file")
+        names = [s.name for s in v if s.name]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"seat names must differ: {', '.join(sorted(dup))}")
+        return v
+
+    # -- derived facts -------------------------------------------------------------------------
+
+    @property
+    def source(self) -> Path:
+        return self._source
+
+    @property
+    def base_dir(self) -> Path:
+        return self._source.parent
+
+    @property
+    def uses_simulator(self) -> bool:
+        return self.iso == "sim" or self.iso.startswith("sim:")
+
+    @property
+    def sim_speed(self) -> str:
+        return self.iso.split(":", 1)[1] if ":" in self.iso and self.uses_simulator else "fast"
+
+    def resolve(self, value: str, seat: Seat | None = None) -> Path:
+        """A path from the lab file: {seat}/{name} filled in, relative to the lab file's folder."""
+        text = value.replace("{name}", self.name)
+        if seat is not None:
+            text = text.replace("{seat}", seat.name).replace("{n}", str(seat.index))
+        p = Path(text)
+        return (p if p.is_absolute() else self.base_dir / p).resolve()
+
+    def iso_path(self, seat: Seat | None = None) -> Path | None:
+        """The installer ISO for a seat, or None when the lab uses the simulator (built on demand)."""
+        iso = seat.override.iso if seat and seat.override.iso else self.iso
+        if iso == "sim" or iso.startswith("sim:"):
+            return None
+        return self.resolve(iso, seat)
+
+    def seat_list(self) -> list[Seat]:
+        out = []
+        for i, override in enumerate(self.seats, start=1):
+            name = override.name or (self.name if len(self.seats) == 1 else f"{self.name}-{i}")
+            seat = Seat(index=i, name=name, override=override, stick=override.stick or self.stick,
+                        state_dir=Path())
+            seat.state_dir = self.resolve(self.state_dir, seat) / f"seat{i}"
+            out.append(seat)
+        return out
+
+    def select_seats(self, selection: str | None) -> list[Seat]:
+        seats = self.seat_list()
+        if not selection:
+            return seats
+        wanted = parse_seat_selection(selection, len(seats))
+        return [s for s in seats if s.index in wanted]
+
+
+@dataclass
+class Seat:
+    """One student's VM: its number (from 1), name, stick and state folder."""
+
+    index: int
+    name: str
+    override: SeatOverride
+    stick: Stick
+    state_dir: Path
+
+    def stick_image(self, lab: Lab) -> Path | None:
+        return lab.resolve(self.stick.image, self) if self.stick.image else None
+
+
+def parse_seat_selection(text: str, count: int) -> set[int]:
+    """'3', '1-4', '1,3' -> seat numbers; out-of-range or malformed input is an InputError."""
+    wanted: set[int] = set()
+    for part in text.split(","):
+        m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        if not m:
+            raise InputError(f"--seats {text!r}: write seat numbers like 3, 1-4 or 1,3")
+        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+        if lo < 1 or hi > count or lo > hi:
+            raise InputError(f"--seats {text!r}: this lab has seats 1-{count}")
+        wanted.update(range(lo, hi + 1))
+    return wanted
+
+
+# -- loading ---------------------------------------------------------------------------------------
+
+
+def load_lab(path: str | Path, strict: bool = False) -> Lab:
+    """Load and validate a lab file. Raises SpecError (one line, FILE:LINE:COL) on any problem."""
+    p = Path(path)
+    located = load_located(p, display=str(path))
+    try:
+        lab = Lab.model_validate(located.data)
+    except ValidationError as exc:
+        raise _first_error(exc, located) from None
+    except ValueError as exc:  # a validator outside pydantic's wrapping (should not happen)
+        raise SpecError(str(path), 1, 1, "(lab)", str(exc)) from None
+    lab._source = p.resolve()
+    for w in lab_warnings(lab, located):
+        warnings.warn(w, LabWarning, stacklevel=2)
+    if strict:
+        check_files(lab, located)
+    return lab
+
+
+class LabWarning(UserWarning):
+    """Something valid but unwise in a lab file (a plain-text password)."""
+
+
+def lab_warnings(lab: Lab, located: Located) -> list[str]:
+    out = []
+    if lab.install.root_password.value is not None:
+        line, col = located.where(("install", "root_password"))
+        out.append(
+            f"{located.file}:{line}:{col}: install.root_password: warning: plain text in the lab file; "
+            "prefer {env: LAB_ROOT_PASSWORD} or {file: path}"
+        )
+    return out
+
+
+def check_files(lab: Lab, located: Located) -> None:
+    """Files the lab names must exist (validate --strict, and up)."""
+    for seat in lab.seat_list():
+        iso = lab.iso_path(seat)
+        if iso is not None and not iso.is_file():
+            key: PathKey = ("seats", seat.index - 1, "iso") if seat.override.iso else ("iso",)
+            line, col = located.where(key)
+            raise SpecError(located.file, line, col, dotted(key), f"ISO not found: {iso}")
+    secret = lab.install.root_password
+    if secret.file is not None and not lab.resolve(secret.file).is_file():
+        line, col = located.where(("install", "root_password", "file"))
+        raise SpecError(located.file, line, col, "install.root_password.file", f"no such file: {secret.file}")
+
+
+def _first_error(exc: ValidationError, located: Located) -> SpecError:
+    errors = exc.errors(include_url=False)
+    err = errors[0]
+    loc: PathKey = tuple(err["loc"])
+    kind = err["type"]
+    msg = str(err["msg"])
+    if msg.startswith(("Value error, ", "Assertion failed, ")):
+        msg = msg.split(", ", 1)[1]
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        allowed = _fields_at(loc[:-1])
+        close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+        hint = f"; did you mean '{close[0]}'?" if close else (f"; allowed here: {', '.join(allowed)}" if allowed else "")
+        msg = f"unknown key{hint}"
+    elif kind == "missing":
+        msg = "required key is missing"
+        field = str(loc[-1])
+        loc = loc[:-1]
+        line, col = located.where(loc, prefer_key=True)
+        where = dotted(loc) or "(lab)"
+        return SpecError(located.file, line, col, where, f"missing required key '{field}'{_more(errors)}")
+    elif kind.endswith("_type") or kind.endswith("_parsing"):
+        value = _value_at(located.data, loc)
+        msg = f"{msg} (got {value!r:.40})"
+    elif kind == "literal_error":
+        value = _value_at(located.data, loc)
+        msg = f"{value!r:.40} is not allowed; {msg[0].lower()}{msg[1:]}"
+    line, col = located.where(loc, prefer_key=kind == "extra_forbidden")
+    return SpecError(located.file, line, col, dotted(loc) or "(lab)", msg + _more(errors))
+
+
+def _more(errors: list[Any]) -> str:
+    return f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+
+
+def _value_at(data: Any, loc: PathKey) -> Any:
+    for part in loc:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+def _fields_at(loc: PathKey) -> list[str]:
+    """The keys allowed at a data path, for 'did you mean'."""
+    model: Any = Lab
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        if field is None:
+            return []
+        model = _model_of(field.annotation)
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return list(model.model_fields)
+    return []
+
+
+def _model_of(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return getattr(annotation, "__origin__", None) and _model_of(getattr(annotation, "__origin__", None))
+
+
+# -- secrets ---------------------------------------------------------------------------------------
+
+
+def resolve_secret(secret: Secret, lab: Lab, what: str = "root password") -> str:
+    """The secret's text. Never log or print the result."""
+    if secret.value is not None:
+        return secret.value
+    if secret.env is not None:
+        if secret.env not in os.environ:
+            raise InputError(f"{what}: environment variable {secret.env} is not set (export {secret.env}=...)")
+        return os.environ[secret.env]
+    if secret.file is not None:
+        path = lab.resolve(secret.file)
+        try:
+            return path.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise InputError(f"{what}: cannot read {path}: {exc.strerror}") from None
+    if not os.isatty(0):
+        raise InputError(f"{what}: the lab asks for a prompt but there is no terminal; use {{env: VAR}}")
+    return getpass.getpass(f"{what} for lab {lab.name}: ")
+
+
+def esxi_password_problem(password: str) -> str | None:
+    """ESXi 6.7's own rules (reference §2); None when the installer would accept it."""
+    if len(password) < 7:
+        return "Password must be at least 7 characters long."
+    if len(password) > 40:
+        return "Password must be less than 41 characters long."
+    if not password.isascii():
+        return "Password may only contain ASCII characters."
+    classes = sum(
+        [any(c.islower() for c in password), any(c.isupper() for c in password),
+         any(c.isdigit() for c in password), any(not c.isalnum() for c in password)]
+    )
+    if classes < 3:
+        return "Password does not have enough character types."
+    return None
+
+
+def json_schema() -> dict[str, Any]:
+    schema = Lab.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "labctl lab file"
+    return schema

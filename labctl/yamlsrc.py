@@ -1,0 +1,141 @@
+"""YAML loading that remembers where every value came from.
+
+PyYAML's composer gives nodes with marks; we build plain Python data from them ourselves so that
+duplicate keys are errors (PyYAML silently keeps the last one) and every path in the data maps to
+the line and column of its key and value. Errors come out as ``SpecError`` (FILE:LINE:COL).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from labctl.errors import SpecError
+
+PathKey = tuple[str | int, ...]
+
+
+@dataclass
+class Located:
+    """Data from a YAML file plus the position of each key and value, by data path."""
+
+    data: Any
+    file: str
+    key_marks: dict[PathKey, tuple[int, int]] = field(default_factory=dict)
+    value_marks: dict[PathKey, tuple[int, int]] = field(default_factory=dict)
+
+    def where(self, path: PathKey, prefer_key: bool = False) -> tuple[int, int]:
+        """Line and column (1-based) for a data path, falling back to the nearest parent."""
+        p = tuple(path)
+        while True:
+            first, second = (self.key_marks, self.value_marks) if prefer_key else (self.value_marks, self.key_marks)
+            if p in first:
+                return first[p]
+            if p in second:
+                return second[p]
+            if not p:
+                return (1, 1)
+            p = p[:-1]
+
+
+def _pos(node: yaml.Node) -> tuple[int, int]:
+    return (node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+def _line_col(text: str, offset: int) -> tuple[int, int]:
+    before = text[:offset]
+    line = before.count("\n") + 1
+    return line, offset - (before.rfind("\n") + 1) + 1
+
+
+def load_located(path: Path, display: str | None = None) -> Located:
+    """Read a YAML file into plain data with positions; every problem is a one-line SpecError."""
+    name = display or str(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise SpecError(name, 1, 1, "(file)", "no such file") from None
+    except IsADirectoryError:
+        raise SpecError(name, 1, 1, "(file)", "is a folder, not a lab file") from None
+    except OSError as exc:
+        raise SpecError(name, 1, 1, "(file)", f"cannot read: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line, col = _line_col(raw[: exc.start].decode("utf-8", "replace"), len(raw[: exc.start].decode("utf-8", "replace")))
+        raise SpecError(name, line, col, "(file)", "not UTF-8 text (is this a binary file?)") from None
+    if "\x00" in text:
+        line, col = _line_col(text, text.index("\x00"))
+        raise SpecError(name, line, col, "(file)", "contains NUL bytes (is this a binary file?)")
+    if not text.strip() or all(not ln.strip() or ln.lstrip().startswith("#") for ln in text.splitlines()):
+        raise SpecError(name, 1, 1, "(lab)", "the file is empty; a lab needs at least name, iso, stick and install")
+    return _compose(text, name)
+
+
+def _compose(text: str, name: str) -> Located:
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        problem = exc.problem or exc.context or "YAML syntax error"
+        if "\t" in problem or "'\\t'" in problem:
+            problem = "a tab character; YAML indents with spaces only"
+        elif "expected a single document" in str(exc.context or ""):
+            problem = "more than one YAML document ('---'); a lab file holds one"
+        raise SpecError(name, line, col, "(yaml)", problem) from None
+    except yaml.reader.ReaderError as exc:
+        line, col = _line_col(text, exc.position)
+        raise SpecError(name, line, col, "(file)", f"unacceptable character #x{exc.character!r:.8} for YAML") from None
+    except yaml.YAMLError as exc:
+        raise SpecError(name, 1, 1, "(yaml)", str(exc).splitlines()[0]) from None
+    finally:
+        loader.dispose()
+    if node is None:
+        raise SpecError(name, 1, 1, "(lab)", "the file is empty; a lab needs at least name, iso, stick and install")
+    located = Located(data=None, file=name)
+    located.data = _build(node, (), located, loader)
+    if not isinstance(located.data, dict):
+        line, col = _pos(node)
+        kind = "a list" if isinstance(located.data, list) else f"a single value ({located.data!r:.30})"
+        raise SpecError(name, line, col, "(lab)", f"a lab file is a mapping of keys (name:, iso:, ...), not {kind}")
+    return located
+
+
+def _build(node: yaml.Node, path: PathKey, loc: Located, loader: yaml.SafeLoader) -> Any:
+    loc.value_marks.setdefault(path, _pos(node))
+    if isinstance(node, yaml.MappingNode):
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                line, col = _pos(key_node)
+                raise SpecError(loc.file, line, col, _dotted(path) or "(lab)", "a key must be a plain name")
+            key = str(loader.construct_object(key_node))
+            if key in out:
+                line, col = _pos(key_node)
+                first = loc.key_marks[(*path, key)][0]
+                raise SpecError(loc.file, line, col, _dotted((*path, key)), f"duplicate key (first set on line {first})")
+            loc.key_marks[(*path, key)] = _pos(key_node)
+            out[key] = _build(value_node, (*path, key), loc, loader)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_build(item, (*path, i), loc, loader) for i, item in enumerate(node.value)]
+    try:
+        return loader.construct_object(node)
+    except yaml.constructor.ConstructorError as exc:
+        line, col = _pos(node)
+        raise SpecError(loc.file, line, col, _dotted(path) or "(lab)", exc.problem or "cannot read this value") from None
+
+
+def _dotted(path: PathKey) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+dotted = _dotted
