@@ -178,7 +178,9 @@ def _missing_action(p: argparse.ArgumentParser) -> int:
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
-    level = logging.WARNING if quiet else (logging.INFO if verbose == 1 else logging.DEBUG if verbose else logging.WARNING)
+    level = logging.WARNING
+    if not quiet and verbose:
+        level = logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="labctl: %(message)s" if verbose < 2 else "%(name)s: %(message)s")
 
 

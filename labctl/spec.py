@@ -16,8 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
-from pydantic import model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from labctl.errors import InputError, SpecError
 from labctl.yamlsrc import Located, PathKey, dotted, load_located
@@ -109,8 +117,8 @@ class Disk(_Model):
 class VM(_Model):
     firmware: Literal["efi"] = Field("efi", description="UEFI, as in the seed (the simulator is UEFI-only)")
     secure_boot: bool = False
-    cpus: int = Field(2, description="vCPUs; ESXi's installer stops with fewer than 2")
-    memory_mb: int = Field(8192, description="RAM in MB; ESXi's installer stops with under 4096")
+    cpus: int = Field(2, strict=True, description="vCPUs; ESXi's installer stops with fewer than 2")
+    memory_mb: int = Field(8192, strict=True, description="RAM in MB; ESXi's installer stops with under 4096")
     network: Literal["nat", "bridged", "hostonly", "none"] = "nat"
     nic: Literal["vmxnet3", "e1000e", "e1000"] = "vmxnet3"
     usb: Literal["xhci", "ehci"] = Field("xhci", description="USB controller for the stick")
@@ -452,7 +460,10 @@ def check_files(lab: Lab, located: Located) -> None:
 
 
 def _first_error(exc: ValidationError, located: Located) -> SpecError:
-    errors = exc.errors(include_url=False)
+    # A misspelt key also makes the real one "missing": report the unknown key (with its
+    # did-you-mean) first, and a missing key only when nothing better explains the problem.
+    rank = {"extra_forbidden": 0, "missing": 2}
+    errors = sorted(exc.errors(include_url=False), key=lambda e: rank.get(e["type"], 1))
     err = errors[0]
     loc: PathKey = tuple(err["loc"])
     kind = err["type"]
@@ -463,7 +474,9 @@ def _first_error(exc: ValidationError, located: Located) -> SpecError:
         key = str(loc[-1])
         allowed = _fields_at(loc[:-1])
         close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
-        hint = f"; did you mean '{close[0]}'?" if close else (f"; allowed here: {', '.join(allowed)}" if allowed else "")
+        hint = f"; allowed here: {', '.join(allowed)}" if allowed else ""
+        if close:
+            hint = f"; did you mean '{close[0]}'?"
         msg = f"unknown key{hint}"
     elif kind == "missing":
         msg = "required key is missing"

@@ -65,7 +65,8 @@ def load_located(path: Path, display: str | None = None) -> Located:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line, col = _line_col(raw[: exc.start].decode("utf-8", "replace"), len(raw[: exc.start].decode("utf-8", "replace")))
+        good = raw[: exc.start].decode("utf-8", "replace")
+        line, col = _line_col(good, len(good))
         raise SpecError(name, line, col, "(file)", "not UTF-8 text (is this a binary file?)") from None
     if "\x00" in text:
         line, col = _line_col(text, text.index("\x00"))
@@ -76,7 +77,11 @@ def load_located(path: Path, display: str | None = None) -> Located:
 
 
 def _compose(text: str, name: str) -> Located:
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:
+        line, col = _line_col(text, exc.position)
+        raise SpecError(name, line, col, "(file)", f"character #x{exc.character:04x} is not allowed in YAML") from None
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
@@ -90,7 +95,7 @@ def _compose(text: str, name: str) -> Located:
         raise SpecError(name, line, col, "(yaml)", problem) from None
     except yaml.reader.ReaderError as exc:
         line, col = _line_col(text, exc.position)
-        raise SpecError(name, line, col, "(file)", f"unacceptable character #x{exc.character!r:.8} for YAML") from None
+        raise SpecError(name, line, col, "(file)", f"character #x{exc.character:04x} is not allowed in YAML") from None
     except yaml.YAMLError as exc:
         raise SpecError(name, 1, 1, "(yaml)", str(exc).splitlines()[0]) from None
     finally:
@@ -118,7 +123,8 @@ def _build(node: yaml.Node, path: PathKey, loc: Located, loader: yaml.SafeLoader
             if key in out:
                 line, col = _pos(key_node)
                 first = loc.key_marks[(*path, key)][0]
-                raise SpecError(loc.file, line, col, _dotted((*path, key)), f"duplicate key (first set on line {first})")
+                message = f"duplicate key (first set on line {first})"
+                raise SpecError(loc.file, line, col, _dotted((*path, key)), message)
             loc.key_marks[(*path, key)] = _pos(key_node)
             out[key] = _build(value_node, (*path, key), loc, loader)
         return out
@@ -128,7 +134,8 @@ def _build(node: yaml.Node, path: PathKey, loc: Located, loader: yaml.SafeLoader
         return loader.construct_object(node)
     except yaml.constructor.ConstructorError as exc:
         line, col = _pos(node)
-        raise SpecError(loc.file, line, col, _dotted(path) or "(lab)", exc.problem or "cannot read this value") from None
+        message = exc.problem or "cannot read this value"
+        raise SpecError(loc.file, line, col, _dotted(path) or "(lab)", message) from None
 
 
 def _dotted(path: PathKey) -> str:

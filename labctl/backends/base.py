@@ -8,12 +8,12 @@ Backend, never to vmrun or QMP directly.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
 
-class PowerState(str, Enum):
+class PowerState(StrEnum):
     OFF = "off"
     RUNNING = "running"
     PAUSED = "paused"

@@ -3,17 +3,52 @@
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
 
-from labctl.errors import NotBuiltError
+from labctl.errors import InputError
+
+
+def _load(path: str, strict: bool = False):  # type: ignore[no-untyped-def]
+    from labctl.spec import LabWarning, load_lab
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", LabWarning)
+        lab = load_lab(path, strict=strict)
+    for w in caught:
+        print(str(w.message), file=sys.stderr)
+    return lab
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    raise NotBuiltError("validate: in progress")
+    lab = _load(args.lab, strict=args.strict)
+    seats = len(lab.seats)
+    print(f"ok: {lab.name} (ESXi {lab.esxi}, backend {lab.backend}, {seats} seat{'s' if seats > 1 else ''})")
+    return 0
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    raise NotBuiltError("schema: in progress")
+    from labctl.spec import json_schema
+
+    json.dump(json_schema(), sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    raise NotBuiltError("render: in progress")
+    from labctl.vmx import render_vmx, vnc_credentials, write_vmx
+
+    lab = _load(args.lab)
+    if lab.vm.disk is not None:
+        raise InputError("vm.disk: a local hard disk is supported by the qemu backend only (the seed has none)")
+    taken: set[int] = set()
+    for seat in lab.seat_list():
+        creds = vnc_credentials(seat, taken)
+        taken.add(creds.port)
+        out_dir = Path(args.output) if args.output else seat.state_dir
+        path = out_dir / f"{seat.name}.vmx"
+        write_vmx(path, render_vmx(lab, seat, creds))
+        print(path)
+    return 0

@@ -1,0 +1,249 @@
+""".vmx files: a reader/writer that keeps a user's edits, and rendering from the lab.
+
+A .vmx is ``key = "value"`` lines; keys are case-insensitive and values always quoted. ``VmxFile``
+keeps every line it did not change byte for byte (comments, order, spacing, unknown keys), so a
+trainer's hand edits survive a re-render. Rendering fills ``vmx_templates/esxi-usb.vmx.j2``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import socket
+import string
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from labctl.errors import InputError
+
+if TYPE_CHECKING:
+    from labctl.spec import Lab, Seat
+
+_LINE_RE = re.compile(r'^(?P<lead>\s*)(?P<key>[^=#\s][^=]*?)(?P<sep>\s*=\s*)(?P<value>.*?)(?P<trail>\s*)$')
+TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "vmx_templates"
+VNC_PORTS = range(5901, 6000)
+
+
+_ESCAPE_RE = re.compile(r"\|([0-9A-Fa-f]{2})")
+
+
+def _unquote(raw: str) -> str:
+    """A value as written in the file -> its text (quotes off, VMware's |XX escapes decoded)."""
+    if len(raw) >= 2 and raw[0] == raw[-1] == '"':
+        raw = raw[1:-1]
+    return _ESCAPE_RE.sub(lambda m: chr(int(m.group(1), 16)), raw)
+
+
+def quote(value: str) -> str:
+    """A .vmx value: always quoted; quotes, '|' and control characters as VMware's |XX escapes."""
+    return '"' + "".join(f"|{ord(c):02X}" if c in '"|' or ord(c) < 0x20 or c == "\x7f" else c for c in value) + '"'
+
+
+@dataclass
+class _Entry:
+    raw: str
+    key: str | None = None
+    value: str | None = None
+
+
+class VmxFile:
+    """An ordered, case-insensitive, round-tripping view of a .vmx file."""
+
+    def __init__(self, entries: list[_Entry] | None = None, newline: str = "\n") -> None:
+        self._entries: list[_Entry] = entries or []
+        self._newline = newline
+
+    @classmethod
+    def parse(cls, text: str) -> VmxFile:
+        newline = "\r\n" if "\r\n" in text else "\n"
+        lines = text.split(newline)
+        if lines and lines[-1] == "":
+            lines.pop()
+        entries = []
+        for line in lines:
+            m = _LINE_RE.match(line)
+            if m and not line.lstrip().startswith("#"):
+                entries.append(_Entry(line, m.group("key"), _unquote(m.group("value"))))
+            else:
+                entries.append(_Entry(line))
+        return cls(entries, newline)
+
+    @classmethod
+    def load(cls, path: Path) -> VmxFile:
+        return cls.parse(path.read_text(encoding="utf-8"))
+
+    def _find(self, key: str) -> _Entry | None:
+        lk = key.lower()
+        for e in self._entries:
+            if e.key is not None and e.key.lower() == lk:
+                return e
+        return None
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        e = self._find(key)
+        return e.value if e is not None else default
+
+    def __getitem__(self, key: str) -> str:
+        e = self._find(key)
+        if e is None or e.value is None:
+            raise KeyError(key)
+        return e.value
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self._find(key) is not None
+
+    def set(self, key: str, value: str) -> None:
+        """Change a value in place (keeping the key's spelling and position) or append it."""
+        e = self._find(key)
+        if e is None:
+            self._entries.append(_Entry(f"{key} = {quote(value)}", key, value))
+        elif e.value != value:
+            assert e.key is not None
+            e.value = value
+            e.raw = f"{e.key} = {quote(value)}"
+
+    def remove(self, key: str) -> bool:
+        e = self._find(key)
+        if e is None:
+            return False
+        self._entries.remove(e)
+        return True
+
+    def keys(self) -> list[str]:
+        return [e.key for e in self._entries if e.key is not None]
+
+    def items(self) -> list[tuple[str, str]]:
+        return [(e.key, e.value or "") for e in self._entries if e.key is not None]
+
+    def merge(self, other: VmxFile) -> None:
+        """Take every key of ``other`` (rendered values win; the user's other keys stay)."""
+        for key, value in other.items():
+            self.set(key, value)
+
+    def text(self) -> str:
+        return "".join(e.raw + self._newline for e in self._entries)
+
+
+# -- per-seat VNC credentials ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VncCredentials:
+    port: int
+    password: str
+
+    def __repr__(self) -> str:
+        return f"VncCredentials(port={self.port}, password=***)"
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def vnc_credentials(seat: Seat, taken: set[int] | None = None) -> VncCredentials:
+    """The seat's VNC port and password, created once and kept (0600) in its state folder.
+
+    VNC passwords are at most 8 characters (the RFB DES scheme); a random one per seat keeps
+    anyone on the classroom network from typing into the console.
+    """
+    path = seat.state_dir / "vnc.json"
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return VncCredentials(int(data["port"]), str(data["password"]))
+        except (ValueError, KeyError, TypeError):
+            pass  # a damaged file is replaced below
+    used = set(taken or ())
+    port = next((p for p in VNC_PORTS if p not in used and _port_free(p)), None)
+    if port is None:
+        raise InputError("no free VNC port in 5901-5999 on 127.0.0.1")
+    alphabet = string.ascii_letters + string.digits
+    creds = VncCredentials(port, "".join(secrets.choice(alphabet) for _ in range(8)))
+    seat.state_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump({"port": creds.port, "password": creds.password}, f)
+    os.chmod(path, 0o600)
+    return creds
+
+
+# -- rendering -------------------------------------------------------------------------------------
+
+
+def usb_autoconnect(lab: Lab, seat: Seat) -> str | None:
+    """The usb.autoConnect.device0 value (KB 1648) for a host stick; None for an image stick."""
+    usb = seat.stick.usb
+    if usb is None:
+        return None
+    if usb.path is not None:
+        return f"path:{usb.path} autoclean:1"
+    assert usb.vendor_id is not None and usb.product_id is not None
+    return f"vid:0x{usb.vendor_id:04x} pid:0x{usb.product_id:04x} autoclean:1"
+
+
+def serial_pipe(seat: Seat) -> str:
+    if os.name == "nt":
+        return rf"\\.\pipe\labctl-{seat.name}"
+    return str(seat.state_dir / "serial.pipe")
+
+
+def render_vmx(lab: Lab, seat: Seat, vnc: VncCredentials) -> str:
+    """The seat's .vmx text. Deterministic for a given lab, seat and VNC credentials."""
+    import jinja2
+
+    from labctl.spec import GUEST_OS
+
+    if seat.stick.usb is None:
+        raise InputError(
+            f"seat {seat.name}: VMware passes a host stick through; set stick.usb "
+            "(vendor_id/product_id or path) — image sticks are for the qemu backend"
+        )
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters["q"] = quote
+    iso = lab.iso_path(seat)
+    return env.get_template("esxi-usb.vmx.j2").render(
+        lab=lab,
+        seat=seat,
+        vm=lab.vm,
+        guest_os=GUEST_OS[lab.esxi],
+        iso=str(iso) if iso else "",
+        usb_autoconnect=usb_autoconnect(lab, seat),
+        vnc_port=vnc.port,
+        vnc_password=vnc.password,
+        serial_pipe=serial_pipe(seat),
+        nvram=f"{seat.name}.nvram",
+    )
+
+
+def write_vmx(path: Path, rendered: str) -> None:
+    """Write a rendered .vmx, keeping any keys a user added to an existing file at that path.
+
+    The file holds the VNC password, so it is created 0600.
+    """
+    new = VmxFile.parse(rendered)
+    if path.is_file():
+        merged = VmxFile.load(path)
+        merged.merge(new)
+        text = merged.text()
+    else:
+        text = new.text()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)

@@ -1,0 +1,118 @@
+"""The CLI contract: exit codes, one-line errors, no tracebacks, lazy imports."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from labctl.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+SIM_LAB = REPO / "labs" / "usb-install-sim.yaml"
+VMW_LAB = REPO / "labs" / "usb-install.yaml"
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "labctl", *args], capture_output=True, text=True, timeout=60,
+        env={**os.environ, **(env or {})}, cwd=REPO,
+    )
+
+
+def test_validate_the_shipped_labs(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(VMW_LAB)]) == 0
+    assert main(["validate", str(SIM_LAB)]) == 0
+    assert capsys.readouterr().out.count("ok: ") == 2
+
+
+def test_render_writes_a_vmx_per_seat(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lab = tmp_path / "lab.yaml"
+    lab.write_text(VMW_LAB.read_text().replace("seats: 1", "seats: 2"))
+    assert main(["render", str(lab), "-o", str(tmp_path / "out")]) == 0
+    written = capsys.readouterr().out.split()
+    assert [Path(p).name for p in written] == ["usb-install-1.vmx", "usb-install-2.vmx"]
+    a, b = (Path(p).read_text() for p in written)
+    port = [ln for ln in a.splitlines() if ln.startswith("RemoteDisplay.vnc.port")]
+    assert port and port[0] not in b  # each seat its own VNC port
+
+
+def test_bad_lab_is_one_line_exit_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(SIM_LAB.read_text().replace("memory_mb: 8192", "memory_mb: 2048"))
+    r = run_cli("validate", str(bad))
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert r.stderr.startswith(f"{bad}:") and "vm.memory_mb" in r.stderr
+
+
+def test_missing_file_and_bad_arguments_exit_2(tmp_path: Path) -> None:
+    r = run_cli("validate", str(tmp_path / "nope.yaml"))
+    assert (r.returncode, "no such file" in r.stderr) == (2, True)
+    r = run_cli("render")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    r = run_cli("frobnicate")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_schema_is_json_and_the_labs_copy_is_current() -> None:
+    r = run_cli("schema")
+    assert r.returncode == 0
+    schema = json.loads(r.stdout)
+    assert {"name", "iso", "stick", "install", "vm", "seats"} <= set(schema["properties"])
+    shipped = json.loads((REPO / "labs" / "lab.schema.json").read_text())
+    assert shipped == schema, "labs/lab.schema.json is stale: run 'labctl schema > labs/lab.schema.json'"
+
+
+def test_help_does_not_import_heavy_modules() -> None:
+    code = (
+        "import sys; from labctl.cli import build_parser; build_parser();"
+        "heavy = [m for m in ('pydantic', 'jinja2', 'numpy', 'twisted', 'vncdotool', 'rich') if m in sys.modules];"
+        "print(','.join(heavy))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert r.stdout.strip() == ""
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_mutated_labs_never_traceback(tmp_path: Path, data: st.DataObject) -> None:
+    """Feed the shipped lab with random cuts, insertions and byte flips: always 0 or one located line."""
+    original = VMW_LAB.read_bytes()
+    text = bytearray(original)
+    for _ in range(data.draw(st.integers(1, 4))):
+        op = data.draw(st.sampled_from(["delete", "insert", "flip", "dup-line"]))
+        pos = data.draw(st.integers(0, max(0, len(text) - 1)))
+        if op == "delete":
+            del text[pos : pos + data.draw(st.integers(1, 40))]
+        elif op == "insert":
+            text[pos:pos] = data.draw(st.sampled_from(
+                [b"\t", b":", b"{", b"- ", b"\x00", b"\xff", b"  ", b"\n", b"'", b"cpus: 1\n", b"&a ", b"*a", b"!!int "]
+            ))
+        elif op == "flip":
+            text[pos] = data.draw(st.integers(0, 255))
+        else:
+            lines = bytes(text).split(b"\n")
+            i = data.draw(st.integers(0, len(lines) - 1))
+            lines.insert(i, lines[i])
+            text = bytearray(b"\n".join(lines))
+    lab = tmp_path / "mutant.yaml"
+    lab.write_bytes(bytes(text))
+    import contextlib
+    import io
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = main(["validate", str(lab)])
+    out = err.getvalue()
+    assert code in (0, 2), out
+    if code == 2:
+        first = out.strip().splitlines()[-1]
+        assert first.startswith(f"{lab}:"), out
+        assert "Traceback" not in out

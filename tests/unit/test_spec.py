@@ -1,0 +1,202 @@
+"""Lab files: defaults, paths, seats, secrets, and one located line for every kind of bad input."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+
+import pytest
+
+from labctl.errors import InputError, SpecError
+from labctl.spec import (
+    LabWarning,
+    esxi_password_problem,
+    load_lab,
+    parse_seat_selection,
+    parse_size,
+    resolve_secret,
+)
+
+GOOD = """\
+name: usb-install
+backend: vmware
+iso: isos/esxi.iso
+stick: {usb: {vendor_id: 0x0781, product_id: 0x5567}}
+install:
+  root_password: {env: LAB_ROOT_PASSWORD}
+"""
+
+LINE_RE = re.compile(r"^(?P<file>[^:]+):(?P<line>\d+):(?P<col>\d+): (?P<field>\S+): (?P<msg>.+)$")
+
+
+def write(tmp_path: Path, text: str | bytes, name: str = "lab.yaml") -> Path:
+    p = tmp_path / name
+    if isinstance(text, bytes):
+        p.write_bytes(text)
+    else:
+        p.write_text(text, encoding="utf-8")
+    return p
+
+
+def test_defaults_are_the_seed_vm(tmp_path: Path) -> None:
+    lab = load_lab(write(tmp_path, GOOD))
+    assert (lab.vm.firmware, lab.vm.cpus, lab.vm.memory_mb) == ("efi", 2, 8192)
+    assert lab.vm.usb == "xhci" and lab.vm.disk is None and lab.vm.network == "nat"
+    assert lab.esxi == "6.7" and lab.install.boot_options == "preferVMklinux=TRUE"
+    assert lab.iso_path() == (tmp_path / "isos/esxi.iso").resolve()
+    assert [s.name for s in lab.seat_list()] == ["usb-install"]
+
+
+def test_paths_expand_home_and_variables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ISO_DIR", "/srv/isos")
+    lab = load_lab(write(tmp_path, GOOD.replace("isos/esxi.iso", "${ISO_DIR}/esxi.iso")))
+    assert lab.iso_path() == Path("/srv/isos/esxi.iso")
+    lab = load_lab(write(tmp_path, GOOD.replace("isos/esxi.iso", "~/esxi.iso")))
+    assert lab.iso_path() == Path.home() / "esxi.iso"
+
+
+def test_seats_count_and_overrides(tmp_path: Path) -> None:
+    text = GOOD + "seats:\n  - {name: alice}\n  - {name: bob, stick: {usb: {path: '1/3/2'}}}\n"
+    seats = load_lab(write(tmp_path, text)).seat_list()
+    assert [s.name for s in seats] == ["alice", "bob"]
+    assert seats[1].stick.usb is not None and seats[1].stick.usb.path == "1/3/2"
+    assert seats[0].state_dir != seats[1].state_dir
+    lab = load_lab(write(tmp_path, GOOD + "seats: 3\n"))
+    assert [s.name for s in lab.seat_list()] == ["usb-install-1", "usb-install-2", "usb-install-3"]
+    assert [s.index for s in lab.select_seats("1,3")] == [1, 3]
+
+
+def test_image_stick_per_seat(tmp_path: Path) -> None:
+    text = GOOD.replace("{usb: {vendor_id: 0x0781, product_id: 0x5567}}", "{image: 'sticks/{seat}.img', size: 16G}")
+    lab = load_lab(write(tmp_path, text + "seats: 2\n"))
+    seats = lab.seat_list()
+    assert seats[0].stick.size == 16 * 1024**3
+    assert seats[1].stick_image(lab) == (tmp_path / "sticks/usb-install-2.img").resolve()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("16G", 16 * 2**30), ("16GiB", 16 * 2**30), ("1GB", 10**9), ("512M", 512 * 2**20), (4096, 4096)],
+)
+def test_sizes(text: str | int, expected: int) -> None:
+    assert parse_size(text) == expected
+
+
+def test_seat_selection() -> None:
+    assert parse_seat_selection("1-3,5", 6) == {1, 2, 3, 5}
+    with pytest.raises(InputError):
+        parse_seat_selection("7", 6)
+    with pytest.raises(InputError):
+        parse_seat_selection("a", 6)
+
+
+def test_secret_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "pw.txt").write_text("Secret99!\n")
+    lab = load_lab(write(tmp_path, GOOD.replace("{env: LAB_ROOT_PASSWORD}", "{file: pw.txt}")))
+    assert resolve_secret(lab.install.root_password, lab) == "Secret99!"
+    lab = load_lab(write(tmp_path, GOOD))
+    assert resolve_secret(lab.install.root_password, lab) == "VMware1!lab"
+    monkeypatch.delenv("LAB_ROOT_PASSWORD")
+    with pytest.raises(InputError, match="LAB_ROOT_PASSWORD is not set"):
+        resolve_secret(lab.install.root_password, lab)
+
+
+def test_plain_password_warns_without_echoing_it(tmp_path: Path) -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", LabWarning)
+        lab = load_lab(write(tmp_path, GOOD.replace("{env: LAB_ROOT_PASSWORD}", "Hunter2!x")))
+    assert lab.install.root_password.value == "Hunter2!x"
+    assert len(caught) == 1 and "plain text" in str(caught[0].message)
+    assert "Hunter2" not in str(caught[0].message) and "Hunter2" not in repr(lab)
+
+
+def test_password_rules_match_the_installer() -> None:
+    assert esxi_password_problem("short1!") is None
+    assert esxi_password_problem("abc") == "Password must be at least 7 characters long."
+    assert esxi_password_problem("a" * 41) == "Password must be less than 41 characters long."
+    assert esxi_password_problem("abcdefgh") == "Password does not have enough character types."
+    assert esxi_password_problem("Pässwort1") == "Password may only contain ASCII characters."
+
+
+# Each case: (lab text or bytes, expected line, a word the message must contain). The whole
+# contract is one line FILE:LINE:COL: field: message — the CLI tests check exit 2 and no traceback.
+USB = "{usb: {vendor_id: 0x0781, product_id: 0x5567}}"
+HEAD = "name: x\niso: a.iso\n"
+INSTALL = "install: {root_password: {env: X}}\n"
+MALFORMED: list[tuple[str, str | bytes, int, str]] = [
+    ("empty", "", 1, "empty"),
+    ("only-comments", "# nothing\n\n", 1, "empty"),
+    ("list-document", "- name: x\n- iso: y\n", 1, "not a list"),
+    ("scalar-document", "just words\n", 1, "mapping"),
+    ("tab-indent", "name: x\nvm:\n\tcpus: 2\n", 3, "tab"),
+    ("unclosed-flow", "name: x\nstick: {usb: {vendor_id: 1\n", 3, ""),
+    ("bad-indent", "name: x\n  iso: y\n iso: z\n", 2, ""),
+    ("unclosed-quote", 'name: "x\niso: y\n', 3, ""),
+    ("two-documents", "name: x\n---\nname: y\n", 2, "more than one"),
+    ("binary-garbage", b"\x7fELF\x02\x01\x01\x00\x00\x00\xff\xfe\x00", 1, "binary"),
+    ("nul-bytes", b"name: x\x00\n", 1, "NUL"),
+    ("duplicate-top", HEAD + "name: y\n", 3, "duplicate"),
+    ("duplicate-nested", HEAD + f"stick: {USB}\n" + INSTALL + "vm:\n  cpus: 2\n  cpus: 4\n", 7, "duplicate"),
+    ("unknown-top", HEAD + f"stick: {USB}\n" + INSTALL + "colour: blue\n", 5, "unknown key"),
+    ("misspelt-top", HEAD + f"stick: {USB}\n" + INSTALL + "seat: 2\n", 5, "did you mean 'seats'"),
+    ("misspelt-vm", HEAD + f"stick: {USB}\n" + INSTALL + "vm: {memroy_mb: 8192}\n", 5, "did you mean 'memory_mb'"),
+    ("misspelt-install", HEAD + f"stick: {USB}\n" + "install: {root_pasword: {env: X}}\n", 4, "did you mean"),
+    ("memory-2048", HEAD + f"stick: {USB}\n" + INSTALL + "vm: {memory_mb: 2048}\n", 5, "4096"),
+    ("one-cpu", HEAD + f"stick: {USB}\n" + INSTALL + "vm:\n  cpus: 1\n", 6, "fewer than 2"),
+    ("cpus-string", HEAD + f"stick: {USB}\n" + INSTALL + "vm: {cpus: two}\n", 5, "integer"),
+    ("cpus-list", HEAD + f"stick: {USB}\n" + INSTALL + "vm: {cpus: [2]}\n", 5, "integer"),
+    ("memory-bool", HEAD + f"stick: {USB}\n" + INSTALL + "vm: {memory_mb: yes}\n", 5, "integer"),
+    ("bad-vendor-id", HEAD + "stick: {usb: {vendor_id: 0x10000, product_id: 0x5567}}\n" + INSTALL, 3, "USB id"),
+    ("text-vendor-id", HEAD + "stick: {usb: {vendor_id: sandisk, product_id: 0x5567}}\n" + INSTALL, 3, "USB id"),
+    ("missing-product-id", HEAD + "stick: {usb: {vendor_id: 0x0781}}\n" + INSTALL, 3, "product_id"),
+    ("bad-bus-path", HEAD + "stick: {usb: {path: 'port 3'}}\n" + INSTALL, 3, "bus path"),
+    ("stick-both", HEAD + "stick: {usb: {path: '1/2'}, image: a.img, size: 1G}\n" + INSTALL, 3, "either"),
+    ("image-no-size", HEAD + "stick: {image: a.img}\n" + INSTALL, 3, "size"),
+    ("bad-size", HEAD + "stick: {image: a.img, size: huge}\n" + INSTALL, 3, "not a size"),
+    ("negative-seats", HEAD + f"stick: {USB}\n" + INSTALL + "seats: -1\n", 5, "at least 1"),
+    ("zero-seats", HEAD + f"stick: {USB}\n" + INSTALL + "seats: 0\n", 5, "at least 1"),
+    ("too-many-seats", HEAD + f"stick: {USB}\n" + INSTALL + "seats: 500\n", 5, "at most 64"),
+    ("seats-string", HEAD + f"stick: {USB}\n" + INSTALL + "seats: many\n", 5, "list"),
+    ("duplicate-seat-names", HEAD + f"stick: {USB}\n" + INSTALL + "seats: [{name: a}, {name: a}]\n", 5, "differ"),
+    ("bad-backend", HEAD + f"stick: {USB}\n" + INSTALL + "backend: virtualbox\n", 5, "not allowed"),
+    ("bad-version", HEAD + f"stick: {USB}\n" + INSTALL + "esxi: 5.5\n", 5, "supported ESXi version"),
+    ("bad-firmware", HEAD + f"stick: {USB}\n" + INSTALL + "vm: {firmware: bios}\n", 5, "not allowed"),
+    ("bad-name", "name: 'my lab!'\niso: a.iso\n" + f"stick: {USB}\n" + INSTALL, 1, "letters"),
+    ("missing-name", "iso: a.iso\n" + f"stick: {USB}\n" + INSTALL, 1, "'name'"),
+    ("missing-stick", HEAD + INSTALL, 1, "'stick'"),
+    ("missing-password", HEAD + f"stick: {USB}\n" + "install: {playbook: esxi-6.7-interactive}\n", 4, "root_password"),
+    ("secret-two-sources", HEAD + f"stick: {USB}\n" + "install: {root_password: {env: X, file: y}}\n", 4, "one of"),
+    ("vm-is-list", HEAD + f"stick: {USB}\n" + INSTALL + "vm: [2, 8192]\n", 5, "dictionary"),
+    ("unset-variable", "name: x\niso: ${NO_SUCH_VAR_LABCTL}/a.iso\n" + f"stick: {USB}\n" + INSTALL, 2, "NO_SUCH_VAR"),
+    ("post-install-bad", HEAD + f"stick: {USB}\n" + INSTALL + "post_install: ['rm -rf /']\n", 5, "playbook name"),
+    ("key-rate-negative", HEAD + f"stick: {USB}\n" + INSTALL + "console: {key_rate: -5}\n", 5, "out of range"),
+    ("complex-key", HEAD + f"stick: {USB}\n" + INSTALL + "? [a, b]\n: c\n", 5, "plain name"),
+]
+
+
+@pytest.mark.parametrize(("case", "text", "line", "word"), MALFORMED, ids=[c[0] for c in MALFORMED])
+def test_malformed_lab_gives_one_located_line(
+    tmp_path: Path, case: str, text: str | bytes, line: int, word: str
+) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(SpecError) as info:
+        load_lab(path)
+    message = str(info.value)
+    assert "\n" not in message
+    m = LINE_RE.match(message)
+    assert m, message
+    assert m.group("file") == str(path)
+    assert int(m.group("line")) == line, message
+    assert word.lower() in message.lower(), message
+
+
+def test_there_are_at_least_30_malformed_cases() -> None:
+    assert len(MALFORMED) >= 30
+
+
+def test_missing_iso_only_with_strict(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD)
+    load_lab(path)
+    with pytest.raises(SpecError, match=r"lab.yaml:3:6: iso: ISO not found"):
+        load_lab(path, strict=True)
