@@ -216,12 +216,9 @@ def open_reader(path: str) -> tuple[Reader, int, int | None, Callable[[], None]]
         start = offset - offset % align
         stop = -(-(offset + length) // align) * align
         stop = min(stop, size)
-        buf = mmap.mmap(-1, max(stop - start, align))
-        try:
-            n = os.preadv(fd, [buf], start) if stop > start else 0
-            return bytes(buf[offset - start: min(offset - start + length, n)])
-        finally:
-            buf.close()
+        buf = mmap.mmap(-1, max(stop - start, align))  # page aligned, as O_DIRECT wants
+        n = os.preadv(fd, [buf], start) if stop > start else 0
+        return bytes(buf[offset - start: min(offset - start + length, n)])
 
     return read_direct, size, sector, lambda: os.close(fd)
 

@@ -1,31 +1,331 @@
-"""stick list/backup/restore/wipe/verify (placeholder until labctl.stick lands)."""
+"""labctl stick list | backup | restore | wipe | verify: checks, confirmation, progress, summaries.
+
+The work is in labctl.stick (operations), labctl.imaging (I/O, image format) and labctl.blockdev
+(discovery and the safety verdict). Long operations run in worker threads so Ctrl-C reaches the main
+thread, which cancels the jobs, waits for them to stop between blocks and says what state each
+target is in (exit 130).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
-from labctl.errors import NotBuiltError
+from labctl import blockdev, imaging
+from labctl import stick as ops
+from labctl.blockdev import Target, human_size
+from labctl.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, InputError, RefusedError
+
+T = TypeVar("T")
 
 
-def _not_built(verb: str) -> int:
-    raise NotBuiltError(f"'stick {verb}' is not built yet (labctl/stick.py)")
+# ------------------------------------------------------------------------------------- helpers
+
+
+def quiet(args: argparse.Namespace) -> bool:
+    """No progress bars when asked, in CI, or when stderr is not a terminal."""
+    ci = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+    return bool(getattr(args, "quiet", False)) or ci or not sys.stderr.isatty()
+
+
+def confirm(targets: Sequence[Target], *, yes: bool, action: str,
+            ask: Callable[[str], str] = input, isatty: Callable[[], bool] = sys.stdin.isatty) -> None:
+    """Each existing target must be confirmed by typing its name; RefusedError otherwise."""
+    if yes:
+        return
+    for t in targets:
+        if not t.exists or (not t.is_block and t.size == 0):
+            continue
+        if not isatty():
+            raise RefusedError(f"{action} {t.path}: no terminal to confirm on; pass --yes to confirm "
+                               "in a script")
+        name = os.path.basename(t.path)
+        print(f"{action} will overwrite {t.describe()}", file=sys.stderr)
+        if t.disk and t.disk.usb_id:
+            print(f"  transport {t.disk.tran or 'usb'}, removable={t.disk.removable}", file=sys.stderr)
+        try:
+            answer = ask(f"Type the device name ({name}) to go ahead, anything else stops: ").strip()
+        except EOFError:
+            answer = ""
+        if answer not in (name, t.path):
+            raise RefusedError(f"{action} {t.path}: not confirmed; nothing written")
+
+
+def run_jobs(jobs: Sequence[tuple[ops.Job, Callable[[], T]]], *, quiet_mode: bool
+             ) -> list[T | BaseException]:
+    """Run each job's function in a thread with one progress line per job; Ctrl-C cancels all."""
+    results: list[T | BaseException] = [RuntimeError("not run")] * len(jobs)
+
+    def work(i: int, fn: Callable[[], T]) -> None:
+        try:
+            results[i] = fn()
+        except BaseException as exc:  # handed to the main thread
+            results[i] = exc
+
+    threads = [threading.Thread(target=work, args=(i, fn), daemon=True) for i, (_, fn) in enumerate(jobs)]
+    for t in threads:
+        t.start()
+    progress: Any = None
+    if not quiet_mode:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(binary_units=True),
+                            TransferSpeedColumn(), TimeRemainingColumn(), transient=False)
+        progress.start()
+        tasks = [progress.add_task(j.label, total=max(j.total, 1)) for j, _ in jobs]
+    try:
+        while any(t.is_alive() for t in threads):
+            for t in threads:
+                t.join(timeout=0.1)
+            if progress is not None:
+                for task, (j, _) in zip(tasks, jobs, strict=True):
+                    progress.update(task, description=f"{j.label} {j.phase}", total=max(j.total, 1),
+                                    completed=j.done)
+    except KeyboardInterrupt:
+        for j, _ in jobs:
+            j.cancel.set()
+        for t in threads:
+            t.join()
+        raise
+    finally:
+        if progress is not None:
+            progress.stop()
+    return results
+
+
+def _interrupted(jobs: Sequence[ops.Job]) -> int:
+    print("labctl: interrupted", file=sys.stderr)
+    for j in jobs:
+        print(f"labctl: {j.label}: {j.state}", file=sys.stderr)
+    return EXIT_INTERRUPTED
+
+
+def _reraise(result: object) -> None:
+    if isinstance(result, ops.Cancelled):
+        raise KeyboardInterrupt
+    if isinstance(result, BaseException):
+        raise result
+
+
+def _mb(n: int) -> str:
+    return f"{human_size(n)} ({n} bytes)"
+
+
+# ---------------------------------------------------------------------------------------- list
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    return _not_built("list")
+    disks = blockdev.probe()
+    shown = disks if args.all else [d for d in disks if d.usb]
+    if args.json:
+        print(json.dumps([d.to_dict() for d in shown], indent=2))
+        return EXIT_OK
+    if not shown:
+        print("no USB disks found" + ("" if args.all else " (--all shows every disk)"))
+        return EXIT_OK
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for col in ("device", "size", "tran", "rm/hp", "model", "serial", "usb id", "mounted", "safe target"):
+        table.add_column(col)
+    for d in shown:
+        table.add_row(d.path, human_size(d.size), d.tran or "-", f"{int(d.removable)}/{int(d.hotplug)}",
+                      (d.model or "-").strip(), (d.serial or "-").strip(), d.usb_id or "-",
+                      ", ".join(d.mountpoints + d.swap) or "-",
+                      ("yes: " if d.safe else "no: ") + d.reason)
+    Console(width=200 if not sys.stdout.isatty() else None).print(table)
+    return EXIT_OK
+
+
+# -------------------------------------------------------------------------------------- backup
+
+
+def _source_info(path: str) -> dict[str, Any]:
+    import stat
+
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise InputError(f"{path}: {exc.strerror}") from None
+    if stat.S_ISREG(st.st_mode):
+        return {"kind": "file"}
+    if not stat.S_ISBLK(st.st_mode):
+        raise InputError(f"{path}: neither a block device nor a regular file")
+    node = f"/sys/dev/block/{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
+    if os.path.exists(os.path.join(node, "partition")):
+        whole = os.path.basename(os.path.dirname(os.path.realpath(node)))
+        raise InputError(f"{path} is a partition; back up the whole disk (/dev/{whole})")
+    found = [d for d in blockdev.probe(os.path.realpath(path))]
+    if not found:
+        return {"kind": "block"}
+    d = found[0]
+    return {"kind": "block", "model": d.model, "serial": d.serial, "usb_id": d.usb_id, "tran": d.tran}
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    return _not_built("backup")
+    info = _source_info(args.device)
+    if os.path.exists(args.image) and not args.yes:
+        if not sys.stdin.isatty():
+            raise RefusedError(f"{args.image} exists; pass --yes to overwrite it")
+        if input(f"{args.image} exists. Overwrite it? [y/N] ").strip().lower() not in ("y", "yes"):
+            raise RefusedError(f"{args.image} exists; not overwritten")
+    job = ops.Job(os.path.basename(args.device))
+    t0 = time.monotonic()
+    try:
+        [res] = run_jobs([(job, lambda: ops.backup(args.device, args.image, full=args.full,
+                                                   compress=args.compress, job=job, source_info=info))],
+                         quiet_mode=quiet(args))
+        _reraise(res)
+    except KeyboardInterrupt:
+        return _interrupted([job])
+    assert isinstance(res, imaging.Manifest)
+    m = res
+    for note in job.notes:
+        print(f"note: {note}")
+    alloc = os.stat(args.image).st_blocks * 512
+    print(f"backup {args.device} -> {args.image} (+ .manifest.json): {m.mode} image of {_mb(m.size)}; "
+          f"read {_mb(job.bytes_read)}; data {_mb(m.data_bytes)} in {len(m.ranges)} ranges; "
+          f"image file uses {_mb(alloc)}; {time.monotonic() - t0:.1f} s")
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------- restore
+
+
+def _check_targets(paths: Sequence[str], image: str, need: int, allow_non_usb: bool) -> list[Target]:
+    targets = []
+    seen: set[str] = set()
+    for p in paths:
+        t = blockdev.resolve_target(p, allow_non_usb=allow_non_usb)
+        if t.path in seen:
+            raise InputError(f"{p} is named twice")
+        seen.add(t.path)
+        for own in (image, imaging.manifest_path(image)):
+            if t.exists and os.path.exists(own) and os.path.samefile(t.path, own):
+                raise RefusedError(f"{p} is the image itself; refused")
+        if t.is_block and t.size < need:
+            raise RefusedError(f"{p} ({t.describe()}) is smaller than the image "
+                               f"({human_size(need)}, {need} bytes): refused")
+        targets.append(t)
+    return targets
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    return _not_built("restore")
+    m = imaging.Manifest.load(args.image)
+    targets = _check_targets(args.devices, args.image, m.size, args.allow_non_usb)
+    confirm(targets, yes=args.yes, action="restore")
+    devs: list[imaging.Dev] = []
+    try:
+        for t in targets:
+            devs.append(ops.open_target(t, m.size))
+        check = ops.Job("image")
+        check.start_phase("checking", m.data_bytes)
+        try:
+            [img] = run_jobs([(check, lambda: imaging.open_image(args.image, check.tick))],
+                             quiet_mode=quiet(args))
+            _reraise(img)
+        except KeyboardInterrupt:
+            check.state = "image check stopped; no target written"
+            return _interrupted([check])
+        assert isinstance(img, imaging.ImageData)
+        try:
+            return _restore_all(args, img, devs)
+        finally:
+            img.close()
+    finally:
+        for d in devs:
+            d.close()
+
+
+def _restore_all(args: argparse.Namespace, img: imaging.ImageData, devs: list[imaging.Dev]) -> int:
+    jobs = [ops.Job(os.path.basename(d.path)) for d in devs]
+
+    def one(d: imaging.Dev, j: ops.Job) -> Callable[[], ops.RestoreResult]:
+        return lambda: ops.restore(img, d, zero_rest=args.zero_rest, job=j)
+
+    try:
+        results = run_jobs([(j, one(d, j)) for d, j in zip(devs, jobs, strict=True)], quiet_mode=quiet(args))
+    except KeyboardInterrupt:
+        return _interrupted(jobs)
+    rc = EXIT_OK
+    errors: list[BaseException] = []
+    for j, r in zip(jobs, results, strict=True):
+        if isinstance(r, ops.Cancelled):
+            return _interrupted(jobs)
+        if isinstance(r, BaseException):
+            print(f"labctl: {j.label}: failed: {r}; state: {j.state}", file=sys.stderr)
+            errors.append(r)
+            continue
+        assert isinstance(r, ops.RestoreResult)
+        verdict = "read back and verified" if not r.mismatches else "READ-BACK MISMATCH"
+        print(f"restore {args.image} -> {r.target}: compared {_mb(r.compared)}, wrote {_mb(r.bytes_written)} "
+              f"in {r.written_ranges} ranges, read {_mb(r.bytes_read)} from the target; {verdict}; "
+              f"{r.seconds:.1f} s")
+        for mm in r.mismatches[:20]:
+            print(f"  {mm}")
+        if r.mismatches:
+            rc = EXIT_FAILED
+    if errors:
+        if len(errors) == len(jobs) and all(isinstance(e, InputError) for e in errors):
+            raise errors[0]  # e.g. an unreadable image: one line, exit 2
+        rc = EXIT_FAILED
+    return rc
+
+
+# ---------------------------------------------------------------------------------------- wipe
 
 
 def cmd_wipe(args: argparse.Namespace) -> int:
-    return _not_built("wipe")
+    t = blockdev.resolve_target(args.device, allow_non_usb=args.allow_non_usb)
+    if not t.exists:
+        raise InputError(f"{args.device}: does not exist")
+    confirm([t], yes=args.yes, action="wipe")
+    job = ops.Job(os.path.basename(t.path))
+    t0 = time.monotonic()
+    with ops.open_target(t, 0) as dev:
+        try:
+            [res] = run_jobs([(job, lambda: ops.wipe(dev, quick=args.quick, job=job))], quiet_mode=quiet(args))
+            _reraise(res)
+        except KeyboardInterrupt:
+            return _interrupted([job])
+    print(f"wipe {t.path}: wrote {_mb(job.bytes_written)} of zeros"
+          f"{' (GPT areas and each partition start)' if args.quick else ''}; {time.monotonic() - t0:.1f} s")
+    return EXIT_OK
+
+
+# -------------------------------------------------------------------------------------- verify
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    return _not_built("verify")
+    m = imaging.Manifest.load(args.image)
+    job = ops.Job(os.path.basename(args.device))
+    with imaging.Dev(args.device) as dev:
+        try:
+            [res] = run_jobs([(job, lambda: ops.verify(m, dev, job))], quiet_mode=quiet(args))
+            _reraise(res)
+        except KeyboardInterrupt:
+            job.state = "verification stopped (nothing written)"
+            return _interrupted([job])
+    assert isinstance(res, list)
+    if res:
+        print(f"verify {args.image} vs {args.device}: DIFFERENT")
+        for line in res:
+            print(f"  {line}")
+        return EXIT_FAILED
+    print(f"verify {args.image} vs {args.device}: equal over {len(m.extents)} extents and "
+          f"{len(m.ranges)} data ranges ({_mb(job.bytes_read)} read)")
+    return EXIT_OK

@@ -1,0 +1,336 @@
+"""Building blocks of stick imaging: aligned device I/O, extents, the image manifest and image data.
+
+An image is ``IMG`` plus ``IMG.manifest.json``. ``IMG`` is either a sparse raw file as large as the
+stick (holes where the stick is zero; QEMU and ``labctl layout`` read it directly) or, with
+compression, one zstd stream of the data ranges concatenated in manifest order. The manifest lists
+the *extents* a restore makes exact (both GPT areas and every partition, or the whole disk for a
+full image) and the *ranges* inside them that hold data, each with its sha256; everything else inside
+an extent is zero.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import fcntl
+import hashlib
+import json
+import mmap
+import os
+import stat
+import tempfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from labctl.errors import InputError, RefusedError, RunFailed
+
+BLOCK = 1 << 20  # unit of reading, comparing and progress
+ZERO_GRAIN = 64 << 10  # backup: zero detection granularity
+PAGE = 4 << 10  # restore: write granularity inside a block
+MAX_RANGE = 32 << 20  # a data range is split at this length (finer verify reports)
+FORMAT = "labctl-stick-image"
+BLKFLSBUF = 0x1261
+ZEROS = bytes(BLOCK)
+
+
+def manifest_path(image: str) -> str:
+    return image + ".manifest.json"
+
+
+# --------------------------------------------------------------------------------- device I/O
+
+
+class Dev:
+    """A block device (O_DIRECT, optionally O_EXCL) or a regular file, read and written by offset.
+
+    Reads of a block device bypass the page cache, so they see what the device holds. Buffers come
+    from mmap (page aligned), as O_DIRECT wants.
+    """
+
+    def __init__(self, path: str, *, write: bool = False, exclusive: bool = False,
+                 create_size: int | None = None) -> None:
+        self.path = path
+        try:
+            st = os.stat(path) if os.path.exists(path) else None
+            self.is_block = bool(st and stat.S_ISBLK(st.st_mode))
+            flags = os.O_RDWR if write else os.O_RDONLY
+            if self.is_block:
+                flags |= os.O_DIRECT | (os.O_EXCL if exclusive else 0)
+            elif write:
+                flags |= os.O_CREAT
+            self.fd = os.open(path, flags | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            if exc.errno == 16:  # EBUSY from O_EXCL
+                raise RefusedError(f"{path} is in use (mounted or opened by another program); "
+                                   "refused") from None
+            raise InputError(f"{path}: {exc.strerror}") from None
+        if create_size is not None and not self.is_block and os.fstat(self.fd).st_size < create_size:
+            os.ftruncate(self.fd, create_size)
+        self.size = os.lseek(self.fd, 0, os.SEEK_END)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+    def __enter__(self) -> Dev:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def read_into(self, buf: memoryview, offset: int) -> memoryview:
+        """Fill ``buf`` from ``offset``; returns the filled view (short only at the end of the device)."""
+        done = 0
+        while done < len(buf):
+            n = os.preadv(self.fd, [buf[done:]], offset + done)
+            if n <= 0:
+                break
+            done += n
+        return buf[:done]
+
+    def read(self, offset: int, length: int) -> bytes:
+        """Convenience reader (aligned internally) for small metadata reads."""
+        start = offset - offset % 512
+        stop = min(self.size, -(-(offset + length) // 512) * 512)
+        if stop <= start:
+            return b""
+        got = self.read_into(aligned_buffer(stop - start), start)  # the mmap goes with its views
+        return bytes(got[offset - start: offset - start + length])
+
+    def write(self, data: memoryview, offset: int) -> None:
+        done = 0
+        while done < len(data):
+            done += os.pwritev(self.fd, [data[done:]], offset + done)
+
+    def sync_and_drop(self) -> None:
+        """fsync, then make sure later reads come from the device, not a cache."""
+        os.fsync(self.fd)
+        if self.is_block:
+            with contextlib.suppress(OSError):
+                fcntl.ioctl(self.fd, BLKFLSBUF, 0)
+        else:
+            os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_DONTNEED)
+
+    def data_segments(self, start: int, end: int) -> list[tuple[int, int]]:
+        """Parts of [start, end) that may hold data: SEEK_DATA/SEEK_HOLE on files, all of it on devices."""
+        if self.is_block:
+            return [(start, end)]
+        out = []
+        pos = start
+        while pos < end:
+            try:
+                d = os.lseek(self.fd, pos, os.SEEK_DATA)
+            except OSError:  # ENXIO: no data after pos
+                break
+            if d >= end:
+                break
+            h = min(os.lseek(self.fd, d, os.SEEK_HOLE), end)
+            out.append((d - d % 512, h))
+            pos = h
+        return out
+
+
+def aligned_buffer(size: int = BLOCK) -> memoryview:
+    return memoryview(mmap.mmap(-1, size))
+
+
+# ------------------------------------------------------------------------------------ manifest
+
+
+@dataclass
+class Extent:
+    offset: int
+    length: int
+    name: str  # gpt-primary, gpt-backup, p<N>, disk, unallocated
+
+    @property
+    def end(self) -> int:
+        return self.offset + self.length
+
+
+@dataclass
+class DataRange:
+    offset: int
+    length: int
+    sha256: str
+    extent: str
+
+    @property
+    def end(self) -> int:
+        return self.offset + self.length
+
+    def label(self) -> str:
+        return f"{self.extent} bytes {self.offset}-{self.end - 1} ({self.length} bytes)"
+
+
+@dataclass
+class Manifest:
+    size: int
+    sector_size: int
+    mode: str  # "gpt" | "full"
+    compression: str  # "none" | "zstd"
+    extents: list[Extent]
+    ranges: list[DataRange]
+    source: dict[str, Any] = field(default_factory=dict)
+    table: str | None = None
+    block_size: int = BLOCK
+    created: str = ""
+    note: str = ""
+    format: str = FORMAT
+    version: int = 1
+
+    @property
+    def data_bytes(self) -> int:
+        return sum(r.length for r in self.ranges)
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        d["data_bytes"] = self.data_bytes
+        return json.dumps(d, indent=1)
+
+    @classmethod
+    def load(cls, image: str) -> Manifest:
+        path = manifest_path(image)
+        try:
+            with open(path, encoding="utf-8") as f:
+                d = json.load(f)
+        except FileNotFoundError:
+            raise InputError(f"{path} not found: {image} is not a complete labctl image "
+                             "(made by 'labctl stick backup')") from None
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{path}: unreadable manifest ({exc})") from None
+        if d.get("format") != FORMAT or d.get("version") != 1:
+            raise InputError(f"{path}: not a {FORMAT} v1 manifest")
+        try:
+            d.pop("data_bytes", None)
+            d["extents"] = [Extent(**e) for e in d["extents"]]
+            d["ranges"] = [DataRange(**r) for r in d["ranges"]]
+            m = cls(**d)
+        except (TypeError, KeyError) as exc:
+            raise InputError(f"{path}: malformed manifest ({exc})") from None
+        m.check()
+        return m
+
+    def check(self) -> None:
+        """Ranges sorted, inside extents, extents inside the disk: a manifest we can trust to write."""
+        prev = 0
+        for e in sorted(self.extents, key=lambda e: e.offset):
+            if e.offset < prev or e.end > self.size or e.length <= 0 or e.offset % 512 or e.length % 512:
+                raise InputError(f"manifest: bad extent {e.name} at {e.offset}+{e.length}")
+            prev = e.end
+        last = 0
+        for r in self.ranges:
+            if r.offset < last or not any(e.offset <= r.offset and r.end <= e.end for e in self.extents):
+                raise InputError(f"manifest: bad data range {r.label()}")
+            last = r.end
+
+
+# ------------------------------------------------------------------------------------ image data
+
+
+class ImageData:
+    """The expected bytes of a stick, from a sparse raw image and its manifest (ranges only)."""
+
+    def __init__(self, manifest: Manifest, raw_path: str, cleanup: str | None = None) -> None:
+        self.manifest = manifest
+        self.fd = os.open(raw_path, os.O_RDONLY | os.O_CLOEXEC)
+        self.cleanup = cleanup
+        self.starts = [r.offset for r in manifest.ranges]
+
+    def close(self) -> None:
+        os.close(self.fd)
+        if self.cleanup:
+            with contextlib.suppress(OSError):
+                os.unlink(self.cleanup)
+
+    def ranges_in(self, start: int, end: int) -> Iterator[DataRange]:
+        i = max(0, bisect.bisect_right(self.starts, start) - 1)
+        for r in self.manifest.ranges[i:]:
+            if r.offset >= end:
+                break
+            if r.end > start:
+                yield r
+
+    def fill(self, buf: memoryview, offset: int) -> bool:
+        """Put the expected bytes of [offset, offset+len(buf)) into buf; False when they are all zero."""
+        end = offset + len(buf)
+        any_data = False
+        pos = offset
+        for r in self.ranges_in(offset, end):
+            a, b = max(r.offset, offset), min(r.end, end)
+            if a > pos:
+                buf[pos - offset: a - offset] = ZEROS[: a - pos]
+            got = os.preadv(self.fd, [buf[a - offset: b - offset]], a)
+            if got != b - a:
+                raise RunFailed(f"image: short read at byte {a}")
+            any_data = True
+            pos = b
+        if pos < end:
+            buf[pos - offset:] = ZEROS[: end - pos]  # len(buf) <= BLOCK
+        return any_data
+
+
+def open_image(image: str, progress: Any = None) -> ImageData:
+    """Load IMG + manifest, check every range's sha256 (a corrupt image writes nothing), and return
+    the data. A compressed image is unpacked into a temporary sparse file first."""
+    m = Manifest.load(image)
+    if m.compression == "zstd":
+        return _unpack_zstd(image, m, progress)
+    if m.compression != "none":
+        raise InputError(f"{image}: unknown compression {m.compression!r}")
+    try:
+        size = os.path.getsize(image)
+    except OSError as exc:
+        raise InputError(f"{image}: {exc.strerror}") from None
+    if size != m.size:
+        raise InputError(f"{image}: {size} bytes, the manifest says {m.size}: not the image it describes")
+    with open(image, "rb", buffering=0) as f:
+        for r in m.ranges:
+            h = hashlib.sha256()
+            pos = r.offset
+            while pos < r.end:
+                chunk = os.pread(f.fileno(), min(BLOCK, r.end - pos), pos)
+                if not chunk:
+                    raise InputError(f"{image}: truncated at byte {pos}")
+                h.update(chunk)
+                pos += len(chunk)
+            if h.hexdigest() != r.sha256:
+                raise InputError(f"{image}: corrupt: range {r.label()} does not match its sha256")
+            if progress:
+                progress(r.length)
+    return ImageData(m, image)
+
+
+def _unpack_zstd(image: str, m: Manifest, progress: Any) -> ImageData:
+    import zstandard
+
+    fd, tmp = tempfile.mkstemp(prefix="labctl-unpack-", suffix=".raw",
+                               dir=os.environ.get("LABCTL_TMP") or None)
+    try:
+        os.ftruncate(fd, m.size)
+        with open(image, "rb") as src, zstandard.ZstdDecompressor().stream_reader(src) as z:
+            for r in m.ranges:
+                h = hashlib.sha256()
+                pos = r.offset
+                while pos < r.end:
+                    chunk = z.read(min(BLOCK, r.end - pos))
+                    if not chunk:
+                        raise InputError(f"{image}: compressed stream ends early (range {r.label()})")
+                    h.update(chunk)
+                    os.pwrite(fd, chunk, pos)
+                    pos += len(chunk)
+                if h.hexdigest() != r.sha256:
+                    raise InputError(f"{image}: corrupt: range {r.label()} does not match its sha256")
+                if progress:
+                    progress(r.length)
+    except zstandard.ZstdError as exc:
+        os.close(fd)
+        os.unlink(tmp)
+        raise InputError(f"{image}: bad zstd data ({exc})") from None
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    os.close(fd)
+    return ImageData(m, tmp, cleanup=tmp)
