@@ -1,0 +1,197 @@
+"""The serial console as evidence: pexpect over a connected unix socket, VT100 escapes stripped.
+
+OVMF mirrors everything an EFI application prints onto the serial port wrapped in VT100 escapes
+(colour, cursor positioning), so a regex cannot match the raw stream. A reader thread drains the socket
+continuously (an unread serial socket would stall the guest's console output), strips the escapes
+(a cursor move to another row becomes a newline) and appends the text to a buffer. ``wait(regex)``
+searches the buffer from a mark: the position of the last action (``mark()``), so the evidence is what
+the guest printed after we acted, not an old screen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pexpect
+import pexpect.fdpexpect
+
+log = logging.getLogger(__name__)
+
+# CSI sequences, OSC, single-character escapes
+_ESC = re.compile(r"\x1b\[([0-9;?]*)([@-~])|\x1b\][^\x07]*\x07|\x1b[()][0-9A-Za-z]|\x1b[@-Z\\-_]")
+_PARTIAL = re.compile(r"\x1b(\[[0-9;?]*|\][^\x07]*|[()])?$")
+
+
+class VtStripper:
+    """Incremental VT100 -> plain text (escapes split across reads are kept until complete)."""
+
+    def __init__(self) -> None:
+        self._pending = ""
+        self._row: int | None = None
+        self._col = 0  # where the cursor is after the text printed since the last positioning
+
+    def feed(self, data: str) -> str:
+        data = self._pending + data
+        self._pending = ""
+        m = _PARTIAL.search(data)
+        if m:
+            self._pending = data[m.start():]
+            data = data[:m.start()]
+
+        out: list[str] = []
+        pos = 0
+        for m in _ESC.finditer(data):
+            self._emit(data[pos:m.start()], out)
+            pos = m.end()
+            if m.group(2) in ("H", "f"):
+                parts = (m.group(1) or "1;1").split(";")
+                row = int(parts[0] or 1)
+                col = int(parts[1] or 1) if len(parts) > 1 else 1
+                if row != self._row:
+                    out.append("\n")
+                elif col != self._col:
+                    out.append(" ")  # a jump along the same row
+                self._row, self._col = row, col
+            elif m.group(2) == "J":
+                out.append("\n")
+        self._emit(data[pos:], out)
+        text = "".join(out)
+        return text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
+
+
+    def _emit(self, chunk: str, out: list[str]) -> None:
+        if not chunk:
+            return
+        out.append(chunk)
+        last = max(chunk.rfind("\n"), chunk.rfind("\r"))
+        if last >= 0:
+            self._row = None
+            self._col = 1 + len(chunk) - last - 1
+        else:
+            self._col += len(chunk)
+
+
+class SerialConsole:
+    """Reads one serial endpoint (a unix socket) for as long as the run lasts."""
+
+    def __init__(self, path: Path, log_path: Path | None = None,
+                 scrub: Callable[[str], str] = lambda s: s, connect_timeout: float = 30.0) -> None:
+        self.path = path
+        self._scrub = scrub
+        self._log = log_path.open("a", encoding="utf-8") if log_path else None
+        self._buf = ""
+        self._mark = 0
+        self._cond = threading.Condition()
+        self._closed = False
+        self._strip = VtStripper()
+        self._log_pending = ""
+        self._sock = self._connect(connect_timeout)
+        self._child = pexpect.fdpexpect.fdspawn(self._sock.fileno(), encoding="utf-8", codec_errors="replace")
+        self._thread = threading.Thread(target=self._reader, name=f"serial {path.name}", daemon=True)
+        self._thread.start()
+
+    def _connect(self, timeout: float) -> socket.socket:
+        deadline = time.monotonic() + timeout
+        while True:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                s.connect(str(self.path))
+                return s
+            except OSError:
+                s.close()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)  # bounded retry while the VM creates its socket
+
+    def _reader(self) -> None:
+        while not self._closed:
+            try:
+                data = self._child.read_nonblocking(65536, timeout=0.5)
+            except pexpect.TIMEOUT:
+                continue
+            except (pexpect.EOF, OSError, ValueError):
+                break
+            text = self._strip.feed(data)
+            if not text:
+                continue
+            if self._log:
+                self._log_pending += text
+                cut = self._log_pending.rfind("\n") + 1
+                if cut or len(self._log_pending) > 8192:
+                    cut = cut or len(self._log_pending)
+                    self._log.write(self._scrub(self._log_pending[:cut]))
+                    self._log.flush()
+                    self._log_pending = self._log_pending[cut:]
+            with self._cond:
+                self._buf += text
+                if len(self._buf) > 4_000_000:  # bounded memory: keep the last 2 MB
+                    cut = len(self._buf) - 2_000_000
+                    self._buf = self._buf[cut:]
+                    self._mark = max(0, self._mark - cut)
+                self._cond.notify_all()
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def mark(self) -> None:
+        """From now on, waits look only at text printed after this point."""
+        with self._cond:
+            self._mark = len(self._buf)
+
+    def text(self, since_mark: bool = True) -> str:
+        with self._cond:
+            return self._buf[self._mark:] if since_mark else self._buf
+
+    def search(self, regex: re.Pattern[str]) -> re.Match[str] | None:
+        with self._cond:
+            return regex.search(self._buf, self._mark)
+
+    def consume(self, m: re.Match[str]) -> None:
+        with self._cond:
+            self._mark = max(self._mark, m.end())
+
+    def wait(self, regex: re.Pattern[str] | str, timeout: float) -> re.Match[str] | None:
+        """Block until ``regex`` matches text after the mark (then move the mark past it), or timeout."""
+        rx = re.compile(regex) if isinstance(regex, str) else regex
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                m = rx.search(self._buf, self._mark)
+                if m:
+                    self._mark = m.end()
+                    return m
+                left = deadline - time.monotonic()
+                if left <= 0 or self._closed:
+                    return None
+                self._cond.wait(left)
+
+    def wait_changed(self, seen: int, timeout: float) -> int:
+        """Block until the buffer grows past ``seen`` characters; return its length."""
+        with self._cond:
+            self._cond.wait_for(lambda: len(self._buf) != seen or self._closed, timeout=max(0.0, timeout))
+            return len(self._buf)
+
+    @property
+    def size(self) -> int:
+        with self._cond:
+            return len(self._buf)
+
+    def write(self, data: str) -> None:
+        self._child.send(data)
+
+    def close(self) -> None:
+        self._closed = True
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+        self._thread.join(timeout=2)
+        self._sock.close()
+        if self._log:
+            self._log.write(self._scrub(self._log_pending))
+            self._log.close()
