@@ -208,3 +208,12 @@ UINT64 sim_random(void) {
     state ^= state << 17;
     return state;
 }
+
+void sim_pwhash(const CHAR16 *pw, CHAR16 *out) {
+    UINT64 h = 0xcbf29ce484222325ULL;
+    for (UINTN i = 0; pw[i]; i++) {
+        h ^= (UINT8)pw[i];
+        h *= 0x100000001b3ULL;
+    }
+    SPrint(out, 26 * sizeof(CHAR16), L"fnv1a64:%016lx", h);
+}

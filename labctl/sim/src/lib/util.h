@@ -53,3 +53,9 @@ void sys_poweroff(void);
 UINT64 sim_random(void);
 
 #endif
+
+#ifndef SIM_UTIL_PWHASH
+#define SIM_UTIL_PWHASH
+/* Root password as stored in state.cfg: "fnv1a64:<16 hex digits>" of the ASCII password. out: 26 CHAR16. */
+void sim_pwhash(const CHAR16 *pw, CHAR16 *out);
+#endif

@@ -1,0 +1,54 @@
+/* progress.c - "Installing ESXi 6.7.0" with a progress bar; "Installation Complete". */
+#include "installer.h"
+
+#define BAR_W 50
+
+static dlg_t progress_dlg;
+
+static void draw_progress(UINTN percent, const CHAR16 *what) {
+    CHAR16 bar[BAR_W + 3], pct[8];
+    UINTN fill = percent * BAR_W / 100;
+    bar[0] = '[';
+    for (UINTN i = 0; i < BAR_W; i++) bar[1 + i] = i < fill ? BLOCKELEMENT_FULL_BLOCK : ' ';
+    bar[BAR_W + 1] = ']';
+    bar[BAR_W + 2] = 0;
+    SPrint(pct, sizeof pct, L"%3d %%", percent);
+    tui_text(progress_dlg.row + 5, progress_dlg.col + 4, A_DIALOG, bar);
+    tui_text(progress_dlg.row + 5, progress_dlg.col + 4 + BAR_W + 3, A_DIALOG, pct);
+    tui_text_w(progress_dlg.row + 7, progress_dlg.col + 4, progress_dlg.w - 8, A_DIALOG, what);
+}
+
+static void error_screen(const CHAR16 *err) {
+    const CHAR16 *lines[2] = {L"An error occurred while writing the selected disk:", err};
+    dlg_message(L"Error", lines, 2);
+    sys_reset();
+}
+
+screen_id scr_progress(inst_t *s) {
+    CHAR16 err[160];
+    dlg_open(&progress_dlg, 70, 12, L"Installing ESXi 6.7.0", NULL);
+    if (s->warning[0]) tui_text(progress_dlg.row + 9, progress_dlg.col + 2, A_DIALOG, s->warning);
+    draw_progress(0, L"");
+    if (EFI_ERROR(install_to_disk(s, draw_progress, err, ARRAY_LEN(err)))) error_screen(err);
+    draw_progress(100, L"");
+    sim_delay(200, 1000);
+    return SCR_COMPLETE;
+}
+
+screen_id scr_complete(inst_t *s) {
+    dlg_t d;
+    dlg_open(&d, 70, 14, L"Installation Complete", L"(Enter) Reboot");
+    dlg_line(&d, 3, A_DIALOG, L"ESXi 6.7.0 has been installed successfully.");
+    dlg_line(&d, 5, A_DIALOG, L"ESXi 6.7.0 will operate in evaluation mode for 60 days.");
+    dlg_line(&d, 6, A_DIALOG, L"To use ESXi 6.7.0 after the evaluation period, you must");
+    dlg_line(&d, 7, A_DIALOG, L"register for a VMware product license.");
+    dlg_line(&d, 9, A_DIALOG, L"Remove the installation media before rebooting.");
+    if (s->ks_reboot) {
+        sim_delay(2000, 5000);
+        return SCR_REBOOT;
+    }
+    for (;;) {
+        tui_key k;
+        if (tui_read_key(&k, 0) && k.ch == CH_ENTER) return SCR_REBOOT;
+    }
+}
