@@ -93,10 +93,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--parallel", type=int, metavar="K", help="seats run at once (default: all)")
     p.add_argument("--runs", metavar="DIR", help="where run folders go (default: runs/ beside the lab)")
     p.add_argument("--keep", action="store_true", help="leave the VM running after success")
+    p.add_argument("--boot-only", action="store_true",
+                   help="start the VM with the ISO and leave it running (for send/screenshot/wait); no playbooks")
 
     p = add("down", "run:cmd_down", "stop the lab's VMs and clean up after a crashed run")
     _lab_arg(p)
     _seats_arg(p)
+    p.add_argument("--hard", action="store_true", help="power off at once (no ACPI power button first)")
+    p.add_argument("--timeout", type=float, default=20.0, metavar="S",
+                   help="seconds the guest gets to power off before a hard stop (default: 20)")
 
     p = add("status", "run:cmd_status", "power state, VNC endpoint, stick and run folder per seat")
     _lab_arg(p)

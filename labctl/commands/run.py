@@ -1,27 +1,286 @@
-"""up / down / status / reset (placeholder until the backends land)."""
+"""up / down / status / reset: one seat's VM from start to verified stick, and its housekeeping."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import Any
 
-from labctl.errors import NotBuiltError
+from labctl.backends.qemu import QemuBackend, Runtime, _proc_starttime
+from labctl.backends.qemu_argv import ovmf_files
+from labctl.errors import InputError, NotBuiltError, RunFailed
+from labctl.spec import Lab, Seat, esxi_password_problem, load_lab, resolve_secret
 
 
-def _not_built(verb: str) -> int:
-    raise NotBuiltError(f"'{verb}' needs the QEMU backend and the console engine, which are not built yet")
+def _qemu_lab(args: argparse.Namespace, strict: bool = False) -> tuple[Lab, list[Seat]]:
+    from labctl.runner import backend_kind
+
+    lab = load_lab(args.lab, strict=strict)
+    if backend_kind(lab, getattr(args, "backend", None)) == "vmware":
+        raise NotBuiltError("the VMware backend is not built yet; use backend: qemu (or --backend qemu)")
+    return lab, lab.select_seats(getattr(args, "seats", None))
+
+
+def _say(args: argparse.Namespace, text: str) -> None:
+    if not getattr(args, "quiet", False):
+        print(text, flush=True)
+
+
+# -- up ------------------------------------------------------------------------------------------
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    return _not_built("up")
+    from labctl.runner import SeatResult, UpOptions, run_seat
+
+    lab, seats = _qemu_lab(args, strict=True)
+    boot_only = bool(getattr(args, "boot_only", False))
+    secrets: list[str] = []
+    variables: dict[str, object] = {
+        "boot_options": lab.install.boot_options,
+        "keyboard": lab.install.keyboard,
+        "esxi": lab.esxi,
+        "media": lab.verify.media,
+        "lab": lab.name,
+    }
+    if not boot_only:
+        password = resolve_secret(lab.install.root_password, lab)
+        problem = esxi_password_problem(password)
+        if problem:
+            raise InputError(f"install.root_password: the ESXi {lab.esxi} installer would refuse it: {problem}")
+        secrets.append(password)
+        variables["root_password"] = password
+    options = UpOptions(
+        keep=bool(args.keep) or boot_only,
+        boot_only=boot_only,
+        runs_dir=Path(args.runs).resolve() if args.runs else None,
+        backend=args.backend,
+    )
+
+    def one(seat: Seat) -> SeatResult:
+        seat_vars = dict(variables, seat=seat.name)
+        return run_seat(lab, seat, options, secrets, seat_vars)
+
+    results: list[SeatResult] = []
+    failures: list[str] = []
+    parallel = max(1, args.parallel or len(seats))  # the CLI contract: all seats at once by default
+    if parallel == 1 or len(seats) == 1:
+        for seat in seats:
+            try:
+                res = one(seat)
+            except RunFailed as exc:
+                if len(seats) == 1:
+                    raise
+                failures.append(str(exc))
+                print(f"labctl: {exc}", file=sys.stderr)
+                continue
+            results.append(res)
+            _report_up(args, res)
+    else:
+        results, failures = _up_parallel(args, lab, seats, parallel, one)
+    if failures:
+        raise RunFailed(f"{len(failures)} of {len(seats)} seats failed (see above)")
+    return 0
+
+
+def _report_up(args: argparse.Namespace, res: Any) -> None:
+    seat = res.seat
+    line = f"seat {seat.index} ({seat.name}): ok in {res.seconds:.0f} s; run folder {res.run_dir}"
+    if res.backend is not None and res.backend.alive():
+        line += f"; left running, VNC {res.backend.vnc_display()} ('labctl down' stops it)"
+    _say(args, line)
+
+
+def _up_parallel(args: argparse.Namespace, lab: Lab, seats: list[Seat], parallel: int,
+                 one: Any) -> tuple[list[Any], list[str]]:
+    """Seats in worker threads. Ctrl-C stops every seat's QEMU, so the workers fail fast and clean up."""
+    results: list[Any] = []
+    failures: list[str] = []
+    pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="seat")
+    futures = {pool.submit(one, seat): seat for seat in seats}
+    try:
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=0.5, return_when=FIRST_EXCEPTION)
+            for fut in done:
+                try:
+                    res = fut.result()
+                except RunFailed as exc:
+                    failures.append(str(exc))
+                    print(f"labctl: {exc}", file=sys.stderr)
+                    continue
+                results.append(res)
+                _report_up(args, res)
+    except BaseException:
+        for fut in futures:
+            fut.cancel()
+        for seat in seats:  # the workers see their QEMU die and clean up
+            _kill_seat(lab, seat)
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    return results, failures
+
+
+def _kill_seat(lab: Lab, seat: Seat) -> None:
+    rt = Runtime.load(QemuBackend(lab, seat).files.runtime)
+    if rt is not None and rt.alive():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(rt.pid, signal.SIGKILL)
+
+
+# -- down ----------------------------------------------------------------------------------------
+
+
+def _strays(backend: QemuBackend) -> list[int]:
+    """QEMU processes of this seat that its runtime record does not know (a record lost in a crash)."""
+    marker = f"path={backend.files.qmp},".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if marker in cmdline and b"qemu" in cmdline.split(b"\0", 1)[0]:
+            found.append(int(entry.name))
+    return found
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    return _not_built("down")
+    lab, seats = _qemu_lab(args)
+    hard = bool(getattr(args, "hard", False))
+    timeout = float(getattr(args, "timeout", None) or 20.0)
+    for seat in seats:
+        b = QemuBackend(lab, seat)
+        label = f"seat {seat.index} ({seat.name})"
+        rt = Runtime.load(b.files.runtime)
+        if rt is not None and rt.alive():
+            if not rt.detached and rt.owner_pid != os.getpid() and _proc_starttime(rt.owner_pid) is not None:
+                (b.files.state_dir / "stopped-by-down").touch()  # so the running 'up' says who stopped it
+            t0 = time.monotonic()
+            b._runtime = rt
+            b.stop("hard" if hard else "soft", timeout=timeout)
+            how = "hard" if hard else ("soft" if b.soft_stopped else f"the guest ignored the power button for "
+                                       f"{timeout:g} s, then hard")
+            _say(args, f"{label}: stopped QEMU pid {rt.pid} ({how}, {time.monotonic() - t0:.1f} s)")
+            continue
+        strays = _strays(b)
+        for pid in strays:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        removed = b.cleanup_stale()
+        parts = []
+        if strays:
+            parts.append(f"killed stray QEMU pid {', '.join(map(str, strays))}")
+        if removed:
+            parts.append(f"removed stale {', '.join(removed)}")
+        _say(args, f"{label}: not running" + (f"; {'; '.join(parts)}" if parts else ""))
+    return 0
+
+
+# -- status --------------------------------------------------------------------------------------
+
+
+def seat_status(lab: Lab, seat: Seat, kind: str = "qemu") -> dict[str, Any]:
+    from labctl.runner import last_run_dir
+
+    b = QemuBackend(lab, seat)
+    rt = Runtime.load(b.files.runtime)
+    running = rt is not None and rt.alive()
+    if running:
+        b._runtime = rt
+    state = b.power_state().value if running else "off"
+    vnc: dict[str, Any] | None = None
+    if running and rt is not None:
+        vnc = ({"socket": rt.vnc_socket} if rt.vnc_socket else {"host": rt.vnc_host, "port": rt.vnc_port})
+    image = seat.stick_image(lab)
+    run_dir = last_run_dir(seat)
+    return {
+        "seat": seat.index,
+        "name": seat.name,
+        "backend": kind,
+        "power_state": state,
+        "pid": rt.pid if running and rt else None,
+        "accel": rt.accel if running and rt else None,
+        "vnc": vnc,
+        "serial": rt.serial if running and rt else None,
+        "stick_image": str(image) if image else None,
+        "stick_snapshots": b.snapshots() if image else [],
+        "run_dir": str(run_dir) if run_dir else None,
+        "state_dir": str(seat.state_dir),
+        "stale_files": bool(not running and rt is not None),
+    }
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    return _not_built("status")
+    lab, seats = _qemu_lab(args)
+    rows = [seat_status(lab, seat) for seat in seats]
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    for r in rows:
+        vnc = r["vnc"]
+        where = "-" if vnc is None else (f"unix:{vnc['socket']}" if "socket" in vnc else f"{vnc['host']}:{vnc['port']}")
+        line = f"seat {r['seat']} ({r['name']}): {r['backend']} {r['power_state']}"
+        if r["pid"]:
+            line += f", pid {r['pid']} ({r['accel']}), VNC {where}"
+        if r["stale_files"]:
+            line += " (stale files from a crashed run: 'labctl down' removes them)"
+        line += f"\n  stick: {r['stick_image'] or 'host stick'}"
+        if r["stick_snapshots"]:
+            line += f" (snapshots: {', '.join(r['stick_snapshots'])})"
+        line += f"\n  last run: {r['run_dir'] or '-'}"
+        print(line)
+    return 0
+
+
+# -- reset ---------------------------------------------------------------------------------------
 
 
 def cmd_reset(args: argparse.Namespace) -> int:
-    return _not_built("reset")
+    lab, seats = _qemu_lab(args)
+    for seat in seats:
+        b = QemuBackend(lab, seat)
+        done: list[str] = []
+        rt = Runtime.load(b.files.runtime)
+        if rt is not None and rt.alive():
+            b._runtime = rt
+            b.stop("hard")
+            done.append(f"stopped the running VM (QEMU pid {rt.pid})")
+        removed = b.cleanup_stale()
+        if removed:
+            done.append(f"removed stale {', '.join(removed)}")
+        image = seat.stick_image(lab)
+        if image is None:
+            done.append("host stick left as it is (wipe it with 'labctl stick wipe DEV')")
+        else:
+            snaps = b.snapshots()
+            if snaps:
+                b.revert(snaps[0])
+                done.append(f"stick reverted to its snapshot '{snaps[0]}' (changes since then discarded)")
+            else:
+                image.unlink(missing_ok=True)
+                b.define()
+                done.append(f"stick image {image} recreated blank ({(seat.stick.size or 0) / 2**30:g} GiB, sparse)")
+        disk = lab.vm.disk
+        if disk is not None:
+            path = lab.resolve(disk.image, seat) if disk.image else b.files.local_disk
+            path.unlink(missing_ok=True)
+            done.append("local disk recreated blank")
+        _, vars_template = ovmf_files(lab)
+        b.files.state_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(vars_template, b.files.ovmf_vars)
+        done.append("UEFI variables reset")
+        b.define()
+        _say(args, f"seat {seat.index} ({seat.name}): " + "; ".join(done))
+    return 0
+

@@ -1,0 +1,735 @@
+"""The QEMU backend: one seat's VM as a supervised QEMU child process, driven over QMP.
+
+Files of a seat (its state folder, see ``SeatFiles``): ``OVMF_VARS.fd`` (per-seat UEFI vars),
+``vnc.pass`` (random 8-character VNC password, mode 0600, read by QEMU through ``-object secret``),
+``qemu.json`` (pid, process start time and endpoints of the running QEMU; no secrets), ``qemu.log``
+(QEMU's stderr), ``serial.log`` (everything the guest printed on its serial port), unix sockets for QMP
+and the serial port (in a short folder under the temp dir when the state path is too long for a
+socket), ``stick-snapshots/`` (qcow2 overlays on top of the stick image, for resets).
+
+Supervision: QEMU runs as a child in its own session (a Ctrl-C in the terminal reaches labctl only, which
+then stops QEMU in order); ``PR_SET_PDEATHSIG`` kills it if labctl itself dies, unless the seat is started
+``detached`` (``up --keep``). ``QemuBackend.check()`` raises ``RunFailed`` with the tail of QEMU's stderr
+when QEMU died on its own. ``stop()`` is soft (ACPI power button, with ``-no-shutdown`` QEMU stays to
+report it) then hard (QMP ``quit``, SIGTERM, SIGKILL); ``QemuBackend.attach()`` finds a seat started
+by another labctl process (``labctl down``/``send``/``status``) through ``qemu.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import fcntl
+import json
+import logging
+import os
+import random
+import secrets
+import shutil
+import signal
+import socket
+import string
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from labctl.backends.accel import AccelVerdict, choose_accel
+from labctl.backends.base import PowerState, SerialEndpoint, VncEndpoint
+from labctl.backends.qemu_argv import (
+    VNC_BASE_PORT,
+    SeatFiles,
+    StickDrive,
+    VncListen,
+    build_argv,
+    ovmf_files,
+)
+from labctl.backends.qmp import Qmp, QmpError
+from labctl.errors import InputError, RunFailed
+from labctl.spec import Lab, Seat
+
+log = logging.getLogger(__name__)
+
+VNC_PORTS = range(5900, 6000)
+START_TIMEOUT = 60.0  # QEMU start to VNC answering (TCG on a loaded 2-core host takes ~1 s)
+_PR_SET_PDEATHSIG = 1
+_QEMU_IMG_TIMEOUT = 120.0
+
+
+class QemuDied(RunFailed):
+    """QEMU exited while labctl still needed it."""
+
+
+# -- small process helpers ---------------------------------------------------------------------------
+
+
+def _proc_starttime(pid: int) -> int | None:
+    """The process start time (clock ticks since boot) or None when there is no live process ``pid``."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    if fields[0] in ("Z", "X"):  # a zombie has exited
+        return None
+    return int(fields[19])
+
+
+def _pdeathsig() -> None:  # runs in the child between fork and exec
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+def tail(path: Path, lines: int = 12, limit: int = 2000) -> str:
+    """The last lines of a log file, for error messages."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 16384))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return ""
+    out = "\n".join(text.strip().splitlines()[-lines:])
+    return out[-limit:]
+
+
+def _random_password() -> str:
+    alphabet = string.ascii_letters + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(8))  # VNC passwords are at most 8 characters
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _vnc_port_lock(exclude: set[int]) -> Iterator[int]:
+    """A free 127.0.0.1 VNC port, held under a lock file until the caller's QEMU has bound it."""
+    lock_dir = Path(tempfile.gettempdir()) / f"labctl-{os.getuid()}" / "vnc-ports"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    ports = list(VNC_PORTS)
+    start = random.randrange(len(ports))
+    for port in ports[start:] + ports[:start]:
+        if port in exclude:
+            continue
+        fd = os.open(lock_dir / f"{port}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            yield port
+            return
+        finally:
+            os.close(fd)  # releases the lock
+    raise RunFailed(f"no free VNC port in {VNC_PORTS.start}-{VNC_PORTS.stop - 1} on 127.0.0.1")
+
+
+def _vnc_answers(host: str, port: int | None, sock_path: Path | None, timeout: float = 2.0) -> bool:
+    """True when a VNC server greets with 'RFB xxx.yyy'."""
+    family = socket.AF_UNIX if sock_path is not None else socket.AF_INET
+    address: Any = str(sock_path) if sock_path is not None else (host, port)
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(address)
+            return s.recv(12).startswith(b"RFB ")
+    except OSError:
+        return False
+
+
+# -- the runtime record ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What ``qemu.json`` holds about a started QEMU (no secrets)."""
+
+    pid: int
+    starttime: int
+    owner_pid: int
+    detached: bool
+    accel: str
+    vnc_host: str
+    vnc_port: int | None
+    vnc_socket: str | None
+    qmp: str
+    serial: str
+    iso: str | None
+    stick: str | None
+    started_at: float
+
+    @classmethod
+    def load(cls, path: Path) -> Runtime | None:
+        try:
+            data = json.loads(path.read_text())
+            return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.__dict__, indent=1))
+        tmp.replace(path)
+
+    def alive(self) -> bool:
+        return _proc_starttime(self.pid) == self.starttime
+
+
+# -- the backend -------------------------------------------------------------------------------------
+
+
+class QemuBackend:
+    """One seat's VM under QEMU. Implements ``labctl.backends.base.Backend``."""
+
+    name = "qemu"
+
+    def __init__(
+        self,
+        lab: Lab,
+        seat: Seat,
+        *,
+        iso: Path | None = None,
+        accel: AccelVerdict | None = None,
+        vnc_unix: bool = False,
+        detached: bool = False,
+        accel_cache: Path | None = None,
+    ) -> None:
+        self.lab = lab
+        self.seat = seat
+        self.iso = iso if iso is not None else lab.iso_path(seat)
+        self.files = SeatFiles.for_state_dir(seat.state_dir)
+        self.vnc_unix = vnc_unix
+        self.detached = detached
+        self.accel = accel
+        self.accel_cache = accel_cache
+        self.start_seconds: float | None = None  # QEMU start to VNC answering, measured
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._runtime: Runtime | None = None
+        self._stopping = False
+        self.soft_stopped = False  # the last stop() ended with the guest powering off by itself
+        self._lock = threading.RLock()
+
+    # -- attach to a QEMU started by another labctl process ---------------------------------------
+
+    @classmethod
+    def attach(cls, lab: Lab, seat: Seat) -> QemuBackend:
+        """The seat's running QEMU (started by ``labctl up``); InputError when it is not running."""
+        backend = cls(lab, seat)
+        rt = Runtime.load(backend.files.runtime)
+        if rt is None or not rt.alive():
+            raise InputError(
+                f"seat {seat.index} ({seat.name}) is not running; start it with 'labctl up {lab.source} --keep'"
+            )
+        backend._runtime = rt
+        backend.detached = rt.detached
+        return backend
+
+    # -- define -----------------------------------------------------------------------------------
+
+    def define(self) -> None:
+        """State folder, per-seat UEFI vars, VNC password, stick image and local disk (when missing)."""
+        f = self.files
+        f.state_dir.mkdir(parents=True, exist_ok=True)
+        f.sock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _, vars_template = ovmf_files(self.lab)
+        if not f.ovmf_vars.exists():
+            if not vars_template.is_file():
+                raise InputError(f"OVMF vars template not found: {vars_template} (apt-get install ovmf)")
+            shutil.copyfile(vars_template, f.ovmf_vars)
+        if not f.vnc_password.exists():
+            _write_private(f.vnc_password, _random_password())
+        else:
+            os.chmod(f.vnc_password, 0o600)
+        image = self.seat.stick_image(self.lab)
+        if image is not None and not image.exists():
+            assert self.seat.stick.size is not None
+            self._create_sparse(image, self.seat.stick.size)
+            log.info("seat %s: created the stick image %s (%d bytes, sparse)", self.seat.name, image,
+                     self.seat.stick.size)
+        disk = self.lab.vm.disk
+        if disk is not None:
+            path = self.lab.resolve(disk.image, self.seat) if disk.image else f.local_disk
+            if not path.exists():
+                self._create_sparse(path, disk.size)
+
+    @staticmethod
+    def _create_sparse(path: Path, size: int) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "xb") as fh:
+            fh.truncate(size)
+
+    # -- start ------------------------------------------------------------------------------------
+
+    def choose_accel(self) -> AccelVerdict:
+        if self.accel is None:
+            code, vars_template = ovmf_files(self.lab)
+            self.accel = choose_accel(self.lab.qemu.accel, self.lab.qemu.binary, code, vars_template,
+                                      cache_file=self.accel_cache)
+            how = "cached verdict" if self.accel.cached else f"probe took {self.accel.seconds:.1f} s"
+            log.info("seat %s: accelerator %s (%s; %s)", self.seat.name, self.accel.accel.upper(),
+                     self.accel.reason, how)
+        return self.accel
+
+    def stick_drive(self) -> StickDrive | None:
+        """The stick file QEMU opens: the top qcow2 overlay when snapshots exist, else the raw image."""
+        image = self.seat.stick_image(self.lab)
+        if image is None:
+            return None
+        active = self._snapshot_chain().get("active")
+        if active:
+            return StickDrive(Path(active), "qcow2")
+        return StickDrive(image, "raw")
+
+    def argv(self, vnc: VncListen) -> list[str]:
+        accel = self.choose_accel()
+        return build_argv(self.lab, self.seat, self.files, accel=accel.accel, iso=self.iso,
+                          stick=self.stick_drive(), vnc=vnc)
+
+    def start(self) -> None:
+        """Start QEMU with the ISO in the CD and the stick attached; returns once VNC answers."""
+        with self._lock:
+            rt = Runtime.load(self.files.runtime)
+            if rt is not None and rt.alive():
+                raise InputError(f"seat {self.seat.index} ({self.seat.name}) is already running "
+                                 f"(QEMU pid {rt.pid}); 'labctl down {self.lab.source}' stops it")
+            self.cleanup_stale()
+            self.define()
+            if self.iso is not None and not self.iso.is_file():
+                raise InputError(f"ISO not found: {self.iso}")
+            self.choose_accel()
+            tried: set[int] = set()
+            for _attempt in range(3):
+                if self.vnc_unix:
+                    if self._launch(VncListen(socket=self.files.vnc_socket)):
+                        return
+                else:
+                    with _vnc_port_lock(tried) as port:
+                        tried.add(port)
+                        if self._launch(VncListen(port=port)):
+                            return
+            raise RunFailed(f"QEMU could not bind a VNC port (tried {sorted(tried)}): {tail(self.files.stderr_log)}")
+
+    def _launch(self, vnc: VncListen) -> bool:
+        """Start QEMU and wait until QMP and VNC answer. False when only the VNC port was taken."""
+        f = self.files
+        argv = self.argv(vnc)
+        log.debug("seat %s: %s", self.seat.name, " ".join(argv))
+        for sock in f.sockets():
+            sock.unlink(missing_ok=True)
+        t0 = time.monotonic()
+        with open(f.stderr_log, "wb") as err:
+            self._proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, cwd=f.state_dir,
+                start_new_session=True, preexec_fn=None if self.detached else _pdeathsig,
+            )
+        proc = self._proc
+        starttime = _proc_starttime(proc.pid) or 0
+        rt = Runtime(
+            pid=proc.pid, starttime=starttime, owner_pid=os.getpid(), detached=self.detached,
+            accel=self.accel.accel if self.accel else "?", vnc_host="127.0.0.1", vnc_port=vnc.port,
+            vnc_socket=str(vnc.socket) if vnc.socket else None, qmp=str(f.qmp), serial=str(f.serial),
+            iso=str(self.iso) if self.iso else None,
+            stick=str(d.path) if (d := self.stick_drive()) else None, started_at=time.time(),
+        )
+        rt.save(f.runtime)
+        self._runtime = rt
+        self._stopping = False
+        try:
+            deadline = time.monotonic() + START_TIMEOUT
+            while True:
+                code = proc.poll()
+                if code is not None:
+                    self._stopping = True
+                    err_text = tail(f.stderr_log)
+                    self._forget()
+                    if vnc.port is not None and ("Address already in use" in err_text or "VNC" in err_text):
+                        log.info("seat %s: VNC port %d was taken, trying another", self.seat.name, vnc.port)
+                        self._runtime = None
+                        return False
+                    raise QemuDied(f"QEMU exited at start (exit code {code}): {err_text or 'no message'}")
+                if f.qmp.exists() and _vnc_answers("127.0.0.1", vnc.port, vnc.socket):
+                    status = self._qmp("query-status")
+                    if status.get("status") not in ("running", "prelaunch"):
+                        raise RunFailed(f"QEMU started but the VM is {status.get('status')!r}: {tail(f.stderr_log)}")
+                    break
+                if time.monotonic() > deadline:
+                    raise RunFailed(f"QEMU did not answer on QMP and VNC within {START_TIMEOUT:g} s: "
+                                    f"{tail(f.stderr_log) or 'no message'}")
+                time.sleep(0.05)
+        except BaseException:
+            self._kill()
+            raise
+        self.start_seconds = time.monotonic() - t0
+        where = vnc.socket or f"127.0.0.1:{vnc.port}"
+        log.info("seat %s: QEMU pid %d up (%s), VNC on %s after %.2f s", self.seat.name, proc.pid,
+                 rt.accel.upper(), where, self.start_seconds)
+        return True
+
+    # -- QMP ----------------------------------------------------------------------------------------
+
+    def _qmp(self, command: str, arguments: dict[str, object] | None = None, timeout: float = 10.0) -> Any:
+        """One QMP command on a short-lived connection (QEMU serves one QMP client at a time, and
+        other labctl processes — send, screenshot, status — must get their turn)."""
+        with self._lock:
+            self.check()
+            path = Path(self._runtime.qmp) if self._runtime else self.files.qmp
+            with Qmp(path, nickname=f"seat{self.seat.index}", timeout=timeout) as q:
+                return q.execute(command, arguments, timeout=timeout)
+
+    # -- supervision --------------------------------------------------------------------------------
+
+    def pid(self) -> int | None:
+        return self._runtime.pid if self._runtime else None
+
+    def alive(self) -> bool:
+        if self._proc is not None:
+            return self._proc.poll() is None
+        return self._runtime is not None and self._runtime.alive()
+
+    def exit_code(self) -> int | None:
+        return self._proc.poll() if self._proc is not None else None
+
+    def died(self) -> bool:
+        """QEMU is gone although nobody asked it to stop."""
+        return self._runtime is not None and not self._stopping and not self.alive()
+
+    def death_message(self) -> str:
+        code = self.exit_code()
+        how = (f"killed by signal {-code}" if code is not None and code < 0
+               else f"exit code {code}" if code is not None else "gone")
+        stopped_by = self.files.state_dir / "stopped-by-down"
+        if stopped_by.exists():
+            how += ", stopped by 'labctl down'"
+        text = tail(self.files.stderr_log)
+        return f"QEMU (pid {self.pid()}) exited unexpectedly ({how}); " + (
+            f"last lines of its stderr:\n{text}" if text else "it wrote nothing on stderr"
+        )
+
+    def check(self) -> None:
+        """Raise ``QemuDied`` (with QEMU's stderr tail) when QEMU died on its own."""
+        if self.died():
+            raise QemuDied(self.death_message())
+
+    # -- power --------------------------------------------------------------------------------------
+
+    def stop(self, mode: Literal["hard", "soft"] = "soft", timeout: float = 60.0) -> None:
+        """Power off: soft = ACPI power button, hard after ``timeout``; hard = QMP quit, SIGTERM, SIGKILL.
+        Removes the runtime record and sockets afterwards; never leaves QEMU running."""
+        with self._lock:
+            if self._runtime is None:
+                self._runtime = Runtime.load(self.files.runtime)
+            self._stopping = True
+            try:
+                if self.alive() and mode == "soft":
+                    self._soft_stop(timeout)
+                if self.alive():
+                    self._hard_stop()
+            except BaseException:
+                self._kill()
+                raise
+            finally:
+                if not self.alive():
+                    self._forget()
+
+    def _soft_stop(self, timeout: float) -> None:
+        try:
+            self._qmp("system_powerdown")
+        except QmpError as exc:
+            log.debug("system_powerdown: %s", exc)
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.alive():
+            try:
+                if self._qmp("query-status").get("status") == "shutdown":
+                    self.soft_stopped = True
+                    return
+            except QmpError:
+                pass
+            time.sleep(0.5)
+        if not self.alive():
+            self.soft_stopped = True
+            return
+        log.info("seat %s: the guest did not power off within %g s; stopping QEMU", self.seat.name, timeout)
+
+    def _hard_stop(self) -> None:
+        path = Path(self._runtime.qmp) if self._runtime else self.files.qmp
+        try:
+            with Qmp(path, nickname=f"seat{self.seat.index}", timeout=3.0) as q:
+                q.quit(timeout=3.0)
+        except (QmpError, OSError, TimeoutError) as exc:
+            log.debug("QMP quit: %s", exc)
+        if self._wait_gone(5.0):
+            return
+        self._signal(signal.SIGTERM)
+        if self._wait_gone(5.0):
+            return
+        self._kill()
+
+    def _wait_gone(self, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if not self.alive():
+                return True
+            time.sleep(0.05)
+        return not self.alive()
+
+    def _signal(self, sig: int) -> None:
+        if self.alive() and (pid := self.pid()) is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+    def _kill(self) -> None:
+        """SIGKILL and reap; used on every failure path so no QEMU is left behind."""
+        self._stopping = True
+        self._signal(signal.SIGKILL)
+        if self._proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(10)
+        else:
+            self._wait_gone(10.0)
+
+    def _forget(self) -> None:
+        """Remove the runtime record and sockets of a QEMU that is gone."""
+        self.files.runtime.unlink(missing_ok=True)
+        for sock in self.files.sockets():
+            sock.unlink(missing_ok=True)
+
+    def cleanup_stale(self) -> list[str]:
+        """Remove the runtime record and sockets left by a crashed run; what it removed."""
+        removed: list[str] = []
+        rt = Runtime.load(self.files.runtime)
+        if rt is not None and rt.alive():
+            return removed
+        for p in [self.files.runtime, *self.files.sockets(), self.files.state_dir / "stopped-by-down"]:
+            if p.exists() or p.is_symlink():
+                p.unlink()
+                removed.append(p.name)
+        return removed
+
+    def reset(self, mode: Literal["hard", "soft"] = "hard") -> None:
+        """Hard: the reset button (QMP system_reset). Soft: Ctrl+Alt+Del to the guest."""
+        if mode == "hard":
+            self._qmp("system_reset")
+        else:
+            keys = [{"type": "qcode", "data": k} for k in ("ctrl", "alt", "delete")]
+            self._qmp("send-key", {"keys": keys})
+
+    def power_on_after_shutdown(self) -> None:
+        """After the guest powered off (QEMU keeps it with -no-shutdown): reset and continue."""
+        self._qmp("system_reset")
+        if self._qmp("query-status").get("status") != "running":
+            self._qmp("cont")
+
+    def eject_cdrom(self) -> None:
+        """Take the installer ISO out (forced: the guest may hold the tray locked)."""
+        self._qmp("eject", {"id": "cd0", "force": True})
+
+    def cdrom_inserted(self) -> bool:
+        for dev in self._qmp("query-block"):
+            if dev.get("device") == "cdrom" or str(dev.get("qdev", "")).rstrip("/").endswith("cd0"):
+                return "inserted" in dev
+        return False
+
+    def power_state(self) -> PowerState:
+        if self._runtime is None:
+            self._runtime = Runtime.load(self.files.runtime)
+        if not self.alive():
+            return PowerState.OFF
+        try:
+            status = self._qmp("query-status", timeout=5.0).get("status")
+        except QmpError:
+            return PowerState.UNKNOWN
+        if status == "running":
+            return PowerState.RUNNING
+        if status == "shutdown":
+            return PowerState.OFF
+        if status in ("paused", "suspended", "prelaunch", "inmigrate", "postmigrate", "finish-migrate"):
+            return PowerState.PAUSED
+        return PowerState.UNKNOWN
+
+    def qemu_status(self) -> str:
+        """QEMU's own run state (running, shutdown, internal-error, ...), or 'not running'."""
+        if not self.alive():
+            return "not running"
+        return str(self._qmp("query-status", timeout=5.0).get("status"))
+
+    # -- endpoints ----------------------------------------------------------------------------------
+
+    def vnc_endpoint(self) -> VncEndpoint:
+        rt = self._runtime or Runtime.load(self.files.runtime)
+        if rt is None:
+            raise InputError(f"seat {self.seat.index} ({self.seat.name}) is not running")
+        password = self.files.vnc_password.read_text().strip()
+        if rt.vnc_socket:
+            return VncEndpoint("127.0.0.1", 0, password, socket_path=Path(rt.vnc_socket))
+        assert rt.vnc_port is not None
+        return VncEndpoint(rt.vnc_host, rt.vnc_port, password)
+
+    def vnc_display(self) -> str:
+        """'127.0.0.1:N' / 'unix:PATH' without the password, for messages."""
+        rt = self._runtime or Runtime.load(self.files.runtime)
+        if rt is None:
+            return "-"
+        if rt.vnc_socket:
+            return f"unix:{rt.vnc_socket}"
+        return f"{rt.vnc_host}:{(rt.vnc_port or VNC_BASE_PORT) - VNC_BASE_PORT}"
+
+    def serial_endpoint(self) -> SerialEndpoint | None:
+        rt = self._runtime or Runtime.load(self.files.runtime)
+        return SerialEndpoint(Path(rt.serial)) if rt else SerialEndpoint(self.files.serial)
+
+    # -- screen ------------------------------------------------------------------------------------
+
+    def screendump(self, out: Path) -> Path:
+        """A PNG of the screen through QMP (no VNC needed)."""
+        out = out.resolve()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._qmp("screendump", {"filename": str(out), "format": "png"})
+        except QmpError as exc:
+            if "format" not in str(exc):
+                raise
+            ppm = out.with_suffix(".ppm")  # QEMU before 7.1: PPM only
+            self._qmp("screendump", {"filename": str(ppm)})
+            from PIL import Image
+
+            with Image.open(ppm) as im:
+                im.save(out, "PNG")
+            ppm.unlink()
+        return out
+
+    # -- stick snapshots (qcow2 overlays on the raw stick image) ----------------------------------
+
+    def _chain_file(self) -> Path:
+        return self.files.snapshots / "chain.json"
+
+    def _snapshot_chain(self) -> dict[str, Any]:
+        try:
+            data: dict[str, Any] = json.loads(self._chain_file().read_text())
+            return data
+        except (OSError, ValueError):
+            return {"active": None, "snapshots": []}
+
+    def _save_chain(self, chain: dict[str, Any]) -> None:
+        self.files.snapshots.mkdir(parents=True, exist_ok=True)
+        tmp = self._chain_file().with_suffix(".tmp")
+        tmp.write_text(json.dumps(chain, indent=1))
+        tmp.replace(self._chain_file())
+
+    def _require_off(self, what: str) -> None:
+        if self._runtime is None:
+            self._runtime = Runtime.load(self.files.runtime)
+        if self.alive():
+            raise InputError(f"{what}: seat {self.seat.index} is running; 'labctl down' it first")
+
+    def _image(self, what: str) -> Path:
+        image = self.seat.stick_image(self.lab)
+        if image is None:
+            raise InputError(f"{what}: seat {self.seat.index} uses a host stick; snapshots need a stick image")
+        if not image.exists():
+            self.define()
+        return image
+
+    def _qemu_img(self, *args: str) -> None:
+        argv = ["qemu-img", *args]
+        try:
+            res = subprocess.run(argv, capture_output=True, text=True, timeout=_QEMU_IMG_TIMEOUT, check=False)
+        except FileNotFoundError:
+            raise InputError("qemu-img not found (apt-get install qemu-utils)") from None
+        if res.returncode != 0:
+            raise RunFailed(f"qemu-img {args[0]} failed: {res.stderr.strip()[-500:]}")
+
+    def snapshots(self) -> list[str]:
+        return [s["name"] for s in self._snapshot_chain()["snapshots"]]
+
+    def snapshot(self, name: str) -> None:
+        """Freeze the stick as it is now under ``name``; later writes go to a new qcow2 overlay."""
+        self._require_off("snapshot")
+        image = self._image("snapshot")
+        chain = self._snapshot_chain()
+        if name in self.snapshots():
+            raise InputError(f"snapshot {name!r} exists already (seat {self.seat.index})")
+        d = self.files.snapshots
+        d.mkdir(parents=True, exist_ok=True)
+        if chain["active"]:
+            frozen = d / f"snap-{len(chain['snapshots'])}.qcow2"
+            Path(chain["active"]).rename(frozen)
+            chain["snapshots"].append({"name": name, "file": str(frozen), "format": "qcow2"})
+        else:
+            chain["snapshots"].append({"name": name, "file": str(image), "format": "raw"})
+        top = chain["snapshots"][-1]
+        active = d / "active.qcow2"
+        self._qemu_img("create", "-q", "-f", "qcow2", "-b", top["file"], "-F", top["format"], str(active))
+        chain["active"] = str(active)
+        self._save_chain(chain)
+
+    def revert(self, name: str) -> None:
+        """Discard every change to the stick since snapshot ``name`` (and the snapshots after it)."""
+        self._require_off("revert")
+        chain = self._snapshot_chain()
+        names = self.snapshots()
+        if name not in names:
+            raise InputError(f"seat {self.seat.index} has no snapshot {name!r} (it has: {', '.join(names) or 'none'})")
+        keep = names.index(name) + 1
+        for dropped in chain["snapshots"][keep:]:
+            Path(dropped["file"]).unlink(missing_ok=True)
+        chain["snapshots"] = chain["snapshots"][:keep]
+        if chain["active"]:
+            Path(chain["active"]).unlink(missing_ok=True)
+        top = chain["snapshots"][-1]
+        active = self.files.snapshots / "active.qcow2"
+        self._qemu_img("create", "-q", "-f", "qcow2", "-b", top["file"], "-F", top["format"], str(active))
+        chain["active"] = str(active)
+        self._save_chain(chain)
+
+    def drop_snapshots(self) -> None:
+        """Forget all snapshots and their overlays. The raw image keeps the state of the first one."""
+        self._require_off("drop snapshots")
+        shutil.rmtree(self.files.snapshots, ignore_errors=True)
+
+    def clone(self, dest: Path, linked: bool = True) -> Path:
+        """A copy of the stick: a qcow2 overlay on a frozen snapshot (linked) or a sparse raw copy."""
+        self._require_off("clone")
+        drive = self.stick_drive()
+        if drive is None:
+            raise InputError(f"clone: seat {self.seat.index} uses a host stick")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if linked:
+            name = f"clone-{int(time.time())}"
+            self.snapshot(name)
+            top = self._snapshot_chain()["snapshots"][-1]
+            self._qemu_img("create", "-q", "-f", "qcow2", "-b", top["file"], "-F", top["format"], str(dest))
+        else:
+            self._qemu_img("convert", "-f", drive.format, "-O", "raw", "-S", "4k", str(drive.path), str(dest))
+        return dest
+
+    @contextlib.contextmanager
+    def stick_raw_view(self) -> Iterator[Path]:
+        """A raw file with the stick's current contents (the image itself, or a sparse copy of the overlay chain)."""
+        drive = self.stick_drive()
+        if drive is None:
+            raise InputError("the stick is a host stick, not an image")
+        if drive.format == "raw":
+            yield drive.path
+            return
+        with tempfile.TemporaryDirectory(dir=self.files.state_dir, prefix="stick-view-") as tmp:
+            out = Path(tmp) / "stick.raw"
+            self._qemu_img("convert", "-U", "-f", "qcow2", "-O", "raw", str(drive.path), str(out))
+            yield out

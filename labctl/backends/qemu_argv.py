@@ -1,0 +1,226 @@
+"""The QEMU command line for one seat, as a pure function of the lab (unit-tested without QEMU).
+
+The VM is the seed's VM in QEMU terms: q35, UEFI (OVMF code read-only + a per-seat copy of the vars),
+cpus/memory from the lab, the stick on ``usb-storage`` behind ``qemu-xhci`` (or a host stick through
+``usb-host``), the installer ISO on an AHCI CD, optional local disk on AHCI, boot order CD then stick,
+a NIC (user-mode networking, no host forwarding) or none, VNC on 127.0.0.1 (or a unix socket) with a
+password read from a 0600 file through ``-object secret`` (never in argv), QMP and the serial port on
+unix sockets in the seat's state folder, no window. Secrets never appear in the argv.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from labctl.spec import Lab, Seat
+
+OVMF_DIR = Path("/usr/share/OVMF")
+OVMF_CODE = OVMF_DIR / "OVMF_CODE_4M.fd"
+OVMF_VARS = OVMF_DIR / "OVMF_VARS_4M.fd"
+OVMF_CODE_SECBOOT = OVMF_DIR / "OVMF_CODE_4M.secboot.fd"
+OVMF_VARS_SECBOOT = OVMF_DIR / "OVMF_VARS_4M.ms.fd"
+VNC_BASE_PORT = 5900
+_SUN_PATH_MAX = 100  # sockaddr_un.sun_path is 108 bytes; keep a margin
+
+Accel = Literal["kvm", "tcg"]
+
+
+@dataclass(frozen=True)
+class SeatFiles:
+    """Where a seat keeps its files. Unix sockets go to a short folder when the state path is too long."""
+
+    state_dir: Path
+    sock_dir: Path
+
+    @classmethod
+    def for_state_dir(cls, state_dir: Path) -> SeatFiles:
+        state_dir = state_dir.resolve()
+        sock_dir = state_dir
+        if len(str(state_dir / "serial.sock")) > _SUN_PATH_MAX:
+            digest = hashlib.sha256(str(state_dir).encode()).hexdigest()[:16]
+            sock_dir = Path(tempfile.gettempdir()) / f"labctl-{os.getuid()}" / digest
+        return cls(state_dir, sock_dir)
+
+    @property
+    def ovmf_vars(self) -> Path:
+        return self.state_dir / "OVMF_VARS.fd"
+
+    @property
+    def qmp(self) -> Path:
+        return self.sock_dir / "qmp.sock"
+
+    @property
+    def serial(self) -> Path:
+        return self.sock_dir / "serial.sock"
+
+    @property
+    def serial_log(self) -> Path:
+        return self.state_dir / "serial.log"
+
+    @property
+    def vnc_socket(self) -> Path:
+        return self.sock_dir / "vnc.sock"
+
+    @property
+    def vnc_password(self) -> Path:
+        return self.state_dir / "vnc.pass"
+
+    @property
+    def runtime(self) -> Path:
+        """pid, start time and endpoints of the running QEMU (no secrets)."""
+        return self.state_dir / "qemu.json"
+
+    @property
+    def stderr_log(self) -> Path:
+        return self.state_dir / "qemu.log"
+
+    @property
+    def snapshots(self) -> Path:
+        return self.state_dir / "stick-snapshots"
+
+    @property
+    def local_disk(self) -> Path:
+        return self.state_dir / "disk.img"
+
+    def sockets(self) -> list[Path]:
+        return [self.qmp, self.serial, self.vnc_socket]
+
+
+@dataclass(frozen=True)
+class StickDrive:
+    """The stick as QEMU sees it: an image file (raw, or the qcow2 overlay on top of it)."""
+
+    path: Path
+    format: Literal["raw", "qcow2"] = "raw"
+
+
+@dataclass(frozen=True)
+class VncListen:
+    """TCP display number on 127.0.0.1, or a unix socket."""
+
+    port: int | None = None
+    socket: Path | None = None
+
+    def arg(self) -> str:
+        if self.socket is not None:
+            return f"unix:{_opt(str(self.socket))}"
+        assert self.port is not None and self.port >= VNC_BASE_PORT
+        return f"127.0.0.1:{self.port - VNC_BASE_PORT}"
+
+
+def _opt(value: str) -> str:
+    """Escape a value for QEMU's key=value option syntax (a comma is written twice)."""
+    return value.replace(",", ",,")
+
+
+def ovmf_files(lab: Lab) -> tuple[Path, Path]:
+    """(code, vars template) for the lab: its own paths, or Debian's 4M builds (secure boot: ms vars)."""
+    if lab.vm.secure_boot:
+        code, tmpl = OVMF_CODE_SECBOOT, OVMF_VARS_SECBOOT
+    else:
+        code, tmpl = OVMF_CODE, OVMF_VARS
+    return (
+        Path(lab.qemu.ovmf_code) if lab.qemu.ovmf_code else code,
+        Path(lab.qemu.ovmf_vars) if lab.qemu.ovmf_vars else tmpl,
+    )
+
+
+def build_argv(
+    lab: Lab,
+    seat: Seat,
+    files: SeatFiles,
+    *,
+    accel: Accel,
+    iso: Path | None,
+    stick: StickDrive | None,
+    vnc: VncListen,
+) -> list[str]:
+    """QEMU's argv for the seat. ``iso`` None = an empty CD drive; ``stick`` None = the lab's host stick."""
+    code, _ = ovmf_files(lab)
+    vm = lab.vm
+    machine = "q35,smm=on" if vm.secure_boot else "q35"
+    argv = [
+        lab.qemu.binary,
+        "-name", f"labctl-{seat.name},process=labctl-{seat.name}",
+        "-nodefaults", "-no-user-config",
+        "-machine", machine,
+        "-accel", accel,
+    ]
+    if accel == "kvm":
+        argv += ["-cpu", "host"]
+    argv += [
+        "-smp", str(vm.cpus),
+        "-m", str(vm.memory_mb),
+        "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={_opt(str(code))}",
+        "-drive", f"if=pflash,format=raw,unit=1,file={_opt(str(files.ovmf_vars))}",
+    ]
+    if vm.secure_boot:
+        argv += ["-global", "driver=cfi.pflash01,property=secure,value=on"]
+    argv += ["-device", "VGA", "-display", "none", "-no-shutdown"]
+
+    # The installer ISO on the q35 AHCI controller, first in the boot order.
+    if iso is not None:
+        argv += [
+            "-drive", f"if=none,id=cdrom,media=cdrom,readonly=on,format=raw,file={_opt(str(iso))}",
+            "-device", "ide-cd,bus=ide.0,drive=cdrom,id=cd0,bootindex=0",
+        ]
+    else:
+        argv += ["-device", "ide-cd,bus=ide.0,id=cd0,bootindex=0"]
+
+    # Optional local disk (the seed has none).
+    if vm.disk is not None:
+        disk = lab.resolve(vm.disk.image, seat) if vm.disk.image else files.local_disk
+        argv += [
+            "-drive", f"if=none,id=disk0,format=raw,file={_opt(str(disk))}",
+            "-device", "ide-hd,bus=ide.1,drive=disk0,id=hd0,bootindex=2",
+        ]
+
+    # The USB stick, second in the boot order.
+    if vm.usb == "xhci":
+        argv += ["-device", "qemu-xhci,id=usb"]
+    else:
+        argv += ["-device", "ich9-usb-ehci1,id=usb"]
+    if stick is not None:
+        argv += [
+            "-drive", f"if=none,id=stick,format={stick.format},file={_opt(str(stick.path))}",
+            "-device", "usb-storage,bus=usb.0,drive=stick,id=stick0,removable=on,bootindex=1",
+        ]
+    else:
+        usb = seat.stick.usb
+        assert usb is not None, "a seat without a stick image has a host stick"
+        if usb.path is not None:
+            bus, *ports = usb.path.split("/")
+            argv += ["-device", f"usb-host,bus=usb.0,id=stick0,hostbus={bus},hostport={'.'.join(ports)},bootindex=1"]
+        else:
+            assert usb.vendor_id is not None and usb.product_id is not None
+            argv += [
+                "-device",
+                f"usb-host,bus=usb.0,id=stick0,vendorid={usb.vendor_id:#06x},productid={usb.product_id:#06x},"
+                "bootindex=1",
+            ]
+
+    # Network: user-mode, no host forwarding; no option ROM (no PXE detour in the boot order).
+    if vm.network == "none":
+        argv += ["-nic", "none"]
+    else:
+        rom = "" if vm.nic == "vmxnet3" else ",romfile="
+        argv += ["-netdev", "user,id=net0", "-device", f"{vm.nic},netdev=net0,id=nic0{rom}"]
+
+    # Screen, monitor, serial: VNC password from a 0600 file, never in argv.
+    argv += [
+        "-object", f"secret,id=vncpass,format=raw,file={_opt(str(files.vnc_password))}",
+        "-vnc", f"{vnc.arg()},password-secret=vncpass",
+        "-chardev", f"socket,id=qmp,path={_opt(str(files.qmp))},server=on,wait=off",
+        "-mon", "chardev=qmp,mode=control",
+        "-chardev",
+        f"socket,id=serial0,path={_opt(str(files.serial))},server=on,wait=off,"
+        f"logfile={_opt(str(files.serial_log))},logappend=off",
+        "-serial", "chardev:serial0",
+    ]
+    argv += list(lab.qemu.extra_args)
+    return argv

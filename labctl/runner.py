@@ -1,0 +1,501 @@
+"""``labctl up`` for one seat, as Packer-style steps, and ``attach`` for commands on a running seat.
+
+The flow (each a ``Step`` with ``run`` and ``cleanup``; cleanups run in reverse order, always):
+
+    prepare       state folder, UEFI vars, VNC password, stick image (sparse, created on first use)
+    build ISO     the simulator ISO (``labctl.sim.build.build_iso``), only for ``iso: sim``
+    start VM      the backend (QEMU), returns once VNC answers       cleanup: stop the VM (not after
+                                                                     a successful ``--keep`` run)
+    open console  VNC (+ serial) session for the playbooks           cleanup: close it
+    install       the install playbook (lab.install.playbook)
+    post-install  each of lab.post_install
+    verify        the stick's GPT against lab.verify (labctl.layouts)
+    result        result.json in the run folder
+
+A failing step raises ``RunFailed("seat N: step 'S' failed: ...; last screenshot: PNG")`` (exit 1) after
+the cleanups ran; Ctrl-C runs the cleanups and ends with exit 130; SIGTERM does the same (exit 143).
+While a step runs in the main thread, a watchdog notices QEMU dying on its own and interrupts the step at
+once with QEMU's stderr tail (instead of waiting for a console timeout).
+
+Attaching to a running seat (for ``labctl send/screenshot/wait`` in another process)::
+
+    from labctl.runner import attach
+    backend, vnc, serial = attach(lab, seat_index)   # InputError (exit 2) when the seat is not running
+
+``backend`` is a ``QemuBackend`` bound to the running QEMU (``screendump``, ``eject_cdrom``,
+``power_state`` ...), ``vnc`` a ``VncEndpoint`` (with the password: never log it), ``serial`` a
+``SerialEndpoint`` or None. QEMU serves one client per serial socket: while ``labctl up`` holds the
+serial console, another process gets the screen only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any, NamedTuple
+
+from labctl.backends.base import SerialEndpoint, VncEndpoint
+from labctl.backends.qemu import QemuBackend, QemuDied
+from labctl.errors import InputError, NotBuiltError, RunFailed
+from labctl.spec import Lab, Seat
+
+log = logging.getLogger(__name__)
+
+DEFAULT_KEY_RATE = {"qemu": 30.0, "vmware": 10.0}
+
+
+# -- backend selection -------------------------------------------------------------------------------
+
+
+def backend_kind(lab: Lab, override: str | None = None) -> str:
+    """'qemu' or 'vmware' for the lab (``auto``: vmware when vmrun is found, else qemu)."""
+    kind = override or lab.backend
+    if kind == "auto":
+        vmrun = lab.vmware.vmrun or "vmrun"
+        kind = "vmware" if shutil.which(vmrun) else "qemu"
+    return kind
+
+
+def make_backend(lab: Lab, seat: Seat, override: str | None = None, **options: Any) -> QemuBackend:
+    kind = backend_kind(lab, override)
+    if kind == "vmware":
+        raise NotBuiltError("the VMware backend is not built yet; use backend: qemu (or --backend qemu)")
+    return QemuBackend(lab, seat, **options)
+
+
+# -- attach ------------------------------------------------------------------------------------------
+
+
+class Attachment(NamedTuple):
+    backend: QemuBackend
+    vnc: VncEndpoint
+    serial: SerialEndpoint | None
+
+
+def seat_by_index(lab: Lab, seat_index: int) -> Seat:
+    seats = lab.seat_list()
+    if not 1 <= seat_index <= len(seats):
+        raise InputError(f"--seat {seat_index}: lab {lab.name} has seats 1-{len(seats)}")
+    return seats[seat_index - 1]
+
+
+def attach(lab: Lab, seat_index: int = 1) -> Attachment:
+    """The running seat's backend and endpoints; InputError when it is not running."""
+    if backend_kind(lab) == "vmware":
+        raise NotBuiltError("the VMware backend is not built yet; use backend: qemu")
+    backend = QemuBackend.attach(lab, seat_by_index(lab, seat_index))
+    return Attachment(backend, backend.vnc_endpoint(), backend.serial_endpoint())
+
+
+def last_run_file(seat: Seat) -> Path:
+    return seat.state_dir / "last-run"
+
+
+def last_run_dir(seat: Seat) -> Path | None:
+    try:
+        text = last_run_file(seat).read_text().strip()
+    except OSError:
+        return None
+    return Path(text) if text else None
+
+
+# -- steps ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class UpOptions:
+    keep: bool = False
+    boot_only: bool = False  # start the VM and leave it running: no console, no playbooks
+    runs_dir: Path | None = None
+    backend: str | None = None
+    vnc_unix: bool = False
+    accel_cache: Path | None = None
+
+
+@dataclass
+class Context:
+    """What the steps share for one seat's run."""
+
+    lab: Lab
+    seat: Seat
+    options: UpOptions
+    run: Any  # labctl.report.RunFolder
+    secrets: list[str]
+    variables: dict[str, object]
+    iso: Path | None = None
+    backend: QemuBackend | None = None
+    console: Any = None  # labctl.console.Console
+    succeeded: bool = False
+    result: dict[str, object] = field(default_factory=dict)
+
+
+class Step:
+    """Packer's step: ``run`` does the work, ``cleanup`` undoes it (runs after success and failure)."""
+
+    name = "step"
+
+    def run(self, ctx: Context) -> None:
+        raise NotImplementedError
+
+    def cleanup(self, ctx: Context) -> None:
+        return None
+
+
+class Prepare(Step):
+    name = "prepare"
+
+    def run(self, ctx: Context) -> None:
+        ctx.backend = make_backend(ctx.lab, ctx.seat, ctx.options.backend, detached=ctx.options.keep,
+                                   vnc_unix=ctx.options.vnc_unix, accel_cache=ctx.options.accel_cache)
+        removed = ctx.backend.cleanup_stale()
+        if removed:
+            ctx.run.event(self.name, removed_stale=removed)
+        ctx.backend.define()
+        image = ctx.seat.stick_image(ctx.lab)
+        ctx.run.event(self.name, state_dir=str(ctx.seat.state_dir), stick_image=str(image) if image else None)
+
+
+class BuildSimulator(Step):
+    name = "build simulator"
+
+    def run(self, ctx: Context) -> None:
+        try:
+            from labctl.sim.build import build_iso
+        except ImportError:
+            raise NotBuiltError("the simulator builder (labctl.sim.build) is not built yet") from None
+        t0 = time.monotonic()
+        ctx.iso = Path(build_iso(ctx.lab.sim_speed))
+        assert ctx.backend is not None
+        ctx.backend.iso = ctx.iso
+        ctx.run.event(self.name, iso=str(ctx.iso), speed=ctx.lab.sim_speed, seconds=round(time.monotonic() - t0, 2))
+
+
+class StartVm(Step):
+    name = "start VM"
+
+    def run(self, ctx: Context) -> None:
+        b = ctx.backend
+        assert b is not None
+        verdict = b.choose_accel()
+        ctx.run.event(self.name, accel=verdict.accel, accel_reason=verdict.reason, accel_cached=verdict.cached,
+                      probe_seconds=round(verdict.seconds, 2))
+        b.start()
+        ctx.run.event(self.name, pid=b.pid(), vnc=b.vnc_display(), start_to_vnc_seconds=round(b.start_seconds or 0, 3),
+                      iso=str(b.iso) if b.iso else None)
+
+    def cleanup(self, ctx: Context) -> None:
+        b = ctx.backend
+        if b is None:
+            return
+        if ctx.succeeded and (ctx.options.keep or ctx.options.boot_only):
+            ctx.run.event(self.name, left_running=True, pid=b.pid(), vnc=b.vnc_display())
+            return
+        if b.alive():
+            t0 = time.monotonic()
+            b.stop("hard")  # QMP quit: QEMU flushes the stick image and exits
+            ctx.run.event("stop VM", mode="hard", seconds=round(time.monotonic() - t0, 2))
+        else:
+            b.stop("hard")  # removes the runtime record and sockets
+
+
+class OpenConsole(Step):
+    name = "open console"
+
+    def run(self, ctx: Context) -> None:
+        from labctl.console import Console
+
+        b = ctx.backend
+        assert b is not None
+        serial = b.serial_endpoint() if ctx.lab.console.serial else None
+        key_rate = ctx.lab.console.key_rate or DEFAULT_KEY_RATE[b.name]
+        ctx.console = Console.open(b.vnc_endpoint(), serial, ctx.run, key_rate=key_rate, secrets=ctx.secrets,
+                                   timeout_scale=ctx.lab.console.timeout_scale)
+        ctx.run.event(self.name, vnc=b.vnc_display(), serial=bool(serial), key_rate=key_rate)
+
+    def cleanup(self, ctx: Context) -> None:
+        if ctx.console is not None:
+            ctx.console.close()
+            ctx.console = None
+
+
+class Playbook(Step):
+    def __init__(self, playbook: str, role: str) -> None:
+        self.playbook = playbook
+        self.name = f"{role} playbook {playbook}"
+
+    def run(self, ctx: Context) -> None:
+        from labctl.playbook import run_playbook
+
+        assert ctx.backend is not None
+        run_playbook(self.playbook, ctx.console, ctx.backend, ctx.variables, ctx.run, ctx.secrets)
+
+
+class VerifyLayout(Step):
+    name = "verify layout"
+
+    def run(self, ctx: Context) -> None:
+        lab = ctx.lab
+        if lab.verify.layout == "none":
+            ctx.run.event(self.name, skipped="verify.layout is none")
+            return
+        b = ctx.backend
+        assert b is not None
+        if ctx.seat.stick_image(lab) is None:
+            ctx.run.event(self.name, skipped="a host stick: check it with 'labctl layout /dev/sdX --expect esxi6'")
+            ctx.result["layout"] = "not checked (host stick)"
+            return
+        from labctl import layouts
+
+        with b.stick_raw_view() as raw:
+            gpt = layouts.read_gpt(str(raw))
+            expected = layouts.expected_layout(gpt.size, lab.verify.media)
+            diffs = layouts.compare(gpt, expected)
+            table = layouts.format_getptbl(gpt)
+        (ctx.run.path / "stick-layout.txt").write_text(table + "\n")
+        ctx.result["layout"] = diffs if diffs else "ok"
+        ctx.run.event(self.name, layout=lab.verify.layout, media=lab.verify.media, differences=diffs,
+                      partitions=len(gpt.partitions) if hasattr(gpt, "partitions") else None)
+        if diffs:
+            raise RunFailed(f"the stick's GPT is not ESXi's {lab.verify.layout} layout for {lab.verify.media}: "
+                            + "; ".join(diffs[:8]))
+
+
+def build_steps(lab: Lab, options: UpOptions) -> list[Step]:
+    steps: list[Step] = [Prepare()]
+    if lab.uses_simulator:
+        steps.append(BuildSimulator())
+    steps.append(StartVm())
+    if options.boot_only:
+        return steps
+    steps.append(OpenConsole())
+    steps.append(Playbook(lab.install.playbook, "install"))
+    steps += [Playbook(p, "post-install") for p in lab.post_install]
+    steps.append(VerifyLayout())
+    return steps
+
+
+# -- supervision ---------------------------------------------------------------------------------
+
+
+class _VmGone(BaseException):
+    """Raised into the main thread when QEMU dies mid-step. A BaseException, so that a step's own
+    ``except Exception`` (a VNC reconnect loop) cannot swallow it; the runner turns it into RunFailed."""
+
+
+class _Terminated(BaseException):
+    """SIGTERM during a run: run the cleanups, then exit 143."""
+
+
+@contextmanager
+def _watchdog(backend: QemuBackend | None, poll: float = 0.2) -> Iterator[None]:
+    """Interrupt the main thread as soon as QEMU dies on its own (main thread only; elsewhere a no-op)."""
+    if backend is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    armed = threading.Event()
+    armed.set()
+    stop = threading.Event()
+    main_ident = threading.main_thread().ident
+    assert main_ident is not None
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if armed.is_set():
+            armed.clear()
+            raise _VmGone()
+
+    def watch() -> None:
+        while not stop.wait(poll):
+            if backend.died():
+                if armed.is_set():
+                    signal.pthread_kill(main_ident, signal.SIGUSR1)
+                return
+
+    previous = signal.signal(signal.SIGUSR1, handler)
+    thread = threading.Thread(target=watch, name="qemu-watchdog", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        armed.clear()
+        stop.set()
+        thread.join(2.0)
+        # a late SIGUSR1 must never meet the default action (which ends the process)
+        signal.signal(signal.SIGUSR1, previous if callable(previous) else signal.SIG_IGN)
+
+
+@contextmanager
+def _sigterm_as_exception() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise _Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _scrub(text: str, secrets: Sequence[str]) -> str:
+    for s in secrets:
+        if s:
+            text = text.replace(s, "******")
+    return text
+
+
+def _newest_png(folder: Path) -> Path | None:
+    pngs = [p for p in folder.rglob("*.png") if p.is_file()]
+    return max(pngs, key=lambda p: p.stat().st_mtime) if pngs else None
+
+
+def new_run_dir(lab: Lab, seat: Seat, runs_dir: Path | None) -> Path:
+    base = runs_dir or lab.resolve(lab.runs_dir)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    path = base / f"{stamp}-{seat.name}"
+    n = 1
+    while path.exists():
+        n += 1
+        path = base / f"{stamp}-{seat.name}-{n}"
+    return path
+
+
+@dataclass
+class SeatResult:
+    seat: Seat
+    run_dir: Path
+    ok: bool
+    seconds: float
+    message: str
+    backend: QemuBackend | None = None
+
+
+def run_seat(
+    lab: Lab,
+    seat: Seat,
+    options: UpOptions,
+    secrets: list[str],
+    variables: dict[str, object],
+    steps: list[Step] | None = None,
+    run_folder: Callable[[Path], Any] | None = None,
+) -> SeatResult:
+    """One seat's ``up``. Raises RunFailed naming the failed step (after the cleanups ran)."""
+    if run_folder is None:
+        from labctl.report import RunFolder
+
+        run_folder = RunFolder
+    run_dir = new_run_dir(lab, seat, options.runs_dir)
+    run = run_folder(run_dir)
+    if hasattr(run, "add_secrets"):
+        run.add_secrets(secrets)
+    seat.state_dir.mkdir(parents=True, exist_ok=True)
+    last_run_file(seat).write_text(str(run.path) + "\n")
+    ctx = Context(lab=lab, seat=seat, options=options, run=run, secrets=list(secrets), variables=variables)
+    steps = steps if steps is not None else build_steps(lab, options)
+    done: list[Step] = []
+    t0 = time.monotonic()
+    failure: BaseException | None = None
+    failed_step = ""
+    started = time.monotonic()
+    with _sigterm_as_exception():
+        try:
+            for step in steps:
+                failed_step = step.name
+                started = time.monotonic()
+                run.event(step.name, phase="start")
+                done.append(step)
+                with _watchdog(ctx.backend):
+                    step.run(ctx)
+                    if ctx.backend is not None:
+                        ctx.backend.check()
+                run.event(step.name, phase="end", result="ok", duration=round(time.monotonic() - started, 3))
+            ctx.succeeded = True
+        except BaseException as exc:
+            failure = exc
+        finally:
+            cleanup_errors = _cleanup(done, ctx)
+    seconds = time.monotonic() - t0
+    if failure is None:
+        result = {"ok": True, "seconds": round(seconds, 1), **ctx.result}
+        if cleanup_errors:
+            result["cleanup_errors"] = cleanup_errors
+        _write_result(run.path, result)
+        run.event("result", ok=True, seconds=round(seconds, 1))
+        _finish(run, "passed", f"{seat.name}: all steps passed in {seconds:.0f} s")
+        return SeatResult(seat, run.path, True, seconds, "ok", ctx.backend)
+    if isinstance(failure, KeyboardInterrupt | _Terminated):
+        run.event("result", ok=False, interrupted=True, failed_step=failed_step)
+        _write_result(run.path, {"ok": False, "interrupted": True, "step": failed_step})
+        _finish(run, "interrupted", f"interrupted during step '{failed_step}'")
+        if isinstance(failure, _Terminated):
+            raise SystemExit(143)
+        raise KeyboardInterrupt
+    message = _failure_message(ctx, failed_step, failure)
+    png = _newest_png(run.path)
+    full = f"seat {seat.index} ({seat.name}): step '{failed_step}' failed: {message}"
+    if png is not None:
+        full += f"\nlast screenshot: {png}"
+    full += f"\nrun folder: {run.path}"
+    full = _scrub(full, secrets)
+    run.event(failed_step, phase="end", result="failed", error=_scrub(message, secrets),
+              duration=round(time.monotonic() - started, 3), screenshot=str(png) if png else None)
+    run.event("result", ok=False, failed_step=failed_step)
+    _finish(run, "failed", full)
+    _write_result(run.path, {"ok": False, "step": failed_step, "error": _scrub(message, secrets),
+                             "screenshot": str(png) if png else None, "seconds": round(seconds, 1)})
+    raise RunFailed(full) from (failure if not isinstance(failure, _VmGone) else None)
+
+
+def _failure_message(ctx: Context, step: str, exc: BaseException) -> str:
+    b = ctx.backend
+    if isinstance(exc, _VmGone | QemuDied) or (b is not None and b.died()):
+        assert b is not None
+        return b.death_message()
+    return str(exc) or type(exc).__name__
+
+
+def _cleanup(done: list[Step], ctx: Context) -> list[str]:
+    """Run the cleanups in reverse order; one failing (or a second Ctrl-C) does not skip the others."""
+    errors: list[str] = []
+    if not ctx.succeeded and ctx.backend is not None and ctx.backend.alive():
+        try:  # the screen at the moment of failure, when no step left one
+            ctx.backend.screendump(ctx.run.path / "failure.png")
+        except BaseException as exc:
+            log.debug("failure screenshot: %s", exc)
+    for step in reversed(done):
+        try:
+            step.cleanup(ctx)
+        except BaseException as exc:
+            errors.append(f"{step.name}: {exc}")
+            log.warning("cleanup of step '%s' failed: %s", step.name, exc)
+    left_running = ctx.succeeded and (ctx.options.keep or ctx.options.boot_only)
+    if not left_running and ctx.backend is not None and ctx.backend.alive():
+        ctx.backend._kill()  # last line of defence: never leave a QEMU behind
+    return errors
+
+
+def _finish(run: Any, result: str, message: str) -> None:
+    if hasattr(run, "finish"):
+        try:
+            run.finish(result, message)
+        except Exception as exc:
+            log.warning("cannot write the run report: %s", exc)
+
+
+def _write_result(path: Path, result: dict[str, object]) -> None:
+    try:
+        (path / "result.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
+    except OSError as exc:
+        log.warning("cannot write result.json: %s", exc)
