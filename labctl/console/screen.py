@@ -454,28 +454,59 @@ def match_needle(frame: Frame, needle: Needle) -> tuple[NeedleHit | None, float]
     return NeedleHit(needle.name, worst, first_offset or (0, 0)), worst
 
 
-def highlighted_rows(frame: Frame, region: Region | None = None, min_width: int = 80) -> list[tuple[int, int]]:
-    """Rows (y0, y1) drawn on a background other than the screen's own: the highlight of a list.
-
-    The screen background is the most common colour of the region; a highlighted row is a run of pixel
-    rows whose own most common colour differs from it across at least ``min_width`` pixels."""
-    g = gray(crop(frame, region))
-    if g.size == 0:
-        return []
-    screen_bg = int(np.bincount(g.ravel(), minlength=256).argmax())
-    modes = _row_modes(g)
-    off = np.abs(g.astype(np.int16) - screen_bg) > 24
-    rowhl = (np.abs(modes.astype(np.int16) - screen_bg) > 24) & (off.sum(axis=1) >= min_width)
-    out: list[tuple[int, int]] = []
-    y = 0
-    oy = region[1] if region else 0
-    while y < len(rowhl):
-        if rowhl[y]:
-            y0 = y
-            while y < len(rowhl) and rowhl[y]:
-                y += 1
-            if y - y0 >= 6:
-                out.append((y0 + oy, y + oy))
+def _uniform_runs(mask: NDArray[np.bool_], min_len: int, max_gap: int) -> list[tuple[int, int]]:
+    """[start, end) runs of True in a 1-D mask, gaps up to ``max_gap`` bridged, at least ``min_len`` long."""
+    padded = np.concatenate(([False], mask, [False]))
+    edges = np.flatnonzero(padded[1:] != padded[:-1])
+    runs = [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+    merged: list[tuple[int, int]] = []
+    for a, b in runs:
+        if merged and a - merged[-1][1] <= max_gap:
+            merged[-1] = (merged[-1][0], b)
         else:
-            y += 1
+            merged.append((a, b))
+    return [(a, b) for a, b in merged if b - a >= min_len]
+
+
+def highlighted_rows(frame: Frame, region: Region | None = None, min_width: int = 64,
+                     line: tuple[int, int] = (10, 48)) -> list[Region]:
+    """Bars one text line tall drawn on another background: the highlight of a list.
+
+    Found from their edges: a horizontal edge where, over at least ``min_width`` columns, one uniform
+    colour above turns into another uniform colour below, and a matching edge back to the first colour
+    ``line`` pixels further down over the same columns. Works whatever the colours are (inverted, a
+    coloured bar in a grey dialog, a grey bar on black), and ignores text, tall dialogs and rule lines.
+    Returns (x, y, w, h) in frame coordinates, widest first."""
+    ox, oy = (region[0], region[1]) if region else (0, 0)
+    q = (gray(crop(frame, region)) // 24).astype(np.int16)
+    if q.shape[0] < 3:
+        return []
+    edges: list[tuple[int, int, int, int, int]] = []  # y, x0, x1, colour above, colour below
+    for y in range(1, q.shape[0]):
+        a, b = q[y - 1], q[y]
+        same_a = np.concatenate(([True], a[1:] == a[:-1]))
+        same_b = np.concatenate(([True], b[1:] == b[:-1]))
+        mask = (a != b) & same_a & same_b
+        if mask.sum() < min_width:
+            continue
+        for x0, x1 in _uniform_runs(mask, min_width, 16):
+            seg_a, seg_b = a[x0:x1], b[x0:x1]
+            ca, cb = int(np.bincount(seg_a).argmax()), int(np.bincount(seg_b).argmax())
+            if ca != cb:
+                edges.append((y, x0, x1, ca, cb))
+    bars: list[Region] = []
+    for y0, x0, x1, ca, cb in edges:
+        for y1, u0, u1, da, db in edges:
+            if not (line[0] <= y1 - y0 <= line[1]) or da != cb or db != ca:
+                continue
+            overlap = min(x1, u1) - max(x0, u0)
+            if overlap >= 0.8 * min(x1 - x0, u1 - u0):
+                bars.append((max(x0, u0) + ox, y0 + oy, overlap, y1 - y0))
+                break
+    bars.sort(key=lambda r: -r[2])
+    # one bar per line: drop bars overlapping a wider one
+    out: list[Region] = []
+    for r in bars:
+        if all(r[1] >= o[1] + o[3] or r[1] + r[3] <= o[1] for o in out):
+            out.append(r)
     return out
