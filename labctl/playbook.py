@@ -98,7 +98,7 @@ def load(name: str, known_vars: set[str] | None = None) -> Playbook:
 
     for k in data:
         if k not in ("name", "description", "variables", "steps"):
-            raise err((k,), f"unknown key; a playbook has name, description, variables, steps", key=True)
+            raise err((k,), "unknown key; a playbook has name, description, variables, steps", key=True)
     if not isinstance(data.get("steps"), list) or not data["steps"]:
         raise err(("steps",), "a playbook needs a non-empty list of steps")
     variables = data.get("variables") or {}
