@@ -189,7 +189,7 @@ def _check_action(step: Step, p: PathKey, loc: Located, err: Callable[..., SpecE
 
     if a == "wait":
         w = allowed({"text", "needle", "serial", "change", "still", "any", "timeout", "region", "as", "still_for"})
-        kinds = [k for k in ("text", "needle", "change", "still", "any") if k in w]
+        kinds: list[str] = [k for k in ("text", "needle", "change", "still", "any") if k in w]
         if isinstance(w.get("serial"), str):
             kinds.append("serial")
         if len(kinds) != 1:

@@ -1,23 +1,76 @@
-"""send / screenshot / wait on a running seat (placeholder until the console engine lands)."""
+"""``labctl send / screenshot / wait`` on a running seat (screen only: the serial socket belongs to ``up``)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from labctl.errors import NotBuiltError
+from labctl.errors import InputError
+
+if TYPE_CHECKING:
+    from labctl.console import Console
 
 
-def _not_built(verb: str) -> int:
-    raise NotBuiltError(f"'{verb}' needs the console engine (VNC keys and screen waits), which is not built yet")
+@contextmanager
+def _console(args: argparse.Namespace) -> Iterator[Console]:
+    from labctl.console import Console
+    from labctl.report import RunFolder
+    from labctl.runner import DEFAULT_KEY_RATE, attach, seat_by_index
+    from labctl.spec import load_lab
+
+    lab = load_lab(args.lab)
+    seat = seat_by_index(lab, args.seat)
+    att = attach(lab, args.seat)
+    run = RunFolder(seat.state_dir / "console", secrets=[att.vnc.password] if att.vnc.password else [])
+    key_rate = lab.console.key_rate or DEFAULT_KEY_RATE.get(att.backend.name, 10.0)
+    console = Console.open(att.vnc, None, run, key_rate=key_rate, secrets=[],
+                           timeout_scale=lab.console.timeout_scale)
+    console.step = args.command
+    try:
+        yield console
+    finally:
+        console.close()
+        from vncdotool import api
+
+        api.shutdown()
 
 
 def cmd_send(args: argparse.Namespace) -> int:
-    return _not_built("send")
+    from labctl.console import keys
+
+    keys.parse(args.keys)  # a bad spec is exit 2 before connecting
+    with _console(args) as c:
+        c.send_keys(args.keys)
+    return 0
 
 
 def cmd_screenshot(args: argparse.Namespace) -> int:
-    return _not_built("screenshot")
+    out = Path(args.out)
+    if out.suffix.lower() != ".png":
+        raise InputError(f"{out}: the screenshot is a PNG; name it OUT.png")
+    if not out.parent.exists():
+        raise InputError(f"{out.parent}: no such folder")
+    with _console(args) as c:
+        frame = c.vnc.fresh_frame()
+        from PIL import Image
+
+        Image.fromarray(frame).save(out)
+    print(out)
+    return 0
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
-    return _not_built("wait")
+    import re
+
+    try:
+        re.compile(args.text)
+    except re.error as exc:
+        raise InputError(f"--text {args.text!r}: bad regular expression: {exc}") from None
+    with _console(args) as c:
+        ev = c.wait_text(args.text, args.timeout)
+    print(f"matched {ev.matched!r} on the {ev.source} after {ev.seconds:.2f}s", file=sys.stdout)
+    return 0
