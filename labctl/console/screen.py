@@ -392,8 +392,11 @@ def similarity(a: NDArray[np.uint8], b: NDArray[np.uint8], mask: NDArray[np.bool
         return 1.0
     xs, ys = x - x.mean(), y - y.mean()
     nx, ny = float(np.sqrt((xs * xs).sum())), float(np.sqrt((ys * ys).sum()))
-    if nx < 1e-3 * x.size or ny < 1e-3 * y.size:
+    flat_x, flat_y = nx < 1e-3 * x.size, ny < 1e-3 * y.size
+    if flat_x and flat_y:
         return 1.0 - float(np.abs(x - y).mean()) / 255.0
+    if flat_x or flat_y:  # text against an empty area
+        return 0.0
     return max(0.0, float((xs * ys).sum() / (nx * ny)))
 
 
@@ -474,7 +477,7 @@ def highlighted_rows(frame: Frame, region: Region | None = None, min_width: int 
 
     Found from their edges: a horizontal edge where, over at least ``min_width`` columns, one uniform
     colour above turns into another uniform colour below, and a matching edge back to the first colour
-    ``line`` pixels further down over the same columns. Works whatever the colours are (inverted, a
+    ``line`` pixels further down over the same columns (a rectangle: both edges equally wide). Works whatever the colours are (inverted, a
     coloured bar in a grey dialog, a grey bar on black), and ignores text, tall dialogs and rule lines.
     Returns (x, y, w, h) in frame coordinates, widest first."""
     ox, oy = (region[0], region[1]) if region else (0, 0)
@@ -500,7 +503,8 @@ def highlighted_rows(frame: Frame, region: Region | None = None, min_width: int 
             if not (line[0] <= y1 - y0 <= line[1]) or da != cb or db != ca:
                 continue
             overlap = min(x1, u1) - max(x0, u0)
-            if overlap >= 0.8 * min(x1 - x0, u1 - u0):
+            # a bar is a rectangle: its top and bottom edges span the same columns
+            if overlap > 0 and abs(x0 - u0) <= 8 and abs(x1 - u1) <= 8:
                 bars.append((max(x0, u0) + ox, y0 + oy, overlap, y1 - y0))
                 break
     bars.sort(key=lambda r: -r[2])
