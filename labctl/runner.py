@@ -237,7 +237,18 @@ class Playbook(Step):
         from labctl.playbook import run_playbook
 
         assert ctx.backend is not None
-        run_playbook(self.playbook, ctx.console, ctx.backend, ctx.variables, ctx.run, ctx.secrets)
+        ref = playbook_ref(ctx.lab, self.playbook)
+        ctx.run.event(self.name, playbook=ref)
+        run_playbook(ref, ctx.console, ctx.backend, ctx.variables, ctx.run, ctx.secrets)
+
+
+def playbook_ref(lab: Lab, name: str) -> str:
+    """A playbook named in a lab: 'x.yaml' is a file beside the lab; 'x' is the lab folder's
+    playbooks/x.yaml when that exists, else labctl's own labs/playbooks/x.yaml."""
+    if name.endswith((".yaml", ".yml")):
+        return str(lab.resolve(name))
+    local = lab.base_dir / "playbooks" / f"{name}.yaml"
+    return str(local) if local.is_file() else name
 
 
 class VerifyLayout(Step):
@@ -443,7 +454,8 @@ def run_seat(
             raise SystemExit(143)
         raise KeyboardInterrupt
     message = _failure_message(ctx, failed_step, failure)
-    png = _newest_png(run.path)
+    shot = getattr(failure, "screenshot", None)  # a console wait's own screenshot
+    png = Path(shot) if isinstance(shot, str | Path) and Path(shot).is_file() else _newest_png(run.path)
     full = f"seat {seat.index} ({seat.name}): step '{failed_step}' failed: {message}"
     if png is not None:
         full += f"\nlast screenshot: {png}"
