@@ -113,13 +113,17 @@ def _write_private(path: Path, text: str) -> None:
 
 
 @contextlib.contextmanager
-def _vnc_port_lock(exclude: set[int]) -> Iterator[int]:
-    """A free 127.0.0.1 VNC port, held under a lock file until the caller's QEMU has bound it."""
+def _vnc_port_lock(exclude: set[int], prefer: int | None = None) -> Iterator[int]:
+    """A free 127.0.0.1 VNC port, held under a lock file until the caller's QEMU has bound it.
+    ``prefer`` (the seat's previous port, after a power off/on) is tried first."""
     lock_dir = Path(tempfile.gettempdir()) / f"labctl-{os.getuid()}" / "vnc-ports"
     lock_dir.mkdir(parents=True, exist_ok=True)
     ports = list(VNC_PORTS)
     start = random.randrange(len(ports))
-    for port in ports[start:] + ports[:start]:
+    order = ports[start:] + ports[:start]
+    if prefer is not None and prefer in VNC_PORTS:
+        order.insert(0, prefer)
+    for port in order:
         if port in exclude:
             continue
         fd = os.open(lock_dir / f"{port}.lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -224,6 +228,7 @@ class QemuBackend:
         self._runtime: Runtime | None = None
         self._stopping = False
         self.soft_stopped = False  # the last stop() ended with the guest powering off by itself
+        self._vnc_port_hint: int | None = None  # keep the VNC port across a power off/on
         self._lock = threading.RLock()
 
     # -- attach to a QEMU started by another labctl process ---------------------------------------
@@ -305,6 +310,10 @@ class QemuBackend:
     def start(self) -> None:
         """Start QEMU with the ISO in the CD and the stick attached; returns once VNC answers."""
         with self._lock:
+            if self._proc is not None and self.alive():  # our own QEMU: power on again, or nothing to do
+                if self.qemu_status() == "shutdown":
+                    self.power_on_after_shutdown()
+                return
             rt = Runtime.load(self.files.runtime)
             if rt is not None and rt.alive():
                 raise InputError(f"seat {self.seat.index} ({self.seat.name}) is already running "
@@ -320,7 +329,7 @@ class QemuBackend:
                     if self._launch(VncListen(socket=self.files.vnc_socket)):
                         return
                 else:
-                    with _vnc_port_lock(tried) as port:
+                    with _vnc_port_lock(tried, prefer=self._vnc_port_hint) as port:
                         tried.add(port)
                         if self._launch(VncListen(port=port)):
                             return
@@ -351,6 +360,7 @@ class QemuBackend:
         rt.save(f.runtime)
         self._runtime = rt
         self._stopping = False
+        self._vnc_port_hint = vnc.port
         try:
             deadline = time.monotonic() + START_TIMEOUT
             while True:

@@ -149,6 +149,13 @@ def test_start_qmp_screendump_serial_eject_reset_stop(backend: QemuBackend, tmp_
     assert qemu_pids_of(backend) == []
     assert backend.power_state() is PowerState.OFF
 
+    # power on again (a playbook's 'power: on'): same VNC port, so a console can reconnect
+    backend.start()
+    assert backend.vnc_endpoint().port == vnc.port
+    backend.start()  # already running: nothing to do
+    backend.stop("hard")
+    assert qemu_pids_of(backend) == []
+
 
 def test_stick_snapshot_and_revert(backend: QemuBackend, lab: Lab) -> None:
     backend.define()
