@@ -244,6 +244,12 @@ class SimVM:
             q, shift = char_key(ch)
             self.tap(q, shift)
 
+    def screendump(self, path: Path) -> Path:
+        """The VGA screen as PNG (QMP screendump)."""
+        assert self.qmp is not None
+        self.qmp.execute("screendump", filename=str(path), format="png")
+        return path
+
     def elapsed(self) -> float:
         return time.monotonic() - self.started_at
 
@@ -282,3 +288,123 @@ def sgdisk_layout(image: Path) -> list[tuple[int, int, int, str, str]]:
 
 def env_flag(name: str) -> bool:
     return os.environ.get(name, "") not in ("", "0")
+
+
+# --- flows shared by the tests (they drive the simulator like a playbook would) ----------------------
+
+ESP = "C12A7328F81F11D2BA4B00A0C93EC93B"
+NATIVE = "EBD0A0A2B9E5443387C068B6B72699C7"
+DIAG = "9D27538040AD11DBBF97000C2911D1B8"
+VMFS = "AA31E02A400F11DB9590000C2911D1B8"
+# reference §3: number, start, end (None: last usable sector = total - 34), type
+ESXI6_ROWS = [(1, 64, 8191, ESP), (5, 8224, 520191, NATIVE), (6, 520224, 1032191, NATIVE),
+              (7, 1032224, 1257471, DIAG), (8, 1257504, 1843199, NATIVE), (9, 1843200, 7086079, DIAG),
+              (2, 7086080, 15472639, NATIVE), (3, 15472640, None, VMFS)]
+
+
+def expected_layout(total_sectors: int, numbers: Sequence[int]) -> list[tuple[int, int, int, str]]:
+    rows = []
+    for n, start, end, guid in ESXI6_ROWS:
+        if n in numbers:
+            rows.append((n, start, end if end is not None else total_sectors - 34, guid))
+    return rows
+
+
+def check_gpt(image: Path, numbers: Sequence[int]) -> None:
+    """The GPT of image equals reference §3 for the partitions numbers, read by sgdisk (not our C code)."""
+    total = image.stat().st_size // 512
+    got = sgdisk_layout(image)
+    assert [(n, s, e, g) for n, s, e, g, _ in got] == expected_layout(total, numbers)
+    for n, _s, _e, _g, attrs in got:
+        assert attrs == ("0000000000000004" if n == 1 else "0000000000000000"), (n, attrs)
+    verify = subprocess.run(["sgdisk", "-v", str(image)], capture_output=True, text=True, timeout=30, check=False)
+    assert "No problems found" in verify.stdout, verify.stdout
+    with image.open("rb") as f:
+        mbr = f.read(1024)
+        f.seek((total - 1) * 512)
+        backup = f.read(512)
+    assert mbr[510:512] == b"\x55\xaa" and mbr[446 + 4] == 0xEE, "protective MBR"
+    assert mbr[512:520] == b"EFI PART" and backup[:8] == b"EFI PART", "primary and backup GPT headers"
+
+
+def words(text: str) -> str:
+    """A regex matching text even when the screen wrapped it (any whitespace between the words)."""
+    return r"\s+".join(re.escape(w) for w in text.split())
+
+
+def read_range(image: Path, start_sector: int, count: int) -> bytes:
+    with image.open("rb") as f:
+        f.seek(start_sector * 512)
+        return f.read(count * 512)
+
+
+def mtype(image: Path, start_sector: int, path: str) -> str:
+    """A file from the FAT file system at start_sector of image (mtools, independent of the simulator)."""
+    out = subprocess.run(["mtype", "-i", f"{image}@@{start_sector * 512}", f"::{path}"], capture_output=True,
+                         timeout=30, check=True, env={**os.environ, "MTOOLS_SKIP_CHECK": "1"})
+    return out.stdout.decode("latin-1")
+
+
+def mdir(image: Path, start_sector: int, path: str = "/") -> str:
+    out = subprocess.run(["mdir", "-i", f"{image}@@{start_sector * 512}", f"::{path}"], capture_output=True,
+                         timeout=30, check=True, env={**os.environ, "MTOOLS_SKIP_CHECK": "1"})
+    return out.stdout.decode("latin-1")
+
+
+def boot_installer(vm: SimVM, options: str = "", since: int = 0) -> None:
+    """At the boot loader: Enter, or Shift+O and append options, then wait for the installer."""
+    vm.wait(r"Automatic boot in 5 seconds\.\.\.", 60, since)
+    if options:
+        vm.type("O")
+        vm.expect(r"> runweasel cdromBoot", 15)
+        vm.type(options)
+        vm.expect(re.escape(options[-8:]), 20)
+    vm.key("enter")
+
+
+def to_disk_list(vm: SimVM) -> None:
+    vm.expect(r"Welcome to the VMware ESXi 6\.7\.0 Installation", 30)
+    vm.key("enter")
+    vm.expect(r"\(ESC\) Do not Accept      \(F11\) Accept and Continue", 15)
+    vm.key("f11")
+    vm.expect(r"Select a Disk to Install or Upgrade[\s\S]*Remote:\s+\(none\)", 30)
+
+
+def disk_rows(vm: SimVM) -> list[str]:
+    """Rows of the disk list as last drawn (between Local: and Remote:)."""
+    text = vm.text()
+    block = text[text.rindex("Local:"):]
+    block = block[: block.index("Remote:")]
+    return [line.rstrip() for line in block.splitlines() if "(mpx." in line or "(none)" in line]
+
+
+def select_disk(vm: SimVM, device: str) -> None:
+    rows = disk_rows(vm)
+    idx = next(i for i, r in enumerate(rows) if f"({device})" in r)
+    for _ in rows:
+        vm.key("up")
+    for _ in range(idx):
+        vm.key("down")
+    time.sleep(0.3)
+    vm.key("enter")
+
+
+def finish_install(vm: SimVM, password: str = "VMware1!", timeout: float = 120) -> None:
+    """From the keyboard screen to Installation Complete (accepting a hardware-virtualisation warning)."""
+    vm.expect(r"Please select a keyboard layout", 20)
+    vm.key("enter")
+    vm.expect(r"Enter a root password", 10)
+    vm.type(password)
+    vm.key("tab")
+    vm.type(password)
+    vm.expect(r"Passwords match\.", 10)
+    vm.key("enter")
+    m = vm.expect(r"Error\(s\)/Warning\(s\) Found During System Scan|Confirm Install", 30)
+    if m.group(0) != "Confirm Install":
+        vm.expect(r"\(Esc\) Cancel    \(F9\) Back    \(Enter\) Continue", 10)
+        vm.key("enter")
+        vm.expect(r"Confirm Install", 10)
+    vm.expect(r"\(Esc\) Cancel      \(F9\) Back      \(F11\) Install", 10)
+    vm.key("f11")
+    vm.expect(r"Installation Complete", timeout)
+    vm.expect(r"\(Enter\) Reboot", 10)

@@ -1,0 +1,101 @@
+/* esxi.h - the installed ESXi 6.7 system (reference §4): boot screen, DCUI, consoles, ESXi Shell, esxcli,
+ * and the settings state kept on the bootbank (partition 5). One file per screen or concern. */
+#ifndef SIM_ESXI_H
+#define SIM_ESXI_H
+
+#include "../lib/bootloader.h"
+#include "../lib/disks.h"
+#include "../lib/fsfile.h"
+#include "../lib/gpt.h"
+
+#define ESXI_TITLE L"VMware ESXi 6.7.0 (VMKernel Release Build 8169922)"
+#define ESXI_VERSION L"6.7.0"
+#define ESXI_BUILD L"8169922"
+#define HOSTNAME L"localhost"
+#define STATE_FILE L"state.cfg"
+#define BOOTCFG_FILE L"boot.cfg"
+
+/* state.c: key=value settings of the bootbank's state.cfg (kept in file order, comments kept). */
+#define ST_MAX 64
+#define ST_KEY 48
+#define ST_VAL 160
+typedef struct {
+    CHAR16 key[ST_KEY];     /* empty for a comment / blank line */
+    CHAR16 val[ST_VAL];     /* or the whole line for a comment */
+} st_entry;
+
+/* What this boot runs with (fixed at boot: "Runtime" columns, the scratch location). */
+typedef struct {
+    BOOLEAN prefer_vmklinux;
+    BOOLEAN vmkusb_loaded;
+    CHAR16 scratch[160];        /* /tmp/scratch or /vmfs/volumes/<uuid>/.locker */
+} runtime_t;
+
+typedef struct {
+    EFI_HANDLE image;
+    EFI_HANDLE boot_part;           /* partition 1 of the boot disk */
+    BOOLEAN have_bootbank;
+    BOOLEAN dirty;                  /* settings changed since the last save */
+    st_entry st[ST_MAX];
+    UINTN n_st;
+    CHAR16 options[BOOTOPTS_CAP];   /* kernel options this boot ran with */
+    runtime_t rt;
+    disk_t disks[DISKS_MAX];
+    UINTN n_disks;
+    INTN boot_disk;                 /* index in disks[], -1 when unknown */
+    CHAR16 boot_disk_path[160];
+    /* a local VMFS datastore found at boot */
+    BOOLEAN have_vmfs;
+    CHAR16 vmfs_uuid[40];
+    CHAR16 vmfs_name[32];
+} esxi_t;
+
+extern esxi_t *G;
+
+/* state.c */
+void state_parse(const CHAR8 *text, UINTN len);
+BOOLEAN state_load(void);           /* from the bootbank; FALSE when there is no state file */
+BOOLEAN state_save(void);           /* auto-backup to the bootbank; FALSE on an error */
+const CHAR16 *st_get(const CHAR16 *key);   /* trimmed value or NULL */
+void st_set(const CHAR16 *key, const CHAR16 *val);
+BOOLEAN st_bool(const CHAR16 *key, BOOLEAN dflt);
+void st_set_bool(const CHAR16 *key, BOOLEAN v);
+/* root password check (plain text as the installer stored it) */
+BOOLEAN st_password_ok(const CHAR16 *user, const CHAR16 *pw);
+
+/* boot.c */
+void boot_run(void);                /* boot loader countdown, loading screen, runtime setup */
+void esxi_shutdown(BOOLEAN restart); /* saves the state, shows the message, resets or powers off */
+
+/* consoles.c - Alt+F1 shell console, Alt+F2 DCUI */
+typedef enum { CON_DCUI, CON_SHELL } con_id;
+#define K_REDRAW 0xFFF0             /* tui_key.scan: the console was away, redraw the screen */
+#define K_TO_DCUI 0xFFF1            /* tui_key.scan: Alt+F2 pressed on the shell console */
+/* Read a key for console `who`. Alt+F1 on the DCUI runs the shell console until Alt+F2, then returns
+ * a K_REDRAW key. Returns FALSE on timeout. */
+BOOLEAN con_read_key(con_id who, tui_key *k, UINTN timeout_ms);
+
+/* vt.c - the shell console's own screen (a text grid mirrored to ConOut while it is shown) */
+void vt_reset(void);
+void vt_show(BOOLEAN shown);        /* TRUE: redraw the grid on ConOut and keep mirroring */
+void vt_puts(const CHAR16 *s);
+void vt_printf(const CHAR16 *fmt, ...);
+void vt_backspace(void);
+void vt_clear(void);
+
+/* dcui.c */
+void dcui_run(void);                /* never returns */
+
+/* shell.c */
+void shell_console_run(void);       /* until Alt+F2 */
+void shell_out(const CHAR16 *fmt, ...);   /* output of a command (vt_printf) */
+
+/* esxcli.c */
+void esxcli_main(UINTN argc, CHAR16 **argv);
+/* cmds.c: the other shell commands; FALSE when argv[0] is not one of them */
+BOOLEAN cmd_run(UINTN argc, CHAR16 **argv);
+/* esxi/disks: helpers */
+const disk_t *esxi_find_disk(const CHAR16 *name);   /* by mpx./vml. name or /dev/disks/ path */
+void esxi_vml_name(const disk_t *d, CHAR16 *out, UINTN cap);
+
+#endif

@@ -1,0 +1,43 @@
+"""Simulator e2e: ks=cdrom:/KS.CFG installs onto the 1 GB stick with no keys (layout 1,5,6,7,8), settings
+from the script land in the bootbank, `reboot` restarts into the installed system; script errors show on
+screen."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from simvm import SimVM, boot_installer, check_gpt, mtype, read_range
+
+pytestmark = pytest.mark.e2e
+
+MIB = 1 << 20
+
+
+def test_kickstart_install_on_1g_stick(sim_ks_iso: Path, simvm: Callable[..., SimVM]) -> None:
+    vm = simvm(sim_ks_iso, [("usb", 1024 * MIB)])
+    stick = vm.disks[0].path
+    # without preferVMklinux the stick is invisible to the script too: an error on screen
+    boot_installer(vm, " ks=cdrom:/KS.CFG")
+    vm.expect(r"install --firstdisk=usb: no matching disk was found", 30)
+    vm.expect(r"\(Enter\) Reboot", 5)
+    assert read_range(stick, 0, 34) == bytes(34 * 512)
+    mark = vm.mark()
+    vm.key("enter")
+    boot_installer(vm, " ks=cdrom:/NOPE.CFG", since=mark)
+    vm.expect(r"cannot find kickstart file on cd-rom with path -- /NOPE\.CFG", 30)
+    mark = vm.mark()
+    vm.key("enter")
+    boot_installer(vm, " preferVMklinux=TRUE ks=cdrom:/KS.CFG", since=mark)
+    vm.expect(r"Installing ESXi 6\.7\.0", 30)
+    vm.expect(r"Installation Complete", 60)
+    # `reboot` in the script: take the CD out so the firmware boots the stick (the installed system)
+    assert vm.qmp is not None
+    vm.qmp.execute("eject", device="cd0", force=True)
+    vm.wait(r"ESXi 6\.7\.0 is installed on this disk\.", 60, mark)
+
+    check_gpt(stick, [1, 5, 6, 7, 8])
+    state = mtype(stick, 8224, "/state.cfg")
+    assert "keyboard=German" in state
+    assert "install.media=usb" in state
