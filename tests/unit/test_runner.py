@@ -1,0 +1,106 @@
+"""The runner's Packer-style steps: cleanups in reverse order, the failed step named, secrets scrubbed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from labctl.errors import RunFailed
+from labctl.runner import Context, Step, UpOptions, build_steps, playbook_ref, run_seat
+from labctl.spec import Lab, load_lab
+
+LAB = """\
+name: rl
+backend: qemu
+iso: sim
+stick:
+  image: sticks/{seat}.img
+  size: 16G
+install:
+  root_password: {env: LAB_ROOT_PASSWORD}
+post_install: [enable-esxi-shell]
+"""
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Lab:
+    (tmp_path / "lab.yaml").write_text(LAB)
+    return load_lab(tmp_path / "lab.yaml")
+
+
+class Rec(Step):
+    def __init__(self, name: str, log: list[str], fail: BaseException | None = None) -> None:
+        self.name, self.log, self.fail = name, log, fail
+
+    def run(self, ctx: Context) -> None:
+        self.log.append(f"run {self.name}")
+        if self.fail is not None:
+            raise self.fail
+
+    def cleanup(self, ctx: Context) -> None:
+        self.log.append(f"cleanup {self.name}")
+
+
+def test_cleanups_run_in_reverse_after_success(lab: Lab, tmp_path: Path) -> None:
+    log: list[str] = []
+    res = run_seat(lab, lab.seat_list()[0], UpOptions(runs_dir=tmp_path / "runs"), [], {},
+                   steps=[Rec("a", log), Rec("b", log)])
+    assert res.ok
+    assert log == ["run a", "run b", "cleanup b", "cleanup a"]
+    assert json.loads((res.run_dir / "result.json").read_text())["ok"] is True
+    assert (res.run_dir / "report.html").exists()
+
+
+def test_failure_names_the_step_and_cleans_up_what_ran(lab: Lab, tmp_path: Path) -> None:
+    log: list[str] = []
+    secret = "S3cret!pw"
+    with pytest.raises(RunFailed) as info:
+        run_seat(lab, lab.seat_list()[0], UpOptions(runs_dir=tmp_path / "runs"), [secret], {},
+                 steps=[Rec("a", log), Rec("b", log, RuntimeError(f"typed {secret} and failed")), Rec("c", log)])
+    assert log == ["run a", "run b", "cleanup b", "cleanup a"]
+    msg = str(info.value)
+    assert "step 'b' failed" in msg and "seat 1 (rl)" in msg and "run folder:" in msg
+    assert secret not in msg
+    run_dir = next((tmp_path / "runs").iterdir())
+    assert secret not in (run_dir / "events.jsonl").read_text()
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["ok"] is False and result["step"] == "b"
+
+
+def test_ctrl_c_runs_cleanups_and_propagates(lab: Lab, tmp_path: Path) -> None:
+    log: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        run_seat(lab, lab.seat_list()[0], UpOptions(runs_dir=tmp_path / "runs"), [], {},
+                 steps=[Rec("a", log), Rec("b", log, KeyboardInterrupt())])
+    assert log == ["run a", "run b", "cleanup b", "cleanup a"]
+
+
+def test_a_failing_cleanup_does_not_skip_the_others(lab: Lab, tmp_path: Path) -> None:
+    log: list[str] = []
+
+    class BadCleanup(Rec):
+        def cleanup(self, ctx: Context) -> None:
+            super().cleanup(ctx)
+            raise OSError("disk full")
+
+    res = run_seat(lab, lab.seat_list()[0], UpOptions(runs_dir=tmp_path / "runs"), [], {},
+                   steps=[Rec("a", log), BadCleanup("b", log)])
+    assert res.ok and log[-2:] == ["cleanup b", "cleanup a"]
+
+
+def test_step_list(lab: Lab) -> None:
+    names = [s.name for s in build_steps(lab, UpOptions())]
+    assert names == ["prepare", "build simulator", "start VM", "open console",
+                     "install playbook esxi-6.7-interactive", "post-install playbook enable-esxi-shell",
+                     "verify layout"]
+    assert [s.name for s in build_steps(lab, UpOptions(boot_only=True))] == ["prepare", "build simulator", "start VM"]
+
+
+def test_playbook_ref(lab: Lab, tmp_path: Path) -> None:
+    assert playbook_ref(lab, "esxi-6.7-interactive") == "esxi-6.7-interactive"
+    (tmp_path / "playbooks").mkdir()
+    (tmp_path / "playbooks" / "mine.yaml").write_text("steps: []\n")
+    assert playbook_ref(lab, "mine") == str(tmp_path / "playbooks" / "mine.yaml")
+    assert playbook_ref(lab, "other.yaml") == str(tmp_path / "other.yaml")
