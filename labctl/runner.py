@@ -453,6 +453,10 @@ def run_seat(
         if isinstance(failure, _Terminated):
             raise SystemExit(143)
         raise KeyboardInterrupt
+    if isinstance(failure, InputError) and not (ctx.backend is not None and ctx.backend.died()):
+        run.event(failed_step, phase="end", result="failed", error=_scrub(str(failure), secrets))
+        _write_result(run.path, {"ok": False, "step": failed_step, "error": _scrub(str(failure), secrets)})
+        raise failure  # bad input or a refused operation stays exit 2, after the cleanups
     message = _failure_message(ctx, failed_step, failure)
     shot = getattr(failure, "screenshot", None)  # a console wait's own screenshot
     png = Path(shot) if isinstance(shot, str | Path) and Path(shot).is_file() else _newest_png(run.path)

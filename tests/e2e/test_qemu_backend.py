@@ -330,3 +330,30 @@ def test_cli_status_json_down_and_stale_cleanup(tmp_path: Path) -> None:
         labctl("down", str(lab_path), "--hard", check=False)
         for pid in qemu_pids_of(b):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_cli_reset_is_honest(tmp_path: Path) -> None:
+    lab_path = write_lab(tmp_path)
+    lab = load_lab(lab_path)
+    b = QemuBackend(lab, lab.seat_list()[0])
+    b.define()
+    image = tmp_path / "sticks" / "qb.img"
+    with open(image, "r+b") as f:
+        f.write(b"INSTALLED")
+    out = labctl("reset", str(lab_path)).stdout
+    assert "recreated blank" in out and "UEFI variables reset" in out
+    assert image.stat().st_size == 16 * 2**30 and image.stat().st_blocks == 0
+
+    with open(image, "r+b") as f:
+        f.write(b"INSTALLED")
+    b.snapshot("installed")
+    drive = b.stick_drive()
+    assert drive is not None
+    subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write -P 0x42 0 512", str(drive.path)], check=True,
+                   capture_output=True, timeout=30)
+    out = labctl("reset", str(lab_path)).stdout
+    assert "reverted to its snapshot 'installed'" in out
+    with b.stick_raw_view() as view, open(view, "rb") as f:
+        assert f.read(9) == b"INSTALLED"
+    row = json.loads(labctl("status", str(lab_path), "--json").stdout)[0]
+    assert row["stick_snapshots"] == ["installed"] and row["power_state"] == "off"
