@@ -29,6 +29,7 @@ from labctl.console.screen import (
     Needle,
     Ocr,
     Region,
+    canon,
     compare,
     crop,
     find_text,
@@ -194,6 +195,8 @@ class Console:
                     seen_hash = h
                     self.last_text = self.ocr.read(frame, region)
                     m = find_text(regex, self.last_text)
+                    if not m and self._plausible(regex, self.last_text):
+                        m = find_text(regex, self.ocr.read(frame, region, second=True))
                     if m:
                         return Evidence("screen", m.text, time.monotonic() - t0, m.fuzzy)
             if srx is not None and self.serial is not None:
@@ -205,6 +208,11 @@ class Console:
             if left <= 0:
                 raise self._fail(f"text /{regex}/", self._timeout(timeout), region)
             self.vnc.wait_frame(no, min(left, 0.05 if srx is not None else 1.0))
+
+    @staticmethod
+    def _plausible(regex: str, text: str) -> bool:
+        """Worth a second OCR reading: the screen has about as much text as the pattern needs."""
+        return len(canon(text)) >= len(canon(re.sub(r"\\.|[\[\](){}*+?|^$]", "", regex))) // 2
 
     def wait_serial(self, regex: str, timeout: float) -> Evidence:
         if self.serial is None:

@@ -9,7 +9,8 @@ background), each band is normalised to dark text on a light background (so high
 read too) and cached by its pixels; only bands not seen before go to tesseract, stacked in one image,
 and its TSV output maps words back to bands. A countdown that changes one digit costs one small band.
 
-Matching is fuzzy against what tesseract confuses on console fonts: O/0, l/1/I/i/|, and spacing —
+Matching is fuzzy against what tesseract confuses on console fonts: O/0, l/1/I/i/|/[/], u/v, case and
+spacing —
 both the OCR text and the literal parts of the regex are canonicalised the same way.
 """
 
@@ -20,6 +21,7 @@ import json
 import os
 import re
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +35,8 @@ Frame = NDArray[np.uint8]
 Region = tuple[int, int, int, int]  # x, y, width, height
 
 # --- fuzzy text ------------------------------------------------------------------------------------
-_CANON = str.maketrans({"0": "o", "O": "o", "1": "l", "I": "l", "i": "l", "|": "l", "!": "l", "L": "l"})
+_CANON = str.maketrans({"0": "o", "O": "o", "1": "l", "I": "l", "i": "l", "|": "l", "!": "l", "L": "l",
+                        "[": "l", "]": "l", "U": "v", "u": "v"})
 _QUANT = re.compile(r"[*+?]|\{\d*,?\d*\}")
 
 
@@ -159,16 +162,18 @@ def _row_modes(g: NDArray[np.uint8]) -> NDArray[np.uint8]:
     return modes
 
 
-def text_bands(g: NDArray[np.uint8], pad: int = 3, gap: int = 2) -> list[tuple[int, int, int, int]]:
-    """Horizontal bands that hold text: (y0, y1, x0, x1) in the grey image, padded."""
+def text_bands(g: NDArray[np.uint8], pad: int = 3, gap: int = 2, min_edges: int = 10) -> list[tuple[int, int]]:
+    """Horizontal bands that hold text: (y0, y1) in the grey image, padded.
+
+    A text row has many sharp left/right transitions (glyph strokes); a row of a dialog, a bar or the
+    screen background has only the few at the box borders."""
     if g.size == 0:
         return []
-    modes = _row_modes(g)
-    ink = np.abs(g.astype(np.int16) - modes[:, None].astype(np.int16)) > 40
-    active = ink.sum(axis=1) >= 1
-    bands: list[tuple[int, int, int, int]] = []
+    edges = (np.abs(np.diff(g.astype(np.int16), axis=1)) > 40).sum(axis=1)
+    active = edges >= min_edges
+    bands: list[tuple[int, int]] = []
     y = 0
-    h, w = g.shape
+    h = g.shape[0]
     while y < h:
         if not active[y]:
             y += 1
@@ -176,18 +181,43 @@ def text_bands(g: NDArray[np.uint8], pad: int = 3, gap: int = 2) -> list[tuple[i
         y0 = y
         while y < h and (active[y] or (y + gap < h and active[y + 1:y + 1 + gap].any())):
             y += 1
-        y1 = y
-        cols = np.flatnonzero(ink[y0:y1].any(axis=0))
-        if y1 - y0 >= 4 and cols.size:  # thinner than 4 px: a rule line or noise, not text
-            bands.append((max(0, y0 - pad), min(h, y1 + pad), max(0, int(cols[0]) - 6), min(w, int(cols[-1]) + 7)))
+        if y - y0 >= 4:  # thinner than 4 px: a rule line or noise, not text
+            bands.append((max(0, y0 - pad), min(h, y + pad)))
     return bands
 
 
-def _normalise_band(b: NDArray[np.uint8]) -> NDArray[np.uint8]:
-    """Dark text on white, stretched contrast (inverted rows come out the same way)."""
-    bg = int(np.bincount(b.ravel(), minlength=256).argmax())
-    diff = np.abs(b.astype(np.int16) - bg)
-    return np.where(diff > 40, 0, 255).astype(np.uint8)
+def _local_background(b: NDArray[np.uint8], window: int = 25) -> NDArray[np.int16]:
+    """Per column, the grey level that covers most of a (band height x ``window``) neighbourhood:
+    the dialog's grey inside a dialog, the bar's colour inside a highlight bar, black on the screen."""
+    q = (b // 16).astype(np.int16)
+    levels = np.unique(q)
+    counts = np.stack([(q == lv).sum(axis=0) for lv in levels]).astype(np.int32)  # L x W
+    c = np.pad(counts, ((0, 0), (window // 2 + 1, window // 2)), mode="edge").cumsum(axis=1)
+    boxed = c[:, window:] - c[:, :-window]
+    best = levels[boxed.argmax(axis=0)]
+    # representative grey of each chosen level: the median of the band pixels at that level
+    rep = {int(lv): int(np.median(b[q == lv])) for lv in levels}
+    return np.array([rep[int(v)] for v in best], dtype=np.int16)
+
+
+def _normalise_band(b: NDArray[np.uint8], bars: Sequence[Region] = ()) -> NDArray[np.uint8]:
+    """Dark text on white against the local background (inverted bars and dialogs read the same way),
+    cropped to the columns that hold text. ``bars`` (band coordinates) are highlight bars: inside them
+    the background is the bar's own colour. Box borders (full-height vertical lines) are dropped."""
+    bg = np.repeat(_local_background(b)[None, :], b.shape[0], axis=0)
+    for x, y, w, h in bars:
+        y0, y1, x0, x1 = max(0, y), min(b.shape[0], y + h), max(0, x), min(b.shape[1], x + w)
+        if y1 > y0 and x1 > x0:
+            inside = b[y0:y1, x0:x1]
+            bg[y0:y1, x0:x1] = int(np.bincount(inside.ravel(), minlength=256).argmax())
+    ink = np.abs(b.astype(np.int16) - bg) > 40
+    ink[:, ink.all(axis=0)] = False
+    cols = np.flatnonzero(ink.any(axis=0))
+    if cols.size == 0:
+        return np.full((b.shape[0], 1), 255, dtype=np.uint8)
+    x0, x1 = max(0, int(cols[0]) - 6), min(b.shape[1], int(cols[-1]) + 7)
+    out: NDArray[np.uint8] = np.where(ink[:, x0:x1], 0, 255).astype(np.uint8)
+    return out
 
 
 @dataclass
@@ -195,24 +225,31 @@ class Ocr:
     """Tesseract with a per-band cache. ``calls`` and ``seconds`` are for benchmarks."""
 
     scale: int = 2
+    second_scale: int = 4  # a second reading, used only when the first did not match
     timeout: float = 30.0
     cache: dict[str, str] = field(default_factory=dict)
     calls: int = 0
     seconds: float = 0.0
 
-    def read(self, frame: Frame, region: Region | None = None) -> str:
+    def read(self, frame: Frame, region: Region | None = None, second: bool = False) -> str:
+        """OCR text of the frame (or region), one line per text line. ``second``: read at the other
+        scale (tesseract's mistakes differ between scales; a wait tries it before giving up on a frame)."""
         import time
 
         g = gray(crop(frame, region))
         bands = text_bands(g)
+        bars = highlighted_rows(crop(frame, region)) if bands else []
         keyed: list[tuple[str, NDArray[np.uint8]]] = []
-        for y0, y1, x0, x1 in bands:
-            b = _normalise_band(g[y0:y1, x0:x1])
-            keyed.append((hashlib.blake2b(b.tobytes() + bytes(str(b.shape), "ascii"), digest_size=12).hexdigest(), b))
+        for y0, y1 in bands:
+            b = _normalise_band(g[y0:y1], [(x, y - y0, w, h) for x, y, w, h in bars if y < y1 and y + h > y0])
+            if b.shape[1] <= 1:
+                continue
+            tag = bytes(f"{b.shape}{self.second_scale if second else self.scale}", "ascii")
+            keyed.append((hashlib.blake2b(b.tobytes() + tag, digest_size=12).hexdigest(), b))
         todo = [(k, b) for k, b in keyed if k not in self.cache]
         if todo:
             t = time.monotonic()
-            self._recognise(todo)
+            self._recognise(todo, self.second_scale if second else self.scale)
             self.calls += 1
             self.seconds += time.monotonic() - t
         if len(self.cache) > 5000:
@@ -220,7 +257,7 @@ class Ocr:
             self.cache = {k: v for k, v in self.cache.items() if k in keep}
         return "\n".join(self.cache.get(k, "") for k, _ in keyed)
 
-    def _recognise(self, todo: list[tuple[str, NDArray[np.uint8]]]) -> None:
+    def _recognise(self, todo: list[tuple[str, NDArray[np.uint8]]], scale: int) -> None:
         from PIL import Image
 
         gap = 12
@@ -234,8 +271,8 @@ class Ocr:
             spans.append((k, y, y + b.shape[0]))
             y += b.shape[0] + gap
         img = Image.fromarray(canvas)
-        if self.scale != 1:
-            img = img.resize((img.width * self.scale, img.height * self.scale), Image.Resampling.LANCZOS)
+        if scale != 1:
+            img = img.resize((img.width * scale, img.height * scale), Image.Resampling.LANCZOS)
         import io
 
         buf = io.BytesIO()
@@ -250,19 +287,20 @@ class Ocr:
             raise InputError("tesseract is not installed (apt-get install tesseract-ocr)") from None
         except subprocess.TimeoutExpired:
             return
-        words: dict[str, list[tuple[int, str]]] = {k: [] for k, _, _ in spans}
+        # words in tesseract's reading order, grouped into its lines, assigned to bands by position
+        lines: dict[str, dict[tuple[str, str, str], list[str]]] = {k: {} for k, _, _ in spans}
         for line in proc.stdout.decode("utf-8", "replace").splitlines()[1:]:
             cols = line.split("\t")
             if len(cols) < 12 or cols[0] != "5" or not cols[11].strip():
                 continue
-            left, top, hgt = int(cols[6]), int(cols[7]), int(cols[9])
-            mid = (top + hgt / 2) / self.scale
+            top, hgt = int(cols[7]), int(cols[9])
+            mid = (top + hgt / 2) / scale
             for k, y0, y1 in spans:
                 if y0 - gap / 2 <= mid < y1 + gap / 2:
-                    words[k].append((left, cols[11]))
+                    lines[k].setdefault((cols[2], cols[3], cols[4]), []).append(cols[11])
                     break
         for k, _, _ in spans:
-            self.cache[k] = " ".join(w for _, w in sorted(words[k]))
+            self.cache[k] = "\n".join(" ".join(ws) for ws in lines[k].values())
 
 
 # --- change and stillness ----------------------------------------------------------------------------
@@ -477,8 +515,9 @@ def highlighted_rows(frame: Frame, region: Region | None = None, min_width: int 
 
     Found from their edges: a horizontal edge where, over at least ``min_width`` columns, one uniform
     colour above turns into another uniform colour below, and a matching edge back to the first colour
-    ``line`` pixels further down over the same columns (a rectangle: both edges equally wide). Works whatever the colours are (inverted, a
-    coloured bar in a grey dialog, a grey bar on black), and ignores text, tall dialogs and rule lines.
+    ``line`` pixels further down over the same columns (a rectangle: both edges equally wide). Works
+    whatever the colours are (inverted, a coloured bar in a grey dialog, a grey bar on black), and
+    ignores text, tall dialogs and rule lines.
     Returns (x, y, w, h) in frame coordinates, widest first."""
     ox, oy = (region[0], region[1]) if region else (0, 0)
     q = (gray(crop(frame, region)) // 24).astype(np.int16)

@@ -63,7 +63,7 @@ def test_fuzzy_does_not_overmatch(pattern: str, ocr: str) -> None:
 
 
 def test_fuzzy_regex_keeps_structure() -> None:
-    assert fuzzy_regex(r"(?P<a>ESXi Found)|Confirm Disk").pattern == "(?P<a>esxlfound)|conflrmdlsk"
+    assert fuzzy_regex(r"(?P<a>ESXi Found)|Confirm Disk").pattern == "(?P<a>esxlfovnd)|conflrmdlsk"
     assert fuzzy_regex(r"[0-9]+ seconds?").search(canon("in 10 seconds"))
     assert canon("O0 Il1|") == "oolll" + "l"
 

@@ -1,0 +1,160 @@
+"""Playbooks: parsing, FILE:LINE errors, when/optional, cleanups in reverse order (fake console)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from labctl.console import Evidence, WaitTimeout
+from labctl.errors import RunFailed, SpecError
+from labctl.playbook import Runner, load, run_playbook
+from labctl.report import RunFolder
+
+SECRET = "Sup3r-Secret!"
+
+
+class FakeConsole:
+    """Records verbs; 'screen' is a list of texts, one per wait, or a dict of text -> present."""
+
+    def __init__(self, screens: list[str], run: RunFolder) -> None:
+        self.screens = screens
+        self.run = run
+        self.calls: list[tuple[str, Any]] = []
+        self.step = ""
+        self.serial = None
+        self.last_text = ""
+        self.timeout_scale = 1.0
+
+    def _current(self) -> str:
+        return self.screens[0] if self.screens else ""
+
+    def send_keys(self, spec: str) -> None:
+        self.calls.append(("keys", spec))
+        if self.screens:
+            self.screens.pop(0)
+
+    def type_string(self, text: str, secret: bool = False) -> None:
+        self.calls.append(("type", "<secret>" if secret else text))
+
+    def wait_text(self, regex: str, timeout: float, region: Any = None, serial: bool = True) -> Evidence:
+        import re
+
+        self.calls.append(("wait", regex))
+        if re.search(regex, self._current()):
+            return Evidence("screen", regex, 0.0)
+        raise WaitTimeout(self.step, f"text /{regex}/", timeout, None, self._current())
+
+    def wait_any_text(self, patterns: dict[str, str], timeout: float, region: Any = None,
+                      serial: bool = True) -> tuple[str, Evidence]:
+        import re
+
+        for k, p in patterns.items():
+            if re.search(p, self._current()):
+                return k, Evidence("screen", p, 0.0)
+        raise WaitTimeout(self.step, "any", timeout, None, self._current())
+
+    def has_text(self, regex: str, region: Any = None) -> bool:
+        import re
+
+        return bool(re.search(regex, self._current()))
+
+    def screenshot(self, name: str) -> Path:
+        self.calls.append(("screenshot", name))
+        return self.run.path / f"{name}.png"
+
+
+def write(tmp: Path, text: str) -> Path:
+    p = tmp / "pb.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_interactive_playbook_loads() -> None:
+    book = load("esxi-6.7-interactive")
+    names = [s.name for s in book.steps]
+    assert names[0] == "boot loader" and "installation complete" in names
+    assert book.steps[0].arg["serial"] is False  # the boot loader shows nothing on serial
+
+
+@pytest.mark.parametrize(("body", "line", "needle"), [
+    ("name: x\nsteps:\n  - keys: '<entr>'\n", 3, "did you mean <enter>"),
+    ("name: x\nsteps:\n  - wait: {text: 'a'}\n  - typo: 1\n", 4, "unknown step key"),
+    ("name: x\nsteps:\n  - wait: {text: 'a', timeout: -1}\n", 3, "timeout"),
+    ("name: x\nsteps:\n  - type: 'hello {nope}'\n", 3, "unknown variable {nope}"),
+    ("name: x\nsteps:\n  - wait: {text: 'a('}\n", 3, "bad regular expression"),
+    ("name: x\nsteps:\n  - keys: a\n    wait: {text: b}\n", 3, "exactly one action"),
+    ("name: x\nsteps:\n  - power: sideways\n", 3, "reset, off or on"),
+    ("name: x\nsteps: []\n", 2, "non-empty list"),
+])
+def test_errors_have_file_line(tmp_path: Path, body: str, line: int, needle: str) -> None:
+    with pytest.raises(SpecError) as exc:
+        load(str(write(tmp_path, body)))
+    assert exc.value.line == line, str(exc.value)
+    assert needle in str(exc.value) and str(exc.value).startswith(str(tmp_path / "pb.yaml") + f":{line}:")
+
+
+def test_cleanups_run_in_reverse_on_failure(tmp_path: Path) -> None:
+    p = write(tmp_path, """
+name: t
+steps:
+  - keys: '<enter>'
+    cleanup: {screenshot: first}
+  - keys: '<f11>'
+    cleanup: {screenshot: second}
+  - name: never
+    wait: {text: 'Installation Complete', timeout: 1}
+  - keys: '<esc>'
+    cleanup: {screenshot: third}
+""")
+    run = RunFolder(tmp_path / "run")
+    c = FakeConsole(["a", "b", "c"], run)
+    with pytest.raises(WaitTimeout, match="never"):
+        run_playbook(str(p), c, None, {}, run, [])  # type: ignore[arg-type]
+    assert [x for x in c.calls if x[0] == "screenshot"] == [("screenshot", "second"), ("screenshot", "first")]
+    events = [json.loads(line) for line in (run.path / "events.jsonl").read_text().splitlines()]
+    failed = [e for e in events if e.get("result") == "failed" and e["step"] == "never"]
+    assert failed and failed[0]["where"].endswith("pb.yaml:9")
+
+
+def test_when_and_optional_and_secrets(tmp_path: Path) -> None:
+    p = write(tmp_path, """
+name: t
+steps:
+  - wait: {any: {existing: 'ESXi Found', keyboard: 'keyboard layout'}, as: after}
+  - when: {after: existing}
+    keys: '<enter>'
+  - when: {after: keyboard}
+    type: {text: '{root_password}', secret: true}
+  - name: maybe
+    optional: true
+    wait: {text: 'System Scan', timeout: 1}
+  - type: 'pw is {root_password}'
+""")
+    run = RunFolder(tmp_path / "run")
+    c = FakeConsole(["Please select a keyboard layout"] * 5, run)
+    run_playbook(str(p), c, None, {"root_password": SECRET}, run, [SECRET])  # type: ignore[arg-type]
+    assert ("keys", "<enter>") not in c.calls
+    assert ("type", "<secret>") in c.calls
+    # the literal type of a string holding the secret is typed as secret too
+    assert c.calls[-1] == ("type", "<secret>")
+    text = (run.path / "events.jsonl").read_text()
+    assert SECRET not in text and '"skipped"' in text
+
+
+def test_missing_variable_value_fails_clearly(tmp_path: Path) -> None:
+    p = write(tmp_path, "name: t\nsteps:\n  - type: ' {boot_options}'\n")
+    run = RunFolder(tmp_path / "run")
+    book = load(str(p))
+    r = Runner(book, FakeConsole([], run), None, {}, run, [])  # type: ignore[arg-type]
+    with pytest.raises(RunFailed, match="boot_options"):
+        r.execute()
+
+
+def test_report_scrubs_secrets(tmp_path: Path) -> None:
+    run = RunFolder(tmp_path / "run", secrets=[SECRET])
+    run.event("x", result="failed", error=f"typed {SECRET}", nested={"k": [SECRET]})
+    html = run.finish("failed", f"because {SECRET}").read_text()
+    assert SECRET not in html and SECRET not in (run.path / "events.jsonl").read_text() and "*****" in html
