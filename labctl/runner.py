@@ -120,6 +120,7 @@ class UpOptions:
     backend: str | None = None
     vnc_unix: bool = False
     accel_cache: Path | None = None
+    progress: Callable[[str], None] | None = None  # one line per step start (a terminal, not CI)
 
 
 @dataclass
@@ -426,6 +427,8 @@ def run_seat(
                 failed_step = step.name
                 started = time.monotonic()
                 run.event(step.name, phase="start")
+                if options.progress is not None:
+                    options.progress(f"seat {seat.index} ({seat.name}): {step.name}")
                 done.append(step)
                 with _watchdog(ctx.backend):
                     step.run(ctx)

@@ -593,13 +593,13 @@ class QemuBackend:
         return VncEndpoint(rt.vnc_host, rt.vnc_port, password)
 
     def vnc_display(self) -> str:
-        """'127.0.0.1:N' / 'unix:PATH' without the password, for messages."""
+        """'127.0.0.1 port 59NN (display :NN)' / 'unix:PATH', without the password, for messages."""
         rt = self._runtime or Runtime.load(self.files.runtime)
         if rt is None:
             return "-"
         if rt.vnc_socket:
             return f"unix:{rt.vnc_socket}"
-        return f"{rt.vnc_host}:{(rt.vnc_port or VNC_BASE_PORT) - VNC_BASE_PORT}"
+        return f"{rt.vnc_host} port {rt.vnc_port} (display :{(rt.vnc_port or VNC_BASE_PORT) - VNC_BASE_PORT})"
 
     def serial_endpoint(self) -> SerialEndpoint | None:
         rt = self._runtime or Runtime.load(self.files.runtime)

@@ -68,6 +68,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         boot_only=boot_only,
         runs_dir=Path(args.runs).resolve() if args.runs else None,
         backend=args.backend,
+        progress=_progress if sys.stderr.isatty() and not args.quiet else None,
     )
 
     def one(seat: Seat) -> SeatResult:
@@ -94,6 +95,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     if failures:
         raise RunFailed(f"{len(failures)} of {len(seats)} seats failed (see above)")
     return 0
+
+
+def _progress(line: str) -> None:
+    print(f"labctl: {line} ...", file=sys.stderr, flush=True)
 
 
 def _report_up(args: argparse.Namespace, res: Any) -> None:
