@@ -92,6 +92,7 @@ void shell_out(const CHAR16 *fmt, ...);   /* output of a command (vt_printf) */
 
 /* esxcli.c */
 void esxcli_main(UINTN argc, CHAR16 **argv);
+void esxcli_boot_snapshot(void);      /* the "Runtime" column: values at boot */
 /* cmds.c: the other shell commands; FALSE when argv[0] is not one of them */
 BOOLEAN cmd_run(UINTN argc, CHAR16 **argv);
 /* esxi/disks: helpers */

@@ -1,17 +1,27 @@
-/* esxi/main.c - the installed system (BOOTX64.EFI on the stick's partition 1).
- * Placeholder until issue #4: says that ESXi is installed and shows the kernel options it would boot with. */
-#include "../lib/tui.h"
+/* main.c - the installed system's entry (\EFI\BOOT\BOOTX64.EFI on the stick's partition 1): load the state
+ * from the bootbank, boot (boot.c), then the DCUI on the main console (dcui.c) with the shell console a
+ * key away (consoles.c). */
+#include "esxi.h"
+
+static esxi_t g_esxi;
+esxi_t *G = &g_esxi;
 
 EFI_STATUS efi_main(EFI_HANDLE image, EFI_SYSTEM_TABLE *systab) {
+    EFI_LOADED_IMAGE *li = NULL;
     InitializeLib(image, systab);
+    CALL(BS->SetWatchdogTimer, 4, 0, 0, 0, NULL);
+    G->image = image;
+    if (!EFI_ERROR(CALL(BS->HandleProtocol, 3, image, &LoadedImageProtocol, (void **)&li)) && li)
+        G->boot_part = li->DeviceHandle;
     tui_init();
-    tui_fill(0, 0, TUI_COLS, 1, A_DCUI_TOP);
-    tui_center(0, 0, TUI_COLS, A_DCUI_TOP, L"VMware ESXi 6.7.0 (VMKernel Release Build 8169922)");
-    tui_center(10, 0, TUI_COLS, A_ACCENT, L"ESXi 6.7.0 is installed on this disk.");
-    tui_center(12, 0, TUI_COLS, A_SCREEN, L"(labctl simulator: the installed system is not built yet)");
-    for (;;) {
-        tui_key k;
-        tui_read_key(&k, 0);
+    disks_connect_all();
+    if (!state_load()) {
+        /* no bootbank state: a stick written by something else; run with defaults (saving creates it) */
+        state_parse((const CHAR8 *)"# labctl ESXi simulator state\nversion=1\n", 40);
     }
+    boot_run();
+    esxcli_boot_snapshot();
+    vt_reset();
+    dcui_run();
     return EFI_SUCCESS;
 }
