@@ -121,6 +121,7 @@ class UpOptions:
     vnc_unix: bool = False
     accel_cache: Path | None = None
     progress: Callable[[str], None] | None = None  # one line per step start (a terminal, not CI)
+    build_lock: threading.Lock = field(default_factory=threading.Lock)  # seats in parallel build the ISO once
 
 
 @dataclass
@@ -175,7 +176,8 @@ class BuildSimulator(Step):
         except ImportError:
             raise NotBuiltError("the simulator builder (labctl.sim.build) is not built yet") from None
         t0 = time.monotonic()
-        ctx.iso = Path(build_iso(ctx.lab.sim_speed))
+        with ctx.options.build_lock:
+            ctx.iso = Path(build_iso(ctx.lab.sim_speed))
         assert ctx.backend is not None
         ctx.backend.iso = ctx.iso
         ctx.run.event(self.name, iso=str(ctx.iso), speed=ctx.lab.sim_speed, seconds=round(time.monotonic() - t0, 2))
