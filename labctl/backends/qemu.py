@@ -424,9 +424,8 @@ class QemuBackend:
         code = self.exit_code()
         how = (f"killed by signal {-code}" if code is not None and code < 0
                else f"exit code {code}" if code is not None else "gone")
-        stopped_by = self.files.state_dir / "stopped-by-down"
-        if stopped_by.exists():
-            how += ", stopped by 'labctl down'"
+        if (self.files.state_dir / "stopped-by-down").exists():
+            return f"QEMU (pid {self.pid()}) was stopped by 'labctl down' ({how})"
         text = tail(self.files.stderr_log)
         return f"QEMU (pid {self.pid()}) exited unexpectedly ({how}); " + (
             f"last lines of its stderr:\n{text}" if text else "it wrote nothing on stderr"
