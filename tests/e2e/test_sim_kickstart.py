@@ -32,10 +32,11 @@ def test_kickstart_install_on_1g_stick(sim_ks_iso: Path, simvm: Callable[..., Si
     boot_installer(vm, " preferVMklinux=TRUE ks=cdrom:/KS.CFG", since=mark)
     vm.expect(r"Installing ESXi 6\.7\.0", 30)
     vm.expect(r"Installation Complete", 60)
+    mark = vm.mark()
     # `reboot` in the script: take the CD out so the firmware boots the stick (the installed system)
     assert vm.qmp is not None
     vm.qmp.execute("eject", device="cd0", force=True)
-    vm.wait(r"ESXi 6\.7\.0 is installed on this disk\.", 60, mark)
+    vm.wait(r"VMware ESXi 6\.7\.0 \(VMKernel Release Build 8169922\)", 90, mark)
 
     check_gpt(stick, [1, 5, 6, 7, 8])
     state = mtype(stick, 8224, "/state.cfg")
