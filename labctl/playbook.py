@@ -367,6 +367,9 @@ class Runner:
             path = c.screenshot(self.sub(arg))
             return Evidence("screenshot", str(path), 0.0)
         if a == "assert":
+            if not arg.get("absent"):  # presence: the screen may still be drawing, give it a short wait
+                return c.wait_text(self.sub_rx(arg["text"]), min(step.timeout, 10.0), _region(arg.get("region")),
+                                   serial=False)
             present = c.has_text(self.sub_rx(arg["text"]), _region(arg.get("region")))
             if present == bool(arg.get("absent", False)):
                 shot = c.screenshot(f"assert-{step.name}")

@@ -312,7 +312,10 @@ class Console:
         return names[0], ev
 
     def has_text(self, regex: str, region: Region | None = None) -> bool:
-        return find_text(regex, self.read_screen(region)) is not None
+        """On screen now (either OCR reading)."""
+        if find_text(regex, self.read_screen(region)):
+            return True
+        return find_text(regex, self.ocr.read(self.vnc.frame(), region, second=True)) is not None
 
     def frame(self) -> Frame:
         return self._frame()
