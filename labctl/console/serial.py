@@ -25,8 +25,8 @@ import pexpect.fdpexpect
 log = logging.getLogger(__name__)
 
 # CSI sequences, OSC, single-character escapes
-_ESC = re.compile(r"\x1b\[([0-9;?]*)([@-~])|\x1b\][^\x07]*\x07|\x1b[()][0-9A-Za-z]|\x1b[@-Z\\-_]")
-_PARTIAL = re.compile(r"\x1b(\[[0-9;?]*|\][^\x07]*|[()])?$")
+_ESC = re.compile(r"\x1b\[([0-9;?=<>]*)([@-~])|\x1b\][^\x07]*\x07|\x1b[()][0-9A-Za-z]|\x1b[@-Z\\-_]")
+_PARTIAL = re.compile(r"\x1b(\[[0-9;?=<>]*|\][^\x07]*|[()])?$")
 
 
 class VtStripper:

@@ -23,6 +23,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -55,6 +56,7 @@ def _make_classes() -> tuple[type[Any], type[Any]]:
 
     logging.getLogger("twisted").setLevel(logging.WARNING)  # the reactor's chatter is not our log
     warnings.filterwarnings("ignore", category=FutureWarning, module=__name__)
+    warnings.filterwarnings("ignore", message="TripleDES has been moved")  # VNC auth is DES by definition
 
     class FrameClient(VNCDoToolClient):  # type: ignore[misc]
         def vncConnectionMade(self) -> None:
@@ -72,6 +74,7 @@ def _make_classes() -> tuple[type[Any], type[Any]]:
             if rectangles:
                 with factory.cond:
                     factory.frame_no += 1
+                    factory.times.append((factory.frame_no, time.monotonic()))
                     factory.cond.notify_all()
             # keep one incremental request outstanding: the server answers when something changes
             self.framebufferUpdateRequest(incremental=True)
@@ -89,6 +92,7 @@ def _make_classes() -> tuple[type[Any], type[Any]]:
             super().__init__()
             self.cond = threading.Condition()
             self.frame_no = 0
+            self.times: deque[tuple[int, float]] = deque(maxlen=2000)  # (frame number, arrival time)
             self.lost = False
 
         def clientConnectionFailed(self, connector: Any, reason: Any) -> None:
@@ -262,6 +266,13 @@ class VncSession:
     @property
     def frame_no(self) -> int:
         return int(self._factory.frame_no) if self._factory is not None else -1
+
+    def first_frame_after(self, t: float) -> float | None:
+        """Arrival time of the first screen update at or after monotonic time ``t`` (for latency figures)."""
+        if self._factory is None:
+            return None
+        with self._factory.cond:
+            return next((ft for _, ft in self._factory.times if ft >= t), None)
 
     def frame(self) -> Frame:
         """The current screen as an RGB array (a copy, taken on the reactor thread)."""
