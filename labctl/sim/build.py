@@ -127,9 +127,9 @@ def source_files() -> list[Path]:
     return sorted(p for p in SRC.rglob("*") if p.is_file() and p.suffix in (".c", ".h"))
 
 
-def build_key(speed: str, kickstart: bytes | None) -> str:
+def build_key(speed: str, kickstart: bytes | None, serial_bootloader: bool = False) -> str:
     h = hashlib.sha256()
-    h.update(f"format={BUILD_FORMAT}\nspeed={speed}\n".encode())
+    h.update(f"format={BUILD_FORMAT}\nspeed={speed}\nserial_bootloader={serial_bootloader}\n".encode())
     h.update(Path(__file__).read_bytes())
     for p in source_files():
         h.update(str(p.relative_to(SRC)).encode() + b"\0")
@@ -177,8 +177,9 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _compile(tools: dict[str, str], src: Path, obj: Path, speed: str) -> None:
-    defs = [f"-DSIM_SPEED_REAL={1 if speed == 'real' else 0}"]
+def _compile(tools: dict[str, str], src: Path, obj: Path, speed: str, serial_bootloader: bool) -> None:
+    defs = [f"-DSIM_SPEED_REAL={1 if speed == 'real' else 0}",
+            f"-DSIM_SERIAL_BOOTLOADER={1 if serial_bootloader else 0}"]
     _run([tools["gcc"], *CFLAGS, *defs, f"-ffile-prefix-map={SRC}=sim", "-c", str(src), "-o", str(obj)],
          env=_env())
 
@@ -194,7 +195,7 @@ def _link(tools: dict[str, str], objs: Sequence[Path], out: Path) -> bytes:
     return out.read_bytes()
 
 
-def compile_apps(tools: dict[str, str], work: Path, speed: str) -> tuple[bytes, bytes]:
+def compile_apps(tools: dict[str, str], work: Path, speed: str, serial_bootloader: bool = False) -> tuple[bytes, bytes]:
     """Compile the library once and both applications; returns (installer.efi, esxi.efi) bytes."""
     groups = {g: sorted((SRC / g).glob("*.c")) for g in ("lib", "installer", "esxi")}
     jobs: list[tuple[Path, Path]] = []
@@ -202,7 +203,7 @@ def compile_apps(tools: dict[str, str], work: Path, speed: str) -> tuple[bytes, 
         (work / g).mkdir(parents=True, exist_ok=True)
         jobs += [(f, work / g / (f.stem + ".o")) for f in files]
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
-        for fut in [pool.submit(_compile, tools, s, o, speed) for s, o in jobs]:
+        for fut in [pool.submit(_compile, tools, s, o, speed, serial_bootloader) for s, o in jobs]:
             fut.result()
 
     def objs(*gs: str) -> list[Path]:
@@ -265,9 +266,9 @@ def strip_zeros(path: Path) -> bytes:
 
 
 def build_into(tools: dict[str, str], work: Path, speed: str, kickstart: bytes | None,
-               progress: Callable[[str], None]) -> Path:
+               progress: Callable[[str], None], serial_bootloader: bool = False) -> Path:
     progress("compiling the installer and the installed system")
-    installer, esxi = compile_apps(tools, work, speed)
+    installer, esxi = compile_apps(tools, work, speed, serial_bootloader)
     tree = work / "iso"
     (tree / "PAYLOAD").mkdir(parents=True)
 
@@ -301,8 +302,14 @@ def build_into(tools: dict[str, str], work: Path, speed: str, kickstart: bytes |
 
 
 def build_iso(speed: str = "fast", output: Path | None = None, force: bool = False,
-              kickstart: Path | None = None, progress: Callable[[str], None] | None = None) -> Path:
-    """Build (or reuse from the cache) the simulator ISO; returns its path (output when given)."""
+              kickstart: Path | None = None, progress: Callable[[str], None] | None = None,
+              serial_bootloader: bool = False) -> Path:
+    """Build (or reuse from the cache) the simulator ISO; returns its path (output when given).
+
+    kickstart: a file put on the ISO9660 tree as /KS.CFG (boot with ks=cdrom:/KS.CFG).
+    serial_bootloader: test aid; the boot loader stage also prints to the serial console (the real
+    esx-boot, and the default build, draw it on the graphics console only).
+    """
     if speed not in SPEEDS:
         raise InputError(f"speed must be one of {', '.join(SPEEDS)}, not {speed!r}")
     ks_bytes: bytes | None = None
@@ -313,13 +320,13 @@ def build_iso(speed: str = "fast", output: Path | None = None, force: bool = Fal
             raise InputError(f"{kickstart}: cannot read the kickstart file: {exc.strerror}") from exc
     report = progress or (lambda _msg: None)
     cdir = cache_dir()
-    key = build_key(speed, ks_bytes)
-    cached = cdir / f"esxi67-sim-{speed}-{key}.iso"
+    key = build_key(speed, ks_bytes, serial_bootloader)
+    cached = cdir / f"esxi67-sim-{speed}{'-serialboot' if serial_bootloader else ''}-{key}.iso"
     if force or not cached.exists():
         tools = find_tools()
         cdir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=".build-", dir=cdir) as tmp:
-            iso = build_into(tools, Path(tmp), speed, ks_bytes, report)
+            iso = build_into(tools, Path(tmp), speed, ks_bytes, report, serial_bootloader)
             part = cdir / f".{cached.name}.{os.getpid()}.part"
             shutil.move(str(iso), part)
             os.replace(part, cached)

@@ -37,15 +37,16 @@ def _build(tmp_path_factory: pytest.TempPathFactory, **kwargs: object) -> Path:
 
 @pytest.fixture(scope="session")
 def sim_iso(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The simulator ISO (fast speed), built once per session."""
+    """The simulator ISO (fast speed), built once per session, with the boot loader also on the serial
+    console (serial_bootloader=True) so the tests can read it."""
     if not qemu_available():
         pytest.skip("qemu-system-x86_64 or OVMF is missing")
-    return _build(tmp_path_factory)
+    return _build(tmp_path_factory, serial_bootloader=True)
 
 
 @pytest.fixture(scope="session")
 def sim_ks_iso(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The simulator ISO with KS.CFG (KICKSTART_USB) on its ISO9660 tree."""
+    """The default simulator ISO (boot loader on the graphics console only) with KS.CFG (KICKSTART_USB)."""
     if not qemu_available():
         pytest.skip("qemu-system-x86_64 or OVMF is missing")
     ks = tmp_path_factory.mktemp("ks") / "ks.cfg"

@@ -351,15 +351,46 @@ def mdir(image: Path, start_sector: int, path: str = "/") -> str:
     return out.stdout.decode("latin-1")
 
 
-def boot_installer(vm: SimVM, options: str = "", since: int = 0) -> None:
-    """At the boot loader: Enter, or Shift+O and append options, then wait for the installer."""
-    vm.wait(r"Automatic boot in 5 seconds\.\.\.", 60, since)
+def boot_loader_on_screen(vm: SimVM, timeout: float = 90) -> None:
+    """Wait until the graphics console shows the boot loader's yellow key hints (row 21 of 25).
+
+    The default build draws the boot loader on the graphics console only, like esx-boot: no serial."""
+    from PIL import Image  # test-only dependency (pillow is a labctl dependency)
+
+    shot = vm.workdir / "bootloader.png"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        vm.screendump(shot)
+        with Image.open(shot) as im:
+            rgb = im.convert("RGB")
+            w, h = rgb.size
+            top = (h - 25 * 19) // 2 + 21 * 19  # 80x25 text centred, 19-pixel character cells
+            band = rgb.crop((0, max(0, top - 4), w, min(h, top + 23)))
+            colors = band.getcolors(1 << 20) or []
+            if sum(n for n, (r, g, b) in colors if r > 200 and g > 200 and b < 120) > 200:
+                return
+        time.sleep(0.5)
+    raise AssertionError(f"boot loader not on screen after {timeout:.0f}s (last: {shot})")
+
+
+def boot_installer(vm: SimVM, options: str = "", since: int = 0, screen: bool = False) -> None:
+    """At the boot loader: Enter, or Shift+O and append options, then wait for the installer to load.
+
+    screen=False waits on the serial console (ISO built with serial_bootloader=True); screen=True on
+    the graphics console and types blind, as a playbook must with the real esx-boot."""
+    if screen:
+        boot_loader_on_screen(vm)
+    else:
+        vm.wait(r"Automatic boot in 5 seconds\.\.\.", 60, since)
     if options:
         vm.type("O")
-        vm.expect(r"> runweasel cdromBoot", 15)
+        if not screen:
+            vm.expect(r"> runweasel cdromBoot", 15)
         vm.type(options)
-        vm.expect(re.escape(options[-8:]), 20)
+        if not screen:
+            vm.expect(re.escape(options[-8:]), 20)
     vm.key("enter")
+    vm.expect(r"Loading ESXi installer", 30)
 
 
 def to_disk_list(vm: SimVM) -> None:

@@ -39,7 +39,7 @@ screen_id scr_password(inst_t *s) {
         tui_cursor(d.row + 4 + focus, d.col + 24 + wlen(focus ? s->pw2 : s->pw), TRUE);
         tui_key k;
         if (!tui_read_key(&k, 0)) continue;
-        CALL(ST->ConOut->EnableCursor, 2, ST->ConOut, FALSE);
+        tui_cursor_off();
         problem = NULL;
         if (k.ch == CH_TAB || k.scan == K_DOWN) focus = (focus + 1) % 2;
         else if (k.scan == K_UP) focus = focus ? 0 : 1;

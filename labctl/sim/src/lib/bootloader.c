@@ -1,6 +1,10 @@
 /* bootloader.c - see bootloader.h */
 #include "bootloader.h"
 
+#ifndef SIM_SERIAL_BOOTLOADER
+#define SIM_SERIAL_BOOTLOADER 0
+#endif
+
 #define ROW_TITLE 9
 #define ROW_HINT 21
 #define ROW_LINE 23
@@ -49,12 +53,26 @@ static BOOLEAN edit(const CHAR16 *loading, CHAR16 *options, UINTN cap) {
         if (k.scan == K_ESC) break;
         if (tui_edit(work, cap, &k)) draw_editor_line(work);
     }
-    CALL(ST->ConOut->EnableCursor, 2, ST->ConOut, FALSE);
+    tui_cursor_off();
     xfree(work);
     return boot;
 }
 
+static void countdown(const CHAR16 *loading, CHAR16 *options, UINTN cap);
+
 void bootloader_run(const CHAR16 *loading, CHAR16 *options, UINTN cap) {
+    /* esx-boot draws on the graphics console only: nothing of it reaches a serial console (reference §1).
+     * A build with -DSIM_SERIAL_BOOTLOADER=1 (tests) keeps it on ConOut. */
+#if !SIM_SERIAL_BOOTLOADER
+    tui_graphics_only(TRUE);
+#endif
+    countdown(loading, options, cap);
+    tui_clear(A_SCREEN);
+    tui_graphics_only(FALSE);
+    tui_clear(A_SCREEN);
+}
+
+static void countdown(const CHAR16 *loading, CHAR16 *options, UINTN cap) {
     tui_flush_keys();
     for (;;) {
         draw_countdown_frame(loading);

@@ -1,6 +1,33 @@
 /* tui.c - see tui.h */
 #include "tui.h"
 
+/* Where text goes: ConOut (screen + serial) or, while tui_graphics_only(TRUE), the graphics console alone. */
+static SIMPLE_TEXT_OUTPUT_INTERFACE *tui_out_override;
+#define TUI_OUT (tui_out_override ? tui_out_override : ST->ConOut)
+
+BOOLEAN tui_graphics_only(BOOLEAN on) {
+    tui_out_override = NULL;
+    if (!on) return TRUE;
+    EFI_GUID gop_guid = EFI_GRAPHICS_OUTPUT_PROTOCOL_GUID;
+    UINTN n = 0;
+    EFI_HANDLE *handles = NULL;
+    if (EFI_ERROR(CALL(BS->LocateHandleBuffer, 5, ByProtocol, &TextOutProtocol, NULL, &n, &handles))) return FALSE;
+    for (UINTN i = 0; i < n && !tui_out_override; i++) {
+        void *gop = NULL;
+        SIMPLE_TEXT_OUTPUT_INTERFACE *to = NULL;
+        if (handles[i] == ST->ConsoleOutHandle) continue;
+        if (EFI_ERROR(CALL(BS->HandleProtocol, 3, handles[i], &gop_guid, &gop)) || !gop) continue;
+        if (!EFI_ERROR(CALL(BS->HandleProtocol, 3, handles[i], &TextOutProtocol, (void **)&to)) && to)
+            tui_out_override = to;
+    }
+    FreePool(handles);
+    if (tui_out_override) {
+        CALL(tui_out_override->SetMode, 2, tui_out_override, 0);
+        CALL(tui_out_override->EnableCursor, 2, tui_out_override, FALSE);
+    }
+    return tui_out_override != NULL;
+}
+
 static EFI_SIMPLE_TEXT_INPUT_EX_PROTOCOL *tui_inex(void) {
     static EFI_SIMPLE_TEXT_INPUT_EX_PROTOCOL *inex; /* cached protocol pointer */
     static BOOLEAN looked;
@@ -13,14 +40,14 @@ static EFI_SIMPLE_TEXT_INPUT_EX_PROTOCOL *tui_inex(void) {
 }
 
 void tui_init(void) {
-    CALL(ST->ConOut->SetMode, 2, ST->ConOut, 0);
-    CALL(ST->ConOut->EnableCursor, 2, ST->ConOut, FALSE);
+    CALL(TUI_OUT->SetMode, 2, TUI_OUT, 0);
+    CALL(TUI_OUT->EnableCursor, 2, TUI_OUT, FALSE);
     tui_clear(A_SCREEN);
 }
 
 void tui_clear(UINTN attr) {
-    CALL(ST->ConOut->SetAttribute, 2, ST->ConOut, attr);
-    CALL(ST->ConOut->ClearScreen, 1, ST->ConOut);
+    CALL(TUI_OUT->SetAttribute, 2, TUI_OUT, attr);
+    CALL(TUI_OUT->ClearScreen, 1, TUI_OUT);
 }
 
 void tui_text(UINTN row, UINTN col, UINTN attr, const CHAR16 *s) {
@@ -35,9 +62,9 @@ void tui_text(UINTN row, UINTN col, UINTN attr, const CHAR16 *s) {
     }
     buf[n] = 0;
     if (n == 0) return;
-    CALL(ST->ConOut->SetAttribute, 2, ST->ConOut, attr);
-    CALL(ST->ConOut->SetCursorPosition, 3, ST->ConOut, col, row);
-    CALL(ST->ConOut->OutputString, 2, ST->ConOut, buf);
+    CALL(TUI_OUT->SetAttribute, 2, TUI_OUT, attr);
+    CALL(TUI_OUT->SetCursorPosition, 3, TUI_OUT, col, row);
+    CALL(TUI_OUT->OutputString, 2, TUI_OUT, buf);
 }
 
 void tui_textf(UINTN row, UINTN col, UINTN attr, const CHAR16 *fmt, ...) {
@@ -95,8 +122,12 @@ void tui_box(UINTN row, UINTN col, UINTN width, UINTN height, UINTN attr, const 
 }
 
 void tui_cursor(UINTN row, UINTN col, BOOLEAN visible) {
-    CALL(ST->ConOut->SetCursorPosition, 3, ST->ConOut, col, row);
-    CALL(ST->ConOut->EnableCursor, 2, ST->ConOut, visible);
+    CALL(TUI_OUT->SetCursorPosition, 3, TUI_OUT, col, row);
+    CALL(TUI_OUT->EnableCursor, 2, TUI_OUT, visible);
+}
+
+void tui_cursor_off(void) {
+    CALL(TUI_OUT->EnableCursor, 2, TUI_OUT, FALSE);
 }
 
 void tui_list_scroll(UINTN sel, UINTN *top, UINTN height) {

@@ -54,6 +54,11 @@ typedef struct {
 #define TUI_CTRL (EFI_LEFT_CONTROL_PRESSED | EFI_RIGHT_CONTROL_PRESSED)
 
 void tui_init(void);                 /* 80x25, cursor off, clear */
+/* TRUE: send text only to the graphics console (not the serial terminal), as the real esx-boot loader
+ * does; FALSE: back to ConOut. Returns FALSE (and keeps ConOut) when there is no graphics console. */
+BOOLEAN tui_graphics_only(BOOLEAN on);
+/* Cursor visibility on the current output. */
+void tui_cursor_off(void);
 void tui_clear(UINTN attr);
 void tui_text(UINTN row, UINTN col, UINTN attr, const CHAR16 *s);
 void tui_textf(UINTN row, UINTN col, UINTN attr, const CHAR16 *fmt, ...);
