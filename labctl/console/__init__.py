@@ -211,8 +211,19 @@ class Console:
 
     @staticmethod
     def _plausible(regex: str, text: str) -> bool:
-        """Worth a second OCR reading: the screen has about as much text as the pattern needs."""
-        return len(canon(text)) >= len(canon(re.sub(r"\\.|[\[\](){}*+?|^$]", "", regex))) // 2
+        """Worth a second OCR reading: some alternative of the pattern nearly shows (half of its literal
+        text appears as one run in the OCR text), so a misread is likelier than a different screen."""
+        import difflib
+
+        hay = canon(text)
+        for alt in regex.split("|"):
+            lit = canon(re.sub(r"\\[dswbDSWB]|[\\\[\](){}*+?^$.]", "", alt))
+            if len(lit) < 4:
+                continue
+            m = difflib.SequenceMatcher(None, lit, hay, autojunk=False).find_longest_match(0, len(lit), 0, len(hay))
+            if m.size * 2 >= len(lit):
+                return True
+        return False
 
     def wait_serial(self, regex: str, timeout: float) -> Evidence:
         if self.serial is None:
