@@ -39,13 +39,6 @@ static void read_bootcfg(void) {
     FreePool(t);
 }
 
-/* ESXi-style volume UUID (8-8-4-12 hex) from a partition's unique GUID. */
-static void volume_uuid(const EFI_GUID *g, CHAR16 *out, UINTN cap) {
-    const UINT8 *b = (const UINT8 *)g;
-    SPrint(out, cap * sizeof(CHAR16), L"%02x%02x%02x%02x-%02x%02x%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-           b[3], b[2], b[1], b[0], b[5], b[4], b[7], b[6], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
-}
-
 static void find_disks(void) {
     G->n_disks = disks_scan(G->disks, DISKS_MAX);
     G->boot_disk = -1;
@@ -61,7 +54,7 @@ static void find_disks(void) {
         for (UINTN p = 0; p < t->count; p++) {
             if (CompareGuid(&t->parts[p].type, &GPT_TYPE_VMFS) == 0) {
                 G->have_vmfs = TRUE;
-                volume_uuid(&t->parts[p].unique, G->vmfs_uuid, ARRAY_LEN(G->vmfs_uuid));
+                esxi_volume_uuid(&t->parts[p].unique, G->vmfs_uuid, ARRAY_LEN(G->vmfs_uuid));
                 wcopy(G->vmfs_name, ARRAY_LEN(G->vmfs_name), L"datastore1");
                 break;
             }
@@ -77,18 +70,28 @@ static void pick_scratch(void) {
     CHAR16 *out = G->rt.scratch;
     UINTN cap = ARRAY_LEN(G->rt.scratch);
     if (cfg && cfg[0]) {
-        CHAR16 prefix[64];
-        SPrint(prefix, sizeof prefix, L"/vmfs/volumes/%s", G->vmfs_name);
-        UINTN pl = wlen(prefix);
-        if (G->have_vmfs && StrnCmp((CHAR16 *)cfg, prefix, pl) == 0 && (cfg[pl] == '/' || cfg[pl] == 0))
-            SPrint(out, cap * sizeof(CHAR16), L"/vmfs/volumes/%s%s", G->vmfs_uuid, cfg + pl);
-        else
+        CHAR16 by_name[64], by_uuid[64];
+        SPrint(by_name, sizeof by_name, L"/vmfs/volumes/%s", G->vmfs_name);
+        SPrint(by_uuid, sizeof by_uuid, L"/vmfs/volumes/%s", G->vmfs_uuid);
+        UINTN nl = wlen(by_name), ul = wlen(by_uuid);
+        if (G->have_vmfs && StrnCmp((CHAR16 *)cfg, by_name, nl) == 0 && (cfg[nl] == '/' || cfg[nl] == 0)) {
+            SPrint(out, cap * sizeof(CHAR16), L"%s%s", by_uuid, cfg + nl);
+            return;
+        }
+        if (G->have_vmfs && StrnCmp((CHAR16 *)cfg, by_uuid, ul) == 0 && (cfg[ul] == '/' || cfg[ul] == 0)) {
             wcopy(out, cap, cfg);
-    } else if (G->have_vmfs) {
-        SPrint(out, cap * sizeof(CHAR16), L"/vmfs/volumes/%s/.locker", G->vmfs_uuid);
-    } else {
-        wcopy(out, cap, L"/tmp/scratch");
+            return;
+        }
+        /* a location on a volume this host does not have cannot be used: ESXi falls back to the RAM disk */
+        if (!wstarts_ci(cfg, L"/vmfs/volumes/")) {
+            wcopy(out, cap, cfg);
+            return;
+        }
     }
+    if (G->have_vmfs)
+        SPrint(out, cap * sizeof(CHAR16), L"/vmfs/volumes/%s/.locker", G->vmfs_uuid);
+    else
+        wcopy(out, cap, L"/tmp/scratch");
 }
 
 static void loading_screens(void) {

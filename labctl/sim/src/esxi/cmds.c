@@ -10,9 +10,34 @@ static const CHAR16 *base_name(const CHAR16 *p) {
     return p;
 }
 
+void hex_lower(CHAR16 *out, const UINT8 *b, UINTN n) {
+    static const CHAR16 digits[] = L"0123456789abcdef";
+    for (UINTN i = 0; i < n; i++) {
+        out[2 * i] = digits[b[i] >> 4];
+        out[2 * i + 1] = digits[b[i] & 15];
+    }
+    out[2 * n] = 0;
+}
+
+void esxi_volume_uuid(const EFI_GUID *g, CHAR16 *out, UINTN cap) {
+    /* ESXi style 8-8-4-12 lowercase hex from a partition's unique GUID */
+    const UINT8 *p = (const UINT8 *)g;
+    UINT8 b[16] = {p[3], p[2], p[1], p[0], p[5], p[4], p[7], p[6], p[8], p[9], p[10], p[11], p[12], p[13], p[14], p[15]};
+    CHAR16 h[33];
+    hex_lower(h, b, 16);
+    if (cap < 36) return;
+    UINTN o = 0;
+    for (UINTN i = 0; i < 32; i++) {
+        if (i == 8 || i == 16 || i == 20) out[o++] = '-';
+        out[o++] = h[i];
+    }
+    out[o] = 0;
+}
+
 void esxi_vml_name(const disk_t *d, CHAR16 *out, UINTN cap) {
     /* vml.0000000000 + hex of "vmhbaN:T:L" (the mpx name's adapter, target, lun) */
     CHAR16 id[32], hex[80];
+    UINT8 raw[32];
     UINTN a = 0, t = 0, l = 0, i = 0;
     const CHAR16 *n = d->name + 9; /* after "mpx.vmhba" */
     while (*n >= '0' && *n <= '9') a = a * 10 + (*n++ - '0');
@@ -23,9 +48,21 @@ void esxi_vml_name(const disk_t *d, CHAR16 *out, UINTN cap) {
     if (*n) n++;
     while (*n >= '0' && *n <= '9') l = l * 10 + (*n++ - '0');
     SPrint(id, sizeof id, L"vmhba%d:%d:%d", a, t, l);
-    for (i = 0; id[i] && 2 * i + 2 < ARRAY_LEN(hex); i++) SPrint(hex + 2 * i, 3 * sizeof(CHAR16), L"%02x", id[i]);
-    hex[2 * i] = 0;
+    for (i = 0; id[i] && i < ARRAY_LEN(raw); i++) raw[i] = (UINT8)id[i];
+    hex_lower(hex, raw, i);
     SPrint(out, cap * sizeof(CHAR16), L"vml.0000000000%s", hex);
+}
+
+/* partedUtil's spelling of a type GUID: 32 uppercase hex digits, fields in text order */
+static void guid_upper(const EFI_GUID *g, CHAR16 *out) {
+    static const CHAR16 digits[] = L"0123456789ABCDEF";
+    const UINT8 *p = (const UINT8 *)g;
+    UINT8 b[16] = {p[3], p[2], p[1], p[0], p[5], p[4], p[7], p[6], p[8], p[9], p[10], p[11], p[12], p[13], p[14], p[15]};
+    for (UINTN i = 0; i < 16; i++) {
+        out[2 * i] = digits[b[i] >> 4];
+        out[2 * i + 1] = digits[b[i] & 15];
+    }
+    out[32] = 0;
 }
 
 const disk_t *esxi_find_disk(const CHAR16 *name) {
@@ -113,7 +150,7 @@ static void parted(UINTN argc, CHAR16 **argv) {
         if (getptbl) {
             CHAR16 hex[33];
             const CHAR16 *tn = gpt_type_name(&p->type);
-            gpt_guid_hex(&p->type, hex);
+            guid_upper(&p->type, hex);
             shell_out(L"%d %ld %ld %s %s %d\r\n", p->num, p->start, p->end, hex, tn ? tn : L"unknown",
                       gpt_parted_attr(p));
         } else {
@@ -180,11 +217,7 @@ static void part_uuid(UINT32 num, CHAR16 *out, UINTN cap) {
     out[0] = 0;
     if (G->boot_disk >= 0 && gpt_read(&G->disks[G->boot_disk], t)) {
         const gpt_part *p = gpt_find(t, num);
-        if (p) {
-            const UINT8 *b = (const UINT8 *)&p->unique;
-            SPrint(out, cap * sizeof(CHAR16), L"%02x%02x%02x%02x-%02x%02x%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-                   b[3], b[2], b[1], b[0], b[5], b[4], b[7], b[6], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
-        }
+        if (p) esxi_volume_uuid(&p->unique, out, cap);
     }
     xfree(t);
     if (!out[0]) wcopy(out, cap, L"00000000-00000000-0000-000000000000");

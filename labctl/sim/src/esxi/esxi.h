@@ -60,7 +60,7 @@ const CHAR16 *st_get(const CHAR16 *key);   /* trimmed value or NULL */
 void st_set(const CHAR16 *key, const CHAR16 *val);
 BOOLEAN st_bool(const CHAR16 *key, BOOLEAN dflt);
 void st_set_bool(const CHAR16 *key, BOOLEAN v);
-/* root password check (plain text as the installer stored it) */
+/* root password check against the installer's fnv1a64 hash (or plain text) */
 BOOLEAN st_password_ok(const CHAR16 *user, const CHAR16 *pw);
 
 /* boot.c */
@@ -98,5 +98,7 @@ BOOLEAN cmd_run(UINTN argc, CHAR16 **argv);
 /* esxi/disks: helpers */
 const disk_t *esxi_find_disk(const CHAR16 *name);   /* by mpx./vml. name or /dev/disks/ path */
 void esxi_vml_name(const disk_t *d, CHAR16 *out, UINTN cap);
+void esxi_volume_uuid(const EFI_GUID *g, CHAR16 *out, UINTN cap);   /* 8-8-4-12 lowercase hex */
+void hex_lower(CHAR16 *out, const UINT8 *b, UINTN n);
 
 #endif

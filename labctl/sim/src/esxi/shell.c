@@ -15,13 +15,50 @@ static CHAR16 line[LINE_CAP];
 static CHAR16 user[64];
 static CHAR16 hist[LINE_CAP];
 
+/* "cmd | grep [-i] [-v] WORD": output lines pass through this filter (plain substring match). */
+static struct {
+    BOOLEAN on, icase, invert;
+    CHAR16 pat[64];
+    CHAR16 buf[1024];
+    UINTN n;
+} filt;
+
+static BOOLEAN contains(const CHAR16 *s, const CHAR16 *p, BOOLEAN icase) {
+    UINTN pl = wlen(p);
+    for (; *s; s++) {
+        UINTN i = 0;
+        while (i < pl && s[i] && (icase ? wlower(s[i]) == wlower(p[i]) : s[i] == p[i])) i++;
+        if (i == pl) return TRUE;
+    }
+    return pl == 0;
+}
+
+static void filt_line(void) {
+    filt.buf[filt.n] = 0;
+    while (filt.n > 0 && filt.buf[filt.n - 1] == '\r') filt.buf[--filt.n] = 0;
+    if (contains(filt.buf, filt.pat, filt.icase) != filt.invert) {
+        vt_puts(filt.buf);
+        vt_puts(L"\r\n");
+    }
+    filt.n = 0;
+}
+
 void shell_out(const CHAR16 *fmt, ...) {
     CHAR16 buf[1024];
     va_list ap;
     va_start(ap, fmt);
     VSPrint(buf, sizeof buf, fmt, ap);
     va_end(ap);
-    vt_puts(buf);
+    if (!filt.on) {
+        vt_puts(buf);
+        return;
+    }
+    for (const CHAR16 *p = buf; *p; p++) {
+        if (*p == '\n')
+            filt_line();
+        else if (filt.n + 1 < ARRAY_LEN(filt.buf))
+            filt.buf[filt.n++] = *p;
+    }
 }
 
 static void login_prompt(void) {
@@ -75,10 +112,7 @@ static UINTN split(CHAR16 *s, CHAR16 **argv, UINTN max) {
     return argc;
 }
 
-static void run_line(CHAR16 *cmd) {
-    CHAR16 *argv[MAX_ARGS];
-    UINTN argc = split(cmd, argv, MAX_ARGS);
-    if (argc == 0) return;
+static void run_words(UINTN argc, CHAR16 **argv) {
     if (StrCmp(argv[0], L"exit") == 0 || StrCmp(argv[0], L"logout") == 0) {
         login_prompt();
         return;
@@ -89,6 +123,43 @@ static void run_line(CHAR16 *cmd) {
     }
     if (cmd_run(argc, argv)) return;
     shell_out(L"-sh: %s: not found\r\n", argv[0]);
+}
+
+static void run_line(CHAR16 *cmd) {
+    CHAR16 *argv[MAX_ARGS];
+    CHAR16 *pipe = NULL;
+    for (CHAR16 *p = cmd; *p; p++)
+        if (*p == '|') {
+            *p = 0;
+            pipe = p + 1;
+            break;
+        }
+    UINTN argc = split(cmd, argv, MAX_ARGS);
+    if (pipe) {
+        CHAR16 *pv[8];
+        UINTN pc = split(pipe, pv, ARRAY_LEN(pv));
+        if (pc == 0 || argc == 0) {
+            shell_out(L"-sh: syntax error: unexpected \"|\"\r\n");
+            return;
+        }
+        if (StrCmp(pv[0], L"grep") != 0) {
+            shell_out(L"-sh: %s: not found\r\n", pv[0]);
+            return;
+        }
+        ZeroMem(&filt, sizeof filt);
+        for (UINTN i = 1; i < pc; i++) {
+            if (StrCmp(pv[i], L"-i") == 0) filt.icase = TRUE;
+            else if (StrCmp(pv[i], L"-v") == 0) filt.invert = TRUE;
+            else wcopy(filt.pat, ARRAY_LEN(filt.pat), pv[i]);
+        }
+        filt.on = TRUE;
+        run_words(argc, argv);
+        if (filt.n) filt_line();
+        filt.on = FALSE;
+        return;
+    }
+    if (argc == 0) return;
+    run_words(argc, argv);
 }
 
 /* One key on the shell console. */

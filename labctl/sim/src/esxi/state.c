@@ -79,10 +79,16 @@ void st_set_bool(const CHAR16 *key, BOOLEAN v) {
     st_set(key, v ? L"TRUE" : L"FALSE");
 }
 
+/* The installer stores the root password as "fnv1a64:<hex>" (sim_pwhash); plain text is accepted too. */
 BOOLEAN st_password_ok(const CHAR16 *user, const CHAR16 *pw) {
     const CHAR16 *want = st_get(L"rootpw");
+    CHAR16 hash[26];
     if (StrCmp((CHAR16 *)user, L"root") != 0) return FALSE;
     if (!want || !want[0]) return pw[0] == 0; /* no password stored: empty password */
+    if (wstarts_ci(want, L"fnv1a64:")) {
+        sim_pwhash(pw, hash);
+        return wcmp_ci(hash, want) == 0;
+    }
     return StrCmp((CHAR16 *)want, (CHAR16 *)pw) == 0;
 }
 
