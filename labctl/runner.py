@@ -310,11 +310,46 @@ class _Terminated(BaseException):
     """SIGTERM during a run: run the cleanups, then exit 143."""
 
 
+def _console_give_up(ctx: Context) -> None:
+    """QEMU is gone: a console must not spend its reconnect budget on a VM that no longer exists
+    (a playbook's cleanup screenshot would otherwise wait out the VNC reconnect timeout)."""
+    console = ctx.console
+    if console is None:
+        return
+    abort = getattr(console, "abort", None)
+    if callable(abort):
+        abort("QEMU exited")
+        return
+    vnc = getattr(console, "vnc", None)
+    if vnc is not None and hasattr(vnc, "reconnect_timeout"):
+        vnc.reconnect_timeout = 0.0
+
+
 @contextmanager
-def _watchdog(backend: QemuBackend | None, poll: float = 0.2) -> Iterator[None]:
-    """Interrupt the main thread as soon as QEMU dies on its own (main thread only; elsewhere a no-op)."""
-    if backend is None or threading.current_thread() is not threading.main_thread():
+def _watchdog(backend: QemuBackend | None, on_death: Callable[[], None] | None = None,
+              poll: float = 0.2) -> Iterator[None]:
+    """Interrupt the main thread as soon as QEMU dies on its own (main thread only; elsewhere only
+    ``on_death`` runs, so the step fails at its next console call)."""
+    if backend is None:
         yield
+        return
+    if threading.current_thread() is not threading.main_thread():
+        stop_only = threading.Event()
+
+        def watch_only() -> None:
+            while not stop_only.wait(poll):
+                if backend.died():
+                    if on_death is not None:
+                        on_death()
+                    return
+
+        t = threading.Thread(target=watch_only, name="qemu-watchdog", daemon=True)
+        t.start()
+        try:
+            yield
+        finally:
+            stop_only.set()
+            t.join(2.0)
         return
     armed = threading.Event()
     armed.set()
@@ -331,6 +366,8 @@ def _watchdog(backend: QemuBackend | None, poll: float = 0.2) -> Iterator[None]:
         while not stop.wait(poll):
             if backend.died():
                 if armed.is_set():
+                    if on_death is not None:
+                        on_death()
                     signal.pthread_kill(main_ident, signal.SIGUSR1)
                 return
 
@@ -432,7 +469,7 @@ def run_seat(
                 if options.progress is not None:
                     options.progress(f"seat {seat.index} ({seat.name}): {step.name}")
                 done.append(step)
-                with _watchdog(ctx.backend):
+                with _watchdog(ctx.backend, on_death=lambda: _console_give_up(ctx)):
                     step.run(ctx)
                     if ctx.backend is not None:
                         ctx.backend.check()
