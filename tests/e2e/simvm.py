@@ -403,8 +403,13 @@ def to_disk_list(vm: SimVM) -> None:
 
 def disk_rows(vm: SimVM) -> list[str]:
     """Rows of the disk list as last drawn (between Local: and Remote:)."""
-    text = vm.text()
-    block = text[text.rindex("Local:"):]
+    deadline = time.monotonic() + 15
+    while True:  # the list may still be drawing: wait for its Remote: group
+        text = vm.text()
+        block = text[text.rindex("Local:"):] if "Local:" in text else ""
+        if re.search(r"Remote:\s+\(none\)", block) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     block = block[: block.index("Remote:")]
     return [line.rstrip() for line in block.splitlines() if "(mpx." in line or "(none)" in line]
 

@@ -8,7 +8,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from simvm import SimVM, boot_installer, check_gpt, disk_rows, read_range, select_disk, to_disk_list, words
+from simvm import (
+    SimVM,
+    boot_installer,
+    check_gpt,
+    disk_rows,
+    mdir,
+    read_range,
+    select_disk,
+    to_disk_list,
+    words,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -108,6 +118,8 @@ def test_boot_loader_hidden_stick_install_on_local_disk_then_esxi_and_vmfs_found
     # the 10 GB local disk: 1,5,6,7,8,9,2,3, sector-exact; VMFS-like header on 3; the stick untouched
     check_gpt(sata, [1, 5, 6, 7, 8, 9, 2, 3])
     assert read_range(sata, 15472640 + 2048, 1)[:4] == bytes.fromhex("0dd001c0")
+    assert "SCRATCH" in mdir(sata, 7086080)  # partition 2: a FAT file system (the scratch)
+    assert "boot" in mdir(sata, 8224)
     assert read_range(stick, 0, 64) == bytes(64 * 512)
 
     # Enter reboots; this time with preferVMklinux=TRUE the stick is listed and the disk marked " * "

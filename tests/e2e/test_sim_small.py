@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,8 +31,17 @@ class Fields:
             self.vm.key("tab")
 
 
-def test_too_small_disk_password_rules_and_system_scan_errors(sim_iso: Path, simvm: Callable[..., SimVM]) -> None:
+def test_too_small_disk_password_rules_and_system_scan_errors(
+    sim_iso: Path, simvm: Callable[..., SimVM], tmp_path: Path
+) -> None:
+    # the 1 GB stick holds a foreign partition: "Confirm Disk Selection"
+    foreign = tmp_path / "usb1.img"
+    with foreign.open("wb") as f:
+        f.truncate(1024 * MIB)
+    subprocess.run(["sgdisk", "-n", "1:2048:+100M", "-t", "1:0700", str(foreign)], check=True, timeout=30,
+                   capture_output=True)
     vm = simvm(sim_iso, [("usb", 512 * MIB), ("usb", 1024 * MIB)], memory_mb=2048, cpus=1)
+    assert vm.disks[1].path == foreign
     boot_installer(vm, " PREFERVMKLINUX=true")  # options are case-insensitive
     to_disk_list(vm)
     rows = disk_rows(vm)
@@ -42,6 +52,11 @@ def test_too_small_disk_password_rules_and_system_scan_errors(sim_iso: Path, sim
     vm.key("enter")
     vm.expect(r"Select a Disk to Install or Upgrade", 10)
     select_disk(vm, "mpx.vmhba33:C0:T0:L0")
+    vm.expect(r"Confirm Disk Selection", 10)
+    vm.expect(r"contains at least one partition with existing data\.", 5)
+    vm.expect(r"If you continue the selected disk will be overwritten\.", 5)
+    vm.expect(r"\(Esc\) Cancel      \(Enter\) OK", 5)
+    vm.key("enter")
     vm.expect(r"Please select a keyboard layout", 10)
     vm.key("enter")
     vm.expect(r"Enter a root password", 10)
