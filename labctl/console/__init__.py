@@ -117,6 +117,14 @@ class Console:
                 raise RunFailed(f"cannot open the serial console {serial.path}: {exc}") from None
         return cls(session, ser, run, secret_list, timeout_scale)
 
+    def abort(self, reason: str) -> None:
+        """From any thread (the runner's watchdog): the VM is gone; waits and keys fail at once."""
+        abort = getattr(self.vnc, "abort", None)
+        if callable(abort):
+            abort(reason)
+        if self.serial:
+            self.serial.abort()
+
     def close(self) -> None:
         self.vnc.close()
         if self.serial:
@@ -142,7 +150,8 @@ class Console:
         self.vnc.send(actions)
 
     def type_string(self, text: str, secret: bool = False) -> None:
-        log.info("%s: type %s", self.step, self._shown(repr(text), secret))
+        shown = self._shown(text, secret)
+        log.info("%s: type %s", self.step, shown if shown.startswith("<secret") else repr(text))
         if self.serial:
             self.serial.mark()
         self.vnc.send(keys.text(text))

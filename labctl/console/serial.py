@@ -140,6 +140,12 @@ class SerialConsole:
             self._closed = True
             self._cond.notify_all()
 
+    def abort(self) -> None:
+        """From any thread: wake and end every wait (the VM is gone)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
     def mark(self) -> None:
         """From now on, waits look only at text printed after this point."""
         with self._cond:

@@ -125,6 +125,21 @@ class VncSession:
         self._protocol: Any = None
         self._last_press = 0.0
         self._reactor: Any = None
+        self._aborted: str | None = None
+
+    def abort(self, reason: str) -> None:
+        """From any thread: the VM is gone. Every later call (and a wait in progress) fails at once
+        with ``reason`` instead of spending the reconnect budget."""
+        self._aborted = reason
+        self.reconnect_timeout = 0.0
+        factory = self._factory
+        if factory is not None:
+            with factory.cond:
+                factory.cond.notify_all()
+
+    def _check_aborted(self) -> None:
+        if self._aborted:
+            raise RunFailed(f"the VNC console is gone: {self._aborted}")
 
     # -- connection ---------------------------------------------------------------------------------
     def connect(self) -> None:
@@ -132,6 +147,7 @@ class VncSession:
         deadline = time.monotonic() + self.reconnect_timeout
         last: BaseException | None = None
         while True:
+            self._check_aborted()
             try:
                 self._connect_once(min(self.call_timeout, max(1.0, deadline - time.monotonic())))
                 return
@@ -215,6 +231,7 @@ class VncSession:
 
     def _with_reconnect(self, fn: Callable[[], T]) -> T:
         for attempt in range(3):
+            self._check_aborted()
             try:
                 if not self.connected:
                     raise VncLost("not connected")
@@ -303,12 +320,15 @@ class VncSession:
     def wait_frame(self, after: int, timeout: float) -> int:
         """Sleep until a frame newer than ``after`` arrives or ``timeout`` passes; return the frame number.
         A dropped connection is re-made here (so a wait survives it)."""
+        self._check_aborted()
         if not self.connected:
             self._with_reconnect(lambda: None)
             return self.frame_no
         factory = self._factory
         with factory.cond:
-            factory.cond.wait_for(lambda: factory.frame_no != after or factory.lost, timeout=max(0.0, timeout))
+            factory.cond.wait_for(lambda: factory.frame_no != after or factory.lost or bool(self._aborted),
+                                  timeout=max(0.0, timeout))
+        self._check_aborted()
         if factory.lost:
             self._with_reconnect(lambda: None)
         return self.frame_no

@@ -1,0 +1,144 @@
+"""The Console's waits on a scripted fake screen: OCR waits, change/still with a blinking cursor,
+timeouts that name the step, secrets never logged, abort from another thread."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from labctl.console import Console, WaitTimeout, keys
+from labctl.errors import RunFailed
+from labctl.report import RunFolder
+
+
+def draw(text: str, cursor: bool = False) -> np.ndarray:
+    img = Image.new("RGB", (640, 200), (0, 0, 0))
+    d = ImageDraw.Draw(img)
+    try:
+        font: ImageFont.FreeTypeFont | ImageFont.ImageFont = ImageFont.truetype("DejaVuSansMono.ttf", 16)
+    except OSError:
+        font = ImageFont.load_default()
+    d.text((20, 40), text, fill=(220, 220, 220), font=font)
+    if cursor:
+        d.rectangle((300, 58, 309, 60), fill=(220, 220, 220))
+    return np.array(img)
+
+
+class FakeVnc:
+    """Frames from ``script(t)`` (t = seconds since start); frame_no moves when the picture changes."""
+
+    def __init__(self, script: Callable[[float], np.ndarray]) -> None:
+        self.script = script
+        self.t0 = time.monotonic()
+        self.sent: list[keys.Action] = []
+        self._last: np.ndarray | None = None
+        self._no = 0
+        self.aborted = ""
+
+    @property
+    def frame_no(self) -> int:
+        f = self.script(time.monotonic() - self.t0)
+        if self._last is None or not np.array_equal(f, self._last):
+            self._last = f
+            self._no += 1
+        return self._no
+
+    def frame(self) -> np.ndarray:
+        _ = self.frame_no
+        assert self._last is not None
+        return self._last
+
+    def fresh_frame(self, timeout: float = 5.0) -> np.ndarray:
+        return self.frame()
+
+    def wait_frame(self, after: int, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.aborted:
+                raise RunFailed(self.aborted)
+            if self.frame_no != after:
+                break
+            time.sleep(0.01)
+        return self.frame_no
+
+    def send(self, actions: Sequence[keys.Action], sleep: Callable[[float], None] = time.sleep) -> None:
+        self.sent.extend(actions)
+
+    def abort(self, reason: str) -> None:
+        self.aborted = reason
+
+    def close(self) -> None:
+        pass
+
+
+def console(tmp_path: Path, script: Callable[[float], np.ndarray], secrets: Sequence[str] = ()) -> Console:
+    return Console(FakeVnc(script), None, RunFolder(tmp_path / "run"), secrets=secrets)  # type: ignore[arg-type]
+
+
+needs_tesseract = pytest.mark.skipif(shutil.which("tesseract") is None, reason="tesseract not installed")
+
+
+@needs_tesseract
+def test_wait_text_sees_a_screen_that_appears_later(tmp_path: Path) -> None:
+    c = console(tmp_path, lambda t: draw("Scanning..." if t < 0.6 else "Select a Disk to Install or Upgrade"))
+    ev = c.wait_text("Select a Disk to Install or Upgrade", 10)
+    assert ev.source == "screen" and 0.5 < ev.seconds < 5
+
+
+@needs_tesseract
+def test_timeout_names_step_and_carries_screenshot_and_ocr(tmp_path: Path) -> None:
+    c = console(tmp_path, lambda t: draw("Welcome to the VMware ESXi 6.7.0 Installation"))
+    c.step = "disk list"
+    t0 = time.monotonic()
+    with pytest.raises(WaitTimeout) as exc:
+        c.wait_text("Select a Disk", 1.0)
+    assert time.monotonic() - t0 < 4
+    assert "step 'disk list'" in str(exc.value) and "Welcome" in exc.value.ocr_text
+    assert exc.value.screenshot is not None and exc.value.screenshot.exists()
+
+
+def test_blinking_cursor_is_still_and_not_a_change(tmp_path: Path) -> None:
+    blink = lambda t: draw("Root password:", cursor=int(t / 0.1) % 2 == 0)  # noqa: E731
+    c = console(tmp_path, blink)
+    ev = c.wait_still(5, still_for=0.5)
+    assert ev.seconds < 2
+    with pytest.raises(WaitTimeout):
+        c.wait_change(lambda: None, 0.6)  # only the cursor blinks: no change
+
+
+def test_wait_change_takes_reference_before_the_action(tmp_path: Path) -> None:
+    state = {"text": "EULA"}
+    c = console(tmp_path, lambda t: draw(state["text"]))
+
+    def act() -> None:  # the screen changes at once, during the action: must still count
+        state["text"] = "Scanning for available devices"
+
+    ev = c.wait_change(act, 2)
+    assert ev.source == "change"
+
+
+def test_secret_never_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    c = console(tmp_path, lambda t: draw("x"), secrets=["Hunter2-Secret"])
+    with caplog.at_level(logging.INFO):
+        c.type_string("Hunter2-Secret", secret=True)
+        c.type_string("pw=Hunter2-Secret")  # contains a secret: masked too
+        c.send_keys("<enter>")
+    assert "Hunter2" not in caplog.text and "<secret: 14 chars>" in caplog.text
+    assert keys.press_count(list(c.vnc.sent)) == 14 + 17 + 1  # type: ignore[attr-defined]
+
+
+def test_abort_from_another_thread_ends_a_wait(tmp_path: Path) -> None:
+    c = console(tmp_path, lambda t: draw("Installing ESXi 6.7.0"))
+    threading.Timer(0.3, c.abort, args=("QEMU exited",)).start()
+    t0 = time.monotonic()
+    with pytest.raises(RunFailed, match="QEMU exited"):
+        c.wait_still(30, still_for=20)
+    assert time.monotonic() - t0 < 3
