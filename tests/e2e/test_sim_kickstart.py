@@ -37,7 +37,10 @@ def test_kickstart_install_on_1g_stick(sim_ks_iso: Path, simvm: Callable[..., Si
     # `reboot` in the script: take the CD out so the firmware boots the stick (the installed system)
     assert vm.qmp is not None
     vm.qmp.execute("eject", device="cd0", force=True)
-    vm.wait(r"VMware ESXi 6\.7\.0 \(VMKernel Release Build 8169922\)", 90, mark)
+    vm.wait(r"<F2> Customize System/View Logs", 120, mark)  # the DCUI of the installed system (§4)
+    blocks = vm.qmp.execute("query-block")
+    assert isinstance(blocks, list)
+    assert all("inserted" not in b for b in blocks if b.get("device") == "cd0")  # it booted the stick
 
     # the default build keeps the boot loader off the serial console, like esx-boot
     assert "Automatic boot in" not in vm.text() and "SHIFT+O" not in vm.text()
