@@ -540,7 +540,7 @@ def _cleanup(done: list[Step], ctx: Context) -> list[str]:
             log.warning("cleanup of step '%s' failed: %s", step.name, exc)
     left_running = ctx.succeeded and (ctx.options.keep or ctx.options.boot_only)
     if not left_running and ctx.backend is not None and ctx.backend.alive():
-        ctx.backend._kill()  # last line of defence: never leave a QEMU behind
+        ctx.backend.kill()  # last line of defence: never leave a QEMU behind
     return errors
 
 

@@ -195,6 +195,10 @@ class Runtime:
     def alive(self) -> bool:
         return _proc_starttime(self.pid) == self.starttime
 
+    def owner_alive(self) -> bool:
+        """The labctl process that started QEMU is still running (an 'up' in another shell)."""
+        return self.owner_pid != os.getpid() and _proc_starttime(self.owner_pid) is not None
+
 
 # -- the backend -------------------------------------------------------------------------------------
 
@@ -245,6 +249,13 @@ class QemuBackend:
         backend._runtime = rt
         backend.detached = rt.detached
         return backend
+
+    def load_runtime(self) -> Runtime | None:
+        """Read the seat's runtime record (bind this backend to that QEMU when it is alive)."""
+        rt = Runtime.load(self.files.runtime)
+        if rt is not None and rt.alive():
+            self._runtime = rt
+        return rt
 
     # -- define -----------------------------------------------------------------------------------
 
@@ -384,7 +395,7 @@ class QemuBackend:
                                     f"{tail(f.stderr_log) or 'no message'}")
                 time.sleep(0.05)
         except BaseException:
-            self._kill()
+            self.kill()
             raise
         self.start_seconds = time.monotonic() - t0
         where = vnc.socket or f"127.0.0.1:{vnc.port}"
@@ -451,7 +462,7 @@ class QemuBackend:
                 if self.alive():
                     self._hard_stop()
             except BaseException:
-                self._kill()
+                self.kill()
                 raise
             finally:
                 if not self.alive():
@@ -489,7 +500,7 @@ class QemuBackend:
         self._signal(signal.SIGTERM)
         if self._wait_gone(5.0):
             return
-        self._kill()
+        self.kill()
 
     def _wait_gone(self, seconds: float) -> bool:
         deadline = time.monotonic() + seconds
@@ -504,7 +515,7 @@ class QemuBackend:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
 
-    def _kill(self) -> None:
+    def kill(self) -> None:
         """SIGKILL and reap; used on every failure path so no QEMU is left behind."""
         self._stopping = True
         self._signal(signal.SIGKILL)

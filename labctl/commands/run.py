@@ -14,7 +14,7 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
-from labctl.backends.qemu import QemuBackend, Runtime, _proc_starttime
+from labctl.backends.qemu import QemuBackend, Runtime
 from labctl.backends.qemu_argv import ovmf_files
 from labctl.errors import InputError, NotBuiltError, RunFailed
 from labctl.spec import Lab, Seat, esxi_password_problem, load_lab, resolve_secret
@@ -173,12 +173,11 @@ def cmd_down(args: argparse.Namespace) -> int:
     for seat in seats:
         b = QemuBackend(lab, seat)
         label = f"seat {seat.index} ({seat.name})"
-        rt = Runtime.load(b.files.runtime)
+        rt = b.load_runtime()
         if rt is not None and rt.alive():
-            if not rt.detached and rt.owner_pid != os.getpid() and _proc_starttime(rt.owner_pid) is not None:
+            if not rt.detached and rt.owner_alive():
                 (b.files.state_dir / "stopped-by-down").touch()  # so the running 'up' says who stopped it
             t0 = time.monotonic()
-            b._runtime = rt
             b.stop("hard" if hard else "soft", timeout=timeout)
             how = "hard" if hard else ("soft" if b.soft_stopped else f"the guest ignored the power button for "
                                        f"{timeout:g} s, then hard")
@@ -205,10 +204,8 @@ def seat_status(lab: Lab, seat: Seat, kind: str = "qemu") -> dict[str, Any]:
     from labctl.runner import last_run_dir
 
     b = QemuBackend(lab, seat)
-    rt = Runtime.load(b.files.runtime)
+    rt = b.load_runtime()
     running = rt is not None and rt.alive()
-    if running:
-        b._runtime = rt
     state = b.power_state().value if running else "off"
     vnc: dict[str, Any] | None = None
     if running and rt is not None:
@@ -262,9 +259,8 @@ def cmd_reset(args: argparse.Namespace) -> int:
     for seat in seats:
         b = QemuBackend(lab, seat)
         done: list[str] = []
-        rt = Runtime.load(b.files.runtime)
+        rt = b.load_runtime()
         if rt is not None and rt.alive():
-            b._runtime = rt
             b.stop("hard")
             done.append(f"stopped the running VM (QEMU pid {rt.pid})")
         removed = b.cleanup_stale()

@@ -79,7 +79,7 @@ def backend(lab: Lab) -> Iterator[QemuBackend]:
     try:
         yield b
     finally:
-        b._kill()
+        b.kill()
         for pid in qemu_pids_of(b):
             os.kill(pid, signal.SIGKILL)
 
