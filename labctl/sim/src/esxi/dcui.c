@@ -145,8 +145,8 @@ static void custom_detail(UINTN sel) {
     case 0:
         right(1, A_RTITLE, L"Configure Password");
         right(3, A_RIGHT, L"Set");
-        right(5, A_RIGHT, L"To prevent unauthorized access to this system,");
-        right(6, A_RIGHT, L"set the password for the user.");
+        right(5, A_RIGHT, L"To prevent unauthorized access to this");
+        right(6, A_RIGHT, L"system, set the password for the user.");
         break;
     case 1:
         right(1, A_RTITLE, L"Configure Lockdown Mode");
@@ -161,8 +161,9 @@ static void custom_detail(UINTN sel) {
         break;
     case ITEM_TROUBLESHOOTING:
         right(1, A_RTITLE, L"Troubleshooting Options");
-        right(3, A_RIGHT, L"To view various troubleshooting mode options like");
-        right(4, A_RIGHT, L"Enable ESXi Shell, Enable SSH or Restart Agents.");
+        right(3, A_RIGHT, L"To view various troubleshooting mode");
+        right(4, A_RIGHT, L"options like Enable ESXi Shell, Enable SSH");
+        right(5, A_RIGHT, L"or Restart Agents.");
         break;
     case 10: {
         const CHAR16 *kname = st_get(L"keyboard");
@@ -172,7 +173,8 @@ static void custom_detail(UINTN sel) {
     }
     default:
         right(1, A_RTITLE, custom_items[sel]);
-        right(3, A_RIGHT, L"(not part of this lab in the labctl simulator)");
+        right(3, A_RIGHT, L"(not part of the lab: the labctl");
+        right(4, A_RIGHT, L"simulator does not implement it)");
         break;
     }
 }
