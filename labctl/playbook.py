@@ -430,11 +430,11 @@ def select(c: Console, regex: str, timeout: float, max_moves: int = 40,
         for _ in range(max_moves):
             frame = c.frame()
             bars = highlighted_rows(frame, region)
-            texts = [c.ocr.read(frame, bar) for bar in bars[:3]]
+            texts = [c.ocr.read(frame, bar) for bar in bars[:4]]
             for text in texts:
                 if find_text(regex, text):
                     return Evidence("screen", text, time.monotonic() - t0)
-            current = texts[0] if texts else ""
+            current = " | ".join(texts)  # several bars (a footer stripe too): the set moves when we move
             seen_rows.append(current)
             if current in seen or time.monotonic() > deadline:
                 break

@@ -510,7 +510,7 @@ def _uniform_runs(mask: NDArray[np.bool_], min_len: int, max_gap: int) -> list[t
 
 
 def highlighted_rows(frame: Frame, region: Region | None = None, min_width: int = 64,
-                     line: tuple[int, int] = (10, 48)) -> list[Region]:
+                     line: tuple[int, int] = (10, 32)) -> list[Region]:
     """Bars one text line tall drawn on another background: the highlight of a list.
 
     Found from their edges: a horizontal edge where, over at least ``min_width`` columns, one uniform
