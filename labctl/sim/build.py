@@ -335,7 +335,9 @@ def build_iso(speed: str = "fast", output: Path | None = None, force: bool = Fal
     if output is None:
         return cached
     output = Path(output)
-    if output.parent and not output.parent.exists():
+    if output.is_dir():
+        output = output / cached.name
+    if not output.parent.exists():
         raise InputError(f"{output}: the folder {output.parent} does not exist")
     tmp_out = output.with_name(f".{output.name}.{os.getpid()}.part")
     shutil.copyfile(cached, tmp_out)

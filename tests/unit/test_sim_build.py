@@ -85,3 +85,14 @@ def test_kickstart_lands_on_the_iso(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 def test_unreadable_kickstart_is_input_error(tmp_path: Path) -> None:
     with pytest.raises(InputError):
         build.build_iso("fast", kickstart=tmp_path / "missing.cfg")
+
+
+@needs_tools
+def test_cli_sim_build_prints_the_iso_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from labctl.cli import main
+
+    out = tmp_path / "sim.iso"
+    assert main(["sim", "build", "-o", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    assert out.stat().st_size > 1 << 20
+    assert main(["sim", "build", "-o", str(tmp_path / "missing" / "x.iso")]) == 2

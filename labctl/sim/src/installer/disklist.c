@@ -1,15 +1,14 @@
 /* disklist.c - "Select a Disk to Install or Upgrade": Local/Remote groups, F1 details, F5 refresh. */
 #include "installer.h"
 
-void scan_screen(void);
-
 #define LIST_COL_W 60
 #define CAP_COL_W 10
 
-static void row_text(inst_t *s, const disk_t *d, CHAR16 *out, UINTN cap) {
+static void row_text(inst_t *s, UINTN idx, CHAR16 *out, UINTN cap) {
+    const disk_t *d = &s->all[idx];
     CHAR16 label[64], name[LIST_COL_W + 1], size[16];
     disk_label(d, label, ARRAY_LEN(label));
-    SPrint(name, sizeof name, L"%s%s (%s)", inst_has_vmfs(d) ? L" * " : L"   ", label, d->name);
+    SPrint(name, sizeof name, L"%s%s (%s)", s->vmfs[idx] ? L" * " : L"   ", label, d->name);
     fmt_capacity(size, ARRAY_LEN(size), d->sectors * d->block_size);
     UINTN i = 0, n = wlen(name), m = wlen(size);
     for (; i < LIST_COL_W && i < n && i + 1 < cap; i++) out[i] = name[i];
@@ -62,7 +61,7 @@ screen_id scr_disks(inst_t *s) {
             tui_fill(r, d.col + 3, LIST_COL_W + CAP_COL_W, 12, A_DIALOG);
             tui_text(r++, d.col + 3, A_DIALOG, L"Local:");
             for (UINTN v = 0; v < s->n_visible; v++) {
-                row_text(s, &s->all[s->visible[v]], line, ARRAY_LEN(line));
+                row_text(s, s->visible[v], line, ARRAY_LEN(line));
                 tui_text(r++, d.col + 3, v == s->sel ? A_DHILITE : A_DIALOG, line);
                 any_local = TRUE;
             }

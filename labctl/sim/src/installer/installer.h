@@ -26,6 +26,7 @@ typedef struct {
     BOOLEAN have_cd;
     disk_t all[DISKS_MAX];          /* every disk the firmware shows */
     UINTN n_all;
+    BOOLEAN vmfs[DISKS_MAX];        /* all[i] holds a VMFS datastore (read at scan time) */
     UINTN visible[DISKS_MAX];       /* indices into all[] listed by the installer */
     UINTN n_visible;
     UINTN sel;                      /* index into visible[] */
@@ -57,8 +58,9 @@ void dlg_message(const CHAR16 *title, const CHAR16 *const *lines, UINTN n);
 /* Esc anywhere: "Confirm Cancel". Returns only on F9 (No); F11 (Yes) resets the machine. */
 void confirm_cancel(void);
 
-/* disk helpers (existing.c) */
+/* disk helpers (scan.c, existing.c) */
 void inst_scan_disks(inst_t *s);
+void scan_screen(void);
 existing_kind inst_probe_existing(const disk_t *d, BOOLEAN *vmfs);
 BOOLEAN inst_has_vmfs(const disk_t *d);
 

@@ -3,6 +3,7 @@
 
 void inst_scan_disks(inst_t *s) {
     s->n_all = disks_scan(s->all, DISKS_MAX);
+    for (UINTN i = 0; i < s->n_all; i++) s->vmfs[i] = inst_has_vmfs(&s->all[i]);
     s->n_visible = 0;
     /* Local disks first, then USB: the native vmkusb driver of 6.7 does not show the stick unless
      * preferVMklinux=TRUE selects the legacy drivers. No message: the disk is simply absent. */
