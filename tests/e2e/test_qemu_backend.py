@@ -357,3 +357,19 @@ def test_cli_reset_is_honest(tmp_path: Path) -> None:
         assert f.read(9) == b"INSTALLED"
     row = json.loads(labctl("status", str(lab_path), "--json").stdout)[0]
     assert row["stick_snapshots"] == ["installed"] and row["power_state"] == "off"
+
+
+def test_vnc_on_a_unix_socket(lab: Lab) -> None:
+    b = QemuBackend(lab, lab.seat_list()[0], iso=None, vnc_unix=True)
+    try:
+        b.start()
+        vnc = b.vnc_endpoint()
+        assert vnc.socket_path is not None and vnc.socket_path.is_socket()
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(5)
+            s.connect(str(vnc.socket_path))
+            assert s.recv(12) == b"RFB 003.008\n"
+        assert not any("127.0.0.1:" in a for a in Path(f"/proc/{b.pid()}/cmdline").read_bytes().decode().split("\0"))
+    finally:
+        b.stop("hard")
+    assert qemu_pids_of(b) == []
