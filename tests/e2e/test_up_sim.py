@@ -209,3 +209,20 @@ def test_wait_that_never_matches_fails_within_its_timeout(tmp_path: Path, cleanu
     for shot in shots:
         assert Path(shot).is_file() and Path(shot).resolve().is_relative_to(run_dir.resolve())
     assert qemu_left(seat_backend(lab)) == []
+
+
+def test_ctrl_c_mid_install_exits_130_and_leaves_no_qemu(tmp_path: Path, cleanup_qemu: None) -> None:
+    lab = write_lab(tmp_path, serial=True)
+    proc = up(lab)
+    wait_event(tmp_path / "runs", "EULA", proc, 600)
+    b = seat_backend(lab)
+    assert b.load_runtime() is not None
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    code, _, err = finish(proc, 60)
+    assert code == 130, err[-3000:]
+    assert time.monotonic() - t0 < 20
+    assert "interrupted" in err and "Traceback" not in err
+    assert qemu_left(b) == [] and not b.files.runtime.exists()
+    result = json.loads(next((tmp_path / "runs").glob("*/result.json")).read_text())
+    assert result["ok"] is False and result["interrupted"] is True
