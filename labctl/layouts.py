@@ -438,41 +438,38 @@ _ESXI6: dict[int, tuple[int, int | None, str, int]] = {
     2: (7086080, 15472639, BASIC_DATA, 0),
     3: (15472640, None, VMFS, 0),
 }
-_SCRATCH_SECTORS = 15472639 - 7086080 + 1
+_SMALL_SCRATCH_SECTORS = 8388608  # 4 GiB: scratch on a 5.2–8.5 GiB local disk (as the simulator writes it)
 Media = Literal["usb", "hdd"]
+
+
+def _tenths_gib(tenths: int) -> int:
+    """A threshold in sectors, computed the way the simulator does (tenths of GiB, rounded down)."""
+    return tenths * 2097152 // 10
 
 
 def expected_layout(total_sectors: int, media: Media = "usb") -> list[TableEntry]:
     """The partitions a fresh ESXi 6.x install writes to a disk of ``total_sectors`` (512 bytes).
 
     USB/SD under 3.4 GiB: 1,5,6,7,8; USB/SD from 3.4 GiB: 1,5,6,7,8,9 (never 2 or 3 on USB); local
-    disk over 8.5 GiB: 1,5,6,7,8,9,2,3; local disk 5.2–8.5 GiB: 1,5,6,7,8,2,3 with scratch (4 GiB)
-    starting at 1843200 and VMFS after it. A local disk under 5.2 GiB gets 1,5,6,7,8 (no scratch
-    or datastore fits). The last partition (VMFS) ends at the last usable sector, total - 34.
+    disk over 8.5 GiB: 1,5,6,7,8,9,2,3; local disk 5.2–8.5 GiB: 1,5,6,7,8,2,3 with a 4 GiB scratch
+    starting at 1843200 and VMFS right after it. A local disk under 5.2 GiB is laid out like a USB
+    stick. The last partition (VMFS) ends at the last usable sector, total - 34. Thresholds and the
+    small-disk scratch size match the simulator (labctl/sim/src/lib/gpt.c).
     """
-    size = total_sectors * SECTOR
-    last_usable = total_sectors - 34
-    if media == "usb":
-        numbers = [1, 5, 6, 7, 8, 9] if size >= 3.4 * GIB else [1, 5, 6, 7, 8]
-    elif media == "hdd":
-        if size > 8.5 * GIB:
-            numbers = [1, 5, 6, 7, 8, 9, 2, 3]
-        elif size >= 5.2 * GIB:
-            numbers = [1, 5, 6, 7, 8, 2, 3]
-        else:
-            numbers = [1, 5, 6, 7, 8]
-    else:
+    if media not in ("usb", "hdd"):
         raise InputError(f"media must be 'usb' or 'hdd', not {media!r}")
-    out = []
-    small_disk = media == "hdd" and 9 not in numbers and 2 in numbers
-    for n in numbers:
-        start, end, guid, attr = _ESXI6[n]
-        if small_disk and n == 2:
-            start, end = 1843200, 1843200 + _SCRATCH_SECTORS - 1
-        if small_disk and n == 3:
-            start = 1843200 + _SCRATCH_SECTORS
-        out.append(TableEntry(n, start, last_usable if end is None else end, guid, type_name(guid), attr))
-    return out
+    last_usable = total_sectors - 34
+    rows = [(n, *_ESXI6[n]) for n in (1, 5, 6, 7, 8)]
+    if media == "usb" or total_sectors < _tenths_gib(52):
+        if total_sectors >= _tenths_gib(34):
+            rows.append((9, *_ESXI6[9]))
+    elif total_sectors <= _tenths_gib(85):
+        s_end = 1843200 + _SMALL_SCRATCH_SECTORS - 1
+        rows += [(2, 1843200, s_end, BASIC_DATA, 0), (3, s_end + 1, None, VMFS, 0)]
+    else:
+        rows += [(n, *_ESXI6[n]) for n in (9, 2, 3)]
+    return [TableEntry(n, start, last_usable if end is None else end, guid, type_name(guid), attr)
+            for n, start, end, guid, attr in rows]
 
 
 def compare(gpt: Gpt | Table, expected: Sequence[TableEntry]) -> list[str]:

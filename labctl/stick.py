@@ -174,11 +174,12 @@ def _copy_ranges(src: Dev, extents: list[Extent], tmp: str, size: int, compress:
     buf = aligned_buffer()
     out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
     zw: Any = None
+    zfile: Any = None
     if compress:
         import zstandard
 
-        zw = zstandard.ZstdCompressor(level=3).stream_writer(os.fdopen(out, "wb", closefd=False),
-                                                             closefd=False)
+        zfile = os.fdopen(out, "wb", closefd=False)
+        zw = zstandard.ZstdCompressor(level=3).stream_writer(zfile, closefd=False)
     else:
         os.ftruncate(out, size)
     try:
@@ -227,8 +228,8 @@ def _copy_ranges(src: Dev, extents: list[Extent], tmp: str, size: int, compress:
             close_run()
             job.tick(e.end - covered)
         if zw is not None:
-            zw.flush()
-            zw.close()
+            zw.close()  # ends the frame
+            zfile.flush()
         os.fsync(out)
     finally:
         os.close(out)
@@ -400,7 +401,7 @@ def wipe(dev: Dev, *, quick: bool, job: Job) -> int:
             ss = gpt.sector_size
             for p in gpt.partitions:
                 start = p.first_lba * ss
-                parts.append(Extent(start, max(0, min(BLOCK, (p.last_lba + 1) * ss, size) - start),
+                parts.append(Extent(start, max(0, min(start + BLOCK, (p.last_lba + 1) * ss, size) - start),
                                     f"p{p.number}"))
         todo = [head, tail, *[p for p in parts if p.length > 0]]
     else:

@@ -35,10 +35,12 @@ def quiet(args: argparse.Namespace) -> bool:
 
 
 def confirm(targets: Sequence[Target], *, yes: bool, action: str,
-            ask: Callable[[str], str] = input, isatty: Callable[[], bool] = sys.stdin.isatty) -> None:
+            ask: Callable[[str], str] | None = None, isatty: Callable[[], bool] | None = None) -> None:
     """Each existing target must be confirmed by typing its name; RefusedError otherwise."""
     if yes:
         return
+    ask = ask or input
+    isatty = isatty or sys.stdin.isatty
     for t in targets:
         if not t.exists or (not t.is_block and t.size == 0):
             continue

@@ -1,0 +1,134 @@
+"""GPT reader/writer, partedUtil getptbl format, ESXi 6.x layouts and the comparison."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from pathlib import Path
+
+import pytest
+
+from labctl import layouts as L
+from labctl.cli import main
+
+STICK_16G = 33554432  # sectors
+STICK_1G = 2097152
+
+GETPTBL_16G_USB = """\
+gpt
+2088 255 63 33554432
+1 64 8191 C12A7328F81F11D2BA4B00A0C93EC93B systemPartition 128
+5 8224 520191 EBD0A0A2B9E5443387C068B6B72699C7 linuxNative 0
+6 520224 1032191 EBD0A0A2B9E5443387C068B6B72699C7 linuxNative 0
+7 1032224 1257471 9D27538040AD11DBBF97000C2911D1B8 vmkDiagnostic 0
+8 1257504 1843199 EBD0A0A2B9E5443387C068B6B72699C7 linuxNative 0
+9 1843200 7086079 9D27538040AD11DBBF97000C2911D1B8 vmkDiagnostic 0
+"""
+
+
+def make_stick(path: Path, total: int = STICK_16G, media: L.Media = "usb") -> Path:
+    L.write_gpt(str(path), total, L.expected_layout(total, media))
+    return path
+
+
+def test_read_written_gpt_prints_like_partedutil(tmp_path: Path) -> None:
+    gpt = L.read_gpt(str(make_stick(tmp_path / "s.img")))
+    assert gpt.primary_ok and gpt.backup_ok and gpt.pmbr_ok and not gpt.problems
+    assert L.format_getptbl(gpt) == GETPTBL_16G_USB
+    assert [p.number for p in gpt.partitions] == [1, 5, 6, 7, 8, 9]
+    assert gpt.metadata_extents() == [(0, 33, "gpt-primary"), (STICK_16G - 33, STICK_16G - 1, "gpt-backup")]
+    assert L.compare(gpt, L.expected_layout(STICK_16G, "usb")) == []
+
+
+def test_expected_layouts_by_size_and_media() -> None:
+    nums = lambda t, m: [e.number for e in L.expected_layout(t, m)]  # noqa: E731
+    assert nums(STICK_1G, "usb") == [1, 5, 6, 7, 8]  # the seed's 1 GB stick
+    assert nums(STICK_16G, "usb") == [1, 5, 6, 7, 8, 9]  # the seed's 16 GB stick: never 2 or 3
+    ten_gb = 10 * 2**30 // 512
+    full = L.expected_layout(ten_gb, "hdd")
+    assert [e.number for e in full] == [1, 5, 6, 7, 8, 9, 2, 3]
+    assert (full[-1].start, full[-1].end, full[-1].type_name) == (15472640, ten_gb - 34, "vmfs")
+    six_gb = 6 * 2**30 // 512
+    small = L.expected_layout(six_gb, "hdd")
+    assert [e.number for e in small] == [1, 5, 6, 7, 8, 2, 3]
+    assert small[5].start == 1843200 and small[6].start == small[5].end + 1 and small[6].end == six_gb - 34
+    # the 3.4 GiB boundary, computed the way the simulator does
+    assert nums(34 * 2097152 // 10, "usb")[-1] == 9 and nums(34 * 2097152 // 10 - 1, "usb")[-1] == 8
+
+
+def test_getptbl_parse_round_trip_and_esxi_shell_noise() -> None:
+    table = L.parse_getptbl("\r\n" + GETPTBL_16G_USB.replace("\n", "\r\n") + "\n")
+    assert table.cylinders == 2088 and table.total_sectors == STICK_16G
+    assert L.format_getptbl(table) == GETPTBL_16G_USB
+    assert L.compare(table, L.expected_layout(STICK_16G, "usb")) == []
+
+
+def test_parse_getptbl_names_the_bad_line() -> None:
+    with pytest.raises(L.InputError, match="line 3"):
+        L.parse_getptbl("gpt\n2088 255 63 33554432\n1 64 systemPartition\n")
+
+
+def test_compare_reports_readable_differences() -> None:
+    table = L.parse_getptbl(GETPTBL_16G_USB.replace("5 8224 520191", "5 8224 520190")
+                            .replace("9 1843200 7086079 9D27538040AD11DBBF97000C2911D1B8 vmkDiagnostic 0\n", "")
+                            + "2 7086080 15472639 EBD0A0A2B9E5443387C068B6B72699C7 linuxNative 0\n")
+    diffs = L.compare(table, L.expected_layout(STICK_16G, "usb"))
+    assert "partition 5: end is 520190, expected 520191" in diffs
+    assert any(d.startswith("partition 9 missing") for d in diffs)
+    assert any(d.startswith("partition 2 not expected") for d in diffs)
+
+
+def test_compare_checks_on_disk_order() -> None:
+    lines = GETPTBL_16G_USB.splitlines()
+    swapped = "\n".join([*lines[:3], lines[4], lines[3], *lines[5:]]) + "\n"
+    diffs = L.compare(L.parse_getptbl(swapped), L.expected_layout(STICK_16G, "usb"))
+    assert diffs == ["on-disk order is 1 6 5 7 8 9, expected 1 5 6 7 8 9"]
+
+
+def test_corrupt_primary_header_falls_back_to_backup(tmp_path: Path) -> None:
+    img = make_stick(tmp_path / "s.img", STICK_1G)
+    with open(img, "r+b") as f:
+        f.seek(512 + 40)  # first usable LBA inside the primary header: CRC now wrong
+        f.write(struct.pack("<Q", 35))
+    gpt = L.read_gpt(str(img))
+    assert not gpt.primary_ok and gpt.backup_ok
+    assert any("header CRC32 mismatch" in p for p in gpt.problems)
+    assert [p.number for p in gpt.partitions] == [1, 5, 6, 7, 8]
+    diffs = L.compare(gpt, L.expected_layout(STICK_1G, "usb"))
+    assert any("CRC32" in d for d in diffs)
+
+
+def test_corrupt_entries_are_detected(tmp_path: Path) -> None:
+    img = make_stick(tmp_path / "s.img", STICK_1G)
+    with open(img, "r+b") as f:
+        f.seek(2 * 512 + 32)  # first partition's start LBA in the primary entry array
+        f.write(struct.pack("<Q", 65))
+    gpt = L.read_gpt(str(img))
+    assert any("entry array CRC32 mismatch" in p for p in gpt.problems)
+    assert gpt.partitions[0].first_lba == 64  # taken from the intact backup
+
+
+def test_no_gpt_is_an_input_error(tmp_path: Path) -> None:
+    blank = tmp_path / "blank.img"
+    blank.write_bytes(bytes(1 << 20))
+    with pytest.raises(L.GptError, match="no valid GPT"):
+        L.read_gpt(str(blank))
+    with pytest.raises(L.GptError):
+        L.read_gpt(str(tmp_path / "missing.img"))
+
+
+def test_layout_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    img = make_stick(tmp_path / "s.img")
+    assert main(["layout", str(img), "--expect", "esxi6"]) == 0
+    assert capsys.readouterr().out.startswith(GETPTBL_16G_USB)
+    assert main(["layout", str(img), "--expect", "esxi6", "--media", "hdd"]) == 1
+    assert "partition 2 missing" in capsys.readouterr().out
+    assert main(["layout", str(img), "--json", "--expect", "esxi6"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["matches"] is True and [p["number"] for p in doc["partitions"]] == [1, 5, 6, 7, 8, 9]
+    blank = tmp_path / "blank.img"
+    blank.write_bytes(bytes(4096))
+    assert main(["layout", str(blank)]) == 2
+    assert "no valid GPT" in capsys.readouterr().err
+    assert main(["layout", os.fspath(tmp_path / "nope")]) == 2

@@ -1,0 +1,292 @@
+"""Backup / restore / wipe / verify on regular files (no root needed): exactness, sparseness,
+bytes written, refusals, interruption."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from labctl import imaging, layouts
+from labctl import stick as ops
+from labctl.blockdev import Target
+from labctl.cli import main
+from labctl.commands.stick import confirm
+from labctl.errors import RefusedError
+
+TOTAL = 131072  # a 64 MiB stick with an ESXi-like layout scaled down (the engine is layout-agnostic)
+MIB = 1 << 20
+LAYOUT = [
+    layouts.TableEntry(1, 64, 8191, layouts.ESP, "systemPartition", 128),
+    layouts.TableEntry(5, 8224, 40959, layouts.BASIC_DATA, "linuxNative", 0),
+    layouts.TableEntry(6, 40992, 57343, layouts.BASIC_DATA, "linuxNative", 0),
+    layouts.TableEntry(7, 57376, 73727, layouts.VMK_DIAGNOSTIC, "vmkDiagnostic", 0),
+    layouts.TableEntry(8, 73760, 106495, layouts.BASIC_DATA, "linuxNative", 0),
+]
+DATA = [(64, MIB), (8224, 3 * MIB), (8224 + 20000, 2 * MIB + 4096), (40992, MIB), (73760, 2 * MIB)]
+P5, P7, P8 = 8224 * 512, 57376 * 512, 73760 * 512
+
+
+@pytest.fixture(autouse=True)
+def _no_tty(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CI", "true")
+
+
+def make_stick(path: Path) -> Path:
+    layouts.write_gpt(str(path), TOTAL, LAYOUT)
+    with open(path, "r+b") as f:
+        for lba, n in DATA:
+            f.seek(lba * 512)
+            f.write(os.urandom(n))
+    return path
+
+
+def junk_target(path: Path, size: int = TOTAL * 512) -> Path:
+    """A 'stick' full of other data: random bytes in and between the partitions (first 40 MiB and
+    the last MiB), the rest of it zeros."""
+    with open(path, "wb") as f:
+        f.truncate(size)
+        f.write(os.urandom(40 * MIB))
+        f.seek(size - MIB)
+        f.write(os.urandom(MIB))
+    return path
+
+
+def extents_equal(a: Path, b: Path) -> bool:
+    gpt = layouts.read_gpt(str(a))
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        for e in ops.plan_extents(gpt, TOTAL * 512, full=False):
+            fa.seek(e.offset)
+            fb.seek(e.offset)
+            if fa.read(e.length) != fb.read(e.length):
+                return False
+    return True
+
+
+def sha(path: Path, offset: int, length: int) -> str:
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return hashlib.sha256(f.read(length)).hexdigest()
+
+
+@pytest.fixture
+def image(tmp_path: Path) -> tuple[Path, Path]:
+    src = make_stick(tmp_path / "src.raw")
+    img = tmp_path / "stick.img"
+    assert main(["stick", "backup", str(src), str(img)]) == 0
+    return src, img
+
+
+def test_backup_is_sparse_gpt_aware_and_has_a_manifest(image: tuple[Path, Path]) -> None:
+    src, img = image
+    m = json.loads(Path(str(img) + ".manifest.json").read_text())
+    assert m["mode"] == "gpt" and m["size"] == TOTAL * 512 and m["table"].startswith("gpt\n8 255 63 131072\n")
+    assert [e["name"] for e in m["extents"]] == ["gpt-primary", "p1", "p5", "p6", "p7", "p8", "gpt-backup"]
+    assert m["data_bytes"] <= sum(n for _, n in DATA) + 64 * 1024 * 4  # data + GPT areas
+    assert os.stat(img).st_blocks * 512 < m["data_bytes"] + MIB  # sparse
+    assert not list(img.parent.glob(".*partial*"))
+    assert extents_equal(src, img)  # the image is a raw stick image: layout and QEMU read it as is
+    assert layouts.read_gpt(str(img)).partitions[0].first_lba == 64
+
+
+def test_restore_onto_junk_is_exact_leaves_gaps_and_verifies(image: tuple[Path, Path], tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    src, img = image
+    dst = junk_target(tmp_path / "dst.raw")
+    gap_before = sha(dst, 34 * 512, 30 * 512)  # between the primary GPT area and partition 1
+    assert main(["stick", "restore", str(img), str(dst), "--yes"]) == 0
+    out = capsys.readouterr().out
+    assert "read back and verified" in out
+    assert extents_equal(src, dst)
+    assert sha(dst, 34 * 512, 30 * 512) == gap_before  # unallocated space left alone
+    assert main(["stick", "verify", str(img), str(dst)]) == 0
+    # again: nothing differs, nothing is written
+    assert main(["stick", "restore", str(img), str(dst), "--yes"]) == 0
+    assert "wrote 0 B (0 bytes) in 0 ranges" in capsys.readouterr().out
+
+
+def test_restore_writes_only_what_differs(image: tuple[Path, Path], tmp_path: Path) -> None:
+    src, img = image
+    dst = tmp_path / "dst.raw"
+    dst.write_bytes(src.read_bytes())
+    with open(dst, "r+b") as f:  # a used stick: a FAT sector in p5, 3 MiB in p8
+        f.seek(P5 + 7 * 4096 + 100)
+        f.write(b"changed!")
+        f.seek(P8 + 5 * MIB)
+        f.write(os.urandom(3 * MIB))
+    data = imaging.open_image(str(img))
+    try:
+        with ops.open_target(Target(str(dst), False, dst.stat().st_size, True), data.manifest.size) as dev:
+            job = ops.Job("dst")
+            res = ops.restore(data, dev, zero_rest=False, job=job)
+    finally:
+        data.close()
+    assert not res.mismatches
+    differing = 8 + 3 * MIB
+    # pages written: 4 KiB around the FAT change + 3 MiB; plus the two GPT header sectors cleared
+    # and rewritten (an interrupted restore must not look valid)
+    assert res.bytes_written <= 1.2 * differing + MIB
+    assert extents_equal(src, dst)
+
+
+def test_zero_rest_and_full_make_every_byte_equal(image: tuple[Path, Path], tmp_path: Path) -> None:
+    src, img = image
+    dst = junk_target(tmp_path / "dst.raw")
+    assert main(["stick", "restore", str(img), str(dst), "--yes", "--zero-rest"]) == 0
+    same = dst.read_bytes() == src.read_bytes()
+    assert same
+    full = tmp_path / "full.img"
+    assert main(["stick", "backup", str(src), str(full), "--full"]) == 0
+    m = imaging.Manifest.load(str(full))
+    assert m.mode == "full" and [e.name for e in m.extents] == ["disk"]
+    dst2 = junk_target(tmp_path / "dst2.raw")
+    assert main(["stick", "restore", str(full), str(dst2), "--yes"]) == 0
+    same = dst2.read_bytes() == src.read_bytes()
+    assert same
+
+
+def test_compressed_round_trip(tmp_path: Path) -> None:
+    src = make_stick(tmp_path / "src.raw")
+    img = tmp_path / "stick.img.zst"
+    assert main(["stick", "backup", str(src), str(img), "--compress"]) == 0
+    assert imaging.Manifest.load(str(img)).compression == "zstd"
+    assert img.stat().st_size < 11 * MIB
+    dst = junk_target(tmp_path / "dst.raw")
+    assert main(["stick", "restore", str(img), str(dst), "--yes"]) == 0
+    assert extents_equal(src, dst)
+    assert main(["stick", "verify", str(img), str(dst)]) == 0
+
+
+def test_no_gpt_falls_back_to_a_full_copy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "mbr.raw"
+    src.write_bytes(os.urandom(MIB) + bytes(7 * MIB))
+    img = tmp_path / "mbr.img"
+    assert main(["stick", "backup", str(src), str(img)]) == 0
+    assert "no usable GPT" in capsys.readouterr().out
+    m = imaging.Manifest.load(str(img))
+    assert m.mode == "full" and m.data_bytes == MIB
+
+
+def test_verify_names_the_differing_ranges(image: tuple[Path, Path], tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    src, img = image
+    dst = tmp_path / "dst.raw"
+    dst.write_bytes(src.read_bytes())
+    with open(dst, "r+b") as f:
+        f.seek(P5 + 1000)  # inside p5's first data range
+        f.write(b"\xff")
+        f.seek(P7 + 5 * MIB)  # p7 (all zero in the image)
+        f.write(b"dump")
+    capsys.readouterr()
+    assert main(["stick", "verify", str(img), str(dst)]) == 1
+    out = capsys.readouterr().out
+    assert f"range p5 bytes {P5}-" in out and "sha256 differs" in out
+    assert f"p7 bytes {P7 + 5 * MIB}-{P7 + 5 * MIB + 3}: should be zero" in out
+
+
+def test_corrupt_image_writes_nothing(image: tuple[Path, Path], tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    _, img = image
+    with open(img, "r+b") as f:
+        f.seek(P5 + 10)
+        f.write(b"rot")
+    dst = junk_target(tmp_path / "dst.raw")
+    before = dst.read_bytes()
+    assert main(["stick", "restore", str(img), str(dst), "--yes"]) == 2
+    assert "corrupt" in capsys.readouterr().err
+    untouched = dst.read_bytes() == before
+    assert untouched
+
+
+def test_refusals_without_confirmation(image: tuple[Path, Path], tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    src, img = image
+    dst = junk_target(tmp_path / "dst.raw")
+    before = sha(dst, 0, TOTAL * 512)
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    assert main(["stick", "restore", str(img), str(dst)]) == 2
+    assert "no terminal to confirm" in capsys.readouterr().err
+    assert main(["stick", "wipe", str(dst)]) == 2
+    assert main(["stick", "restore", str(img), str(img)]) == 2  # the image itself
+    assert main(["stick", "backup", str(src), str(img)]) == 2  # exists, no --yes
+    assert sha(dst, 0, TOTAL * 512) == before
+    # a new file needs no confirmation: nothing is lost
+    assert main(["stick", "restore", str(img), str(tmp_path / "new.raw")]) == 0
+
+
+def test_confirmation_needs_the_device_name() -> None:
+    t = Target("/dev/sdz", True, 16 * 2**30, True)
+    confirm([t], yes=False, action="restore", ask=lambda _: "sdz", isatty=lambda: True)
+    confirm([t], yes=False, action="restore", ask=lambda _: "/dev/sdz", isatty=lambda: True)
+    for answer in ("", "y", "yes", "sdy"):
+        with pytest.raises(RefusedError, match="not confirmed"):
+            confirm([t], yes=False, action="restore", ask=lambda _, a=answer: a, isatty=lambda: True)
+    with pytest.raises(RefusedError, match="--yes"):
+        confirm([t], yes=False, action="restore", ask=lambda _: "sdz", isatty=lambda: False)
+    confirm([t], yes=True, action="restore", ask=lambda _: "", isatty=lambda: False)
+
+
+class _StopAfter(ops.Job):
+    """A job whose user presses Ctrl-C after ``limit`` bytes."""
+
+    limit = 16 * MIB
+
+    def tick(self, n: int) -> None:
+        if self.done + n > self.limit:
+            self.cancel.set()
+        super().tick(n)
+
+
+def test_interrupted_restore_never_looks_like_a_valid_stick(image: tuple[Path, Path], tmp_path: Path) -> None:
+    src, img = image
+    dst = tmp_path / "dst.raw"
+    layouts.write_gpt(str(dst), TOTAL, LAYOUT)  # an old, valid stick
+    with open(dst, "r+b") as f:
+        f.seek(P5)
+        f.write(os.urandom(12 * MIB))
+    data = imaging.open_image(str(img))
+    job = _StopAfter("dst")
+    job.limit = 8 * MIB
+    try:
+        with ops.open_target(Target(str(dst), False, dst.stat().st_size, True), data.manifest.size) as dev, \
+                pytest.raises(ops.Cancelled):
+            ops.restore(data, dev, zero_rest=False, job=job)
+    finally:
+        data.close()
+    assert "GPT headers cleared" in job.state
+    with pytest.raises(layouts.GptError):
+        layouts.read_gpt(str(dst))
+    assert main(["stick", "restore", str(img), str(dst), "--yes"]) == 0  # and a rerun finishes it
+    assert extents_equal(src, dst)
+
+
+def test_interrupted_backup_leaves_no_image(tmp_path: Path) -> None:
+    src = make_stick(tmp_path / "src.raw")
+    img = tmp_path / "stick.img"
+    job = _StopAfter("src")
+    job.limit = 2 * MIB
+    with pytest.raises(ops.Cancelled):
+        ops.backup(str(src), str(img), full=False, compress=False, job=job)
+    assert not img.exists() and not Path(str(img) + ".manifest.json").exists()
+    assert list(tmp_path.iterdir()) == [src]
+    assert "no image written" in job.state
+
+
+def test_wipe_quick_and_full(image: tuple[Path, Path], tmp_path: Path) -> None:
+    src, _ = image
+    dst = tmp_path / "w.raw"
+    dst.write_bytes(src.read_bytes())
+    assert main(["stick", "wipe", str(dst), "--quick", "--yes"]) == 0
+    with pytest.raises(layouts.GptError):
+        layouts.read_gpt(str(dst))
+    data = dst.read_bytes()
+    p5_start_zero = data[P5: P5 + MIB] == bytes(MIB)
+    deeper_zero = data[P5 + 20000 * 512:][:MIB] == bytes(MIB)
+    assert p5_start_zero and not deeper_zero  # p5's first MiB cleared, deeper data untouched
+    assert main(["stick", "wipe", str(dst), "--yes"]) == 0
+    all_zero = dst.read_bytes() == bytes(TOTAL * 512)
+    assert all_zero
