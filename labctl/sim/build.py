@@ -98,7 +98,11 @@ def state_cfg() -> bytes:
         "ssh.enabled=FALSE",
         "scratch.configured=",
         "syslog.loghost=",
-        "coredump.network=",
+        "syslog.logdir=",
+        "coredump.network.enabled=FALSE",
+        "coredump.network.vnic=",
+        "coredump.network.ip=",
+        "coredump.network.port=",
     ]
     return ("\n".join(lines) + "\n").encode()
 
