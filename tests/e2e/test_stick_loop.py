@@ -1,0 +1,209 @@
+"""Stick safety and round trips on real loop devices (root only; CI runs as root).
+
+Only loop devices over files made here are touched, and every loop device is detached in teardown.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from labctl import layouts
+from labctl.cli import main
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root for loop devices"),
+    pytest.mark.skipif(shutil.which("losetup") is None, reason="needs losetup"),
+]
+
+MIB = 1 << 20
+TOTAL = 131072  # 64 MiB, an ESXi-like layout scaled down
+LAYOUT = [
+    layouts.TableEntry(1, 64, 8191, layouts.ESP, "systemPartition", 128),
+    layouts.TableEntry(5, 8224, 40959, layouts.BASIC_DATA, "linuxNative", 0),
+    layouts.TableEntry(6, 40992, 57343, layouts.BASIC_DATA, "linuxNative", 0),
+    layouts.TableEntry(7, 57376, 73727, layouts.VMK_DIAGNOSTIC, "vmkDiagnostic", 0),
+    layouts.TableEntry(8, 73760, 106495, layouts.BASIC_DATA, "linuxNative", 0),
+]
+
+
+def run(*argv: str) -> str:
+    return subprocess.run(argv, check=True, capture_output=True, text=True, timeout=60).stdout.strip()
+
+
+@pytest.fixture(autouse=True)
+def _quiet(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CI", "true")
+
+
+@pytest.fixture
+def loop(tmp_path: Path) -> Iterator[Callable[[Path], str]]:
+    """attach(file) -> /dev/loopN; all detached (partitions dropped) afterwards, even on failure."""
+    attached: list[str] = []
+
+    def attach(backing: Path) -> str:
+        dev = run("losetup", "--find", "--show", str(backing))
+        attached.append(dev)
+        return dev
+
+    yield attach
+    for dev in attached:
+        subprocess.run(["partx", "-d", dev], capture_output=True, timeout=30, check=False)
+        subprocess.run(["losetup", "-d", dev], capture_output=True, timeout=30, check=False)
+
+
+def make_stick(path: Path, junk: bool = False) -> Path:
+    with open(path, "wb") as f:
+        f.truncate(TOTAL * 512)
+        if junk:
+            f.write(os.urandom(TOTAL * 512))
+    layouts.write_gpt(str(path), TOTAL, LAYOUT)
+    with open(path, "r+b") as f:
+        for lba, n in [(64, MIB), (8224, 3 * MIB), (28224, 2 * MIB + 4096), (40992, MIB), (73760, 2 * MIB)]:
+            f.seek(lba * 512)
+            f.write(os.urandom(n))
+    return path
+
+
+def extent_digest(path: Path | str, gpt: layouts.Gpt) -> str:
+    """sha256 over the GPT areas and the partitions, read independently of labctl (O_DIRECT for
+    devices would need alignment; plain reads of the backing file are the independent view)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        spans = [(a, b) for a, b, _ in gpt.metadata_extents()] + [(p.first_lba, p.last_lba) for p in gpt.partitions]
+        for a, b in sorted(spans):
+            f.seek(a * 512)
+            h.update(f.read((b - a + 1) * 512))
+    return h.hexdigest()
+
+
+def file_sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_loop_device_refused_without_allow_non_usb(tmp_path: Path, loop: Callable[[Path], str],
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    src = make_stick(tmp_path / "src.raw")
+    img = tmp_path / "s.img"
+    assert main(["stick", "backup", str(src), str(img)]) == 0
+    backing = tmp_path / "target.raw"
+    backing.write_bytes(bytes(TOTAL * 512))
+    dev = loop(backing)
+    before = file_sha(backing)
+    assert main(["stick", "restore", str(img), dev, "--yes"]) == 2
+    assert "loop device, never a stick" in capsys.readouterr().err
+    assert main(["stick", "wipe", dev, "--yes"]) == 2
+    assert file_sha(backing) == before
+
+
+def test_mounted_device_refused_even_with_allow_non_usb(tmp_path: Path, loop: Callable[[Path], str],
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    if shutil.which("mkfs.ext4") is None:
+        pytest.skip("needs mkfs.ext4")
+    src = make_stick(tmp_path / "src.raw")
+    img = tmp_path / "s.img"
+    assert main(["stick", "backup", str(src), str(img)]) == 0
+    backing = make_stick(tmp_path / "target.raw")
+    dev = loop(backing)
+    part = f"{dev}p5"
+    if subprocess.run(["partx", "-a", dev], capture_output=True, timeout=30, check=False).returncode != 0 \
+            or not os.path.exists(part):
+        part = dev  # no partition devices here: mount the whole loop device instead
+    run("mkfs.ext4", "-q", "-F", part)
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    run("mount", part, str(mnt))
+    try:
+        before = file_sha(backing)
+        assert main(["stick", "restore", str(img), dev, "--yes", "--allow-non-usb"]) == 2
+        err = capsys.readouterr().err
+        assert "mounted at" in err and str(mnt) in err
+        assert main(["stick", "wipe", dev, "--yes", "--allow-non-usb"]) == 2
+        assert main(["stick", "wipe", dev, "--yes", "--allow-non-usb", "--quick"]) == 2
+        assert file_sha(backing) == before
+    finally:
+        run("umount", str(mnt))
+
+
+def test_partition_and_too_small_device_refused(tmp_path: Path, loop: Callable[[Path], str],
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    src = make_stick(tmp_path / "src.raw")
+    img = tmp_path / "s.img"
+    assert main(["stick", "backup", str(src), str(img)]) == 0
+    small = tmp_path / "small.raw"
+    small.write_bytes(bytes(32 * MIB))
+    dev = loop(small)
+    assert main(["stick", "restore", str(img), dev, "--yes", "--allow-non-usb"]) == 2
+    assert "smaller than the image" in capsys.readouterr().err
+    assert file_sha(small) == hashlib.sha256(bytes(32 * MIB)).hexdigest()
+    big = make_stick(tmp_path / "big.raw")
+    bdev = loop(big)
+    if subprocess.run(["partx", "-a", bdev], capture_output=True, timeout=30, check=False).returncode == 0 \
+            and os.path.exists(f"{bdev}p5"):
+        assert main(["stick", "restore", str(img), f"{bdev}p5", "--yes", "--allow-non-usb"]) == 2
+        assert "is a partition" in capsys.readouterr().err
+
+
+def test_regular_file_target_accepted(tmp_path: Path) -> None:
+    src = make_stick(tmp_path / "src.raw")
+    img = tmp_path / "s.img"
+    assert main(["stick", "backup", str(src), str(img)]) == 0
+    dst = make_stick(tmp_path / "dst.raw", junk=True)
+    assert main(["stick", "restore", str(img), str(dst), "--yes"]) == 0
+    gpt = layouts.read_gpt(str(src))
+    assert extent_digest(dst, gpt) == extent_digest(src, gpt)
+
+
+def test_backup_wipe_restore_verify_round_trip_on_loop(tmp_path: Path, loop: Callable[[Path], str],
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    original = make_stick(tmp_path / "original.raw")
+    stick = tmp_path / "stick.raw"
+    shutil.copyfile(original, stick)
+    dev = loop(stick)
+    img = tmp_path / "stick.img"
+    gpt = layouts.read_gpt(str(original))
+    assert main(["stick", "backup", dev, str(img)]) == 0
+    assert main(["layout", str(img)]) == 0
+    assert main(["stick", "wipe", dev, "--yes", "--allow-non-usb"]) == 0
+    zero = stick.read_bytes() == bytes(TOTAL * 512)
+    assert zero
+    assert main(["stick", "verify", str(img), dev]) == 1
+    assert "sha256 differs" in capsys.readouterr().out
+    assert main(["stick", "restore", str(img), dev, "--yes", "--allow-non-usb"]) == 0
+    assert "read back and verified" in capsys.readouterr().out
+    assert extent_digest(stick, gpt) == extent_digest(original, gpt)  # the backing file, read by Python
+    assert extent_digest(dev, gpt) == extent_digest(original, gpt)  # the device, through a fresh open
+    assert main(["stick", "verify", str(img), dev]) == 0
+    assert main(["layout", dev]) == 0
+    # a used stick: restore writes only the difference, onto two sticks at once
+    with open(stick, "r+b") as f:
+        f.seek(8224 * 512 + 4096)
+        f.write(os.urandom(MIB))
+    second = make_stick(tmp_path / "second.raw", junk=True)
+    dev2 = loop(second)
+    run("blockdev", "--flushbufs", dev)
+    assert main(["stick", "restore", str(img), dev, dev2, "--yes", "--allow-non-usb"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    first_line = next(line for line in out if f"-> {dev}:" in line)
+    written = int(first_line.split("wrote ")[1].split("(")[1].split(" bytes")[0])
+    assert MIB <= written <= MIB + 64 * 1024
+    assert extent_digest(stick, gpt) == extent_digest(original, gpt)
+    assert extent_digest(second, gpt) == extent_digest(original, gpt)
+
+
+def test_compressed_backup_of_a_loop_device(tmp_path: Path, loop: Callable[[Path], str]) -> None:
+    original = make_stick(tmp_path / "original.raw")
+    dev = loop(original)
+    img = tmp_path / "stick.img.zst"
+    assert main(["stick", "backup", dev, str(img), "--compress"]) == 0
+    dst = tmp_path / "copy.raw"
+    assert main(["stick", "restore", str(img), str(dst), "--yes"]) == 0
+    gpt = layouts.read_gpt(str(original))
+    assert extent_digest(dst, gpt) == extent_digest(original, gpt)
