@@ -330,6 +330,9 @@ class Runner:
             raise RunFailed(f"step '{step.name}' ({step.where[0]}:{step.where[1]}): {exc}") from None
         if ev is not None:
             fields.update(source=ev.source, matched=ev.matched, fuzzy=ev.fuzzy)
+            shot = ev.matched if ev.source == "screenshot" else self.run.last_frame_path
+            if shot:
+                fields["screenshot"] = str(shot)
         self.run.event(step.name, **fields, result="ok", duration=round(time.monotonic() - t0, 3))
 
     def _do(self, step: Step) -> Evidence | None:

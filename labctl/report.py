@@ -37,6 +37,7 @@ class RunFolder:
         self._last_hash: str | None = None
         self._last_frame_at = 0.0
         self._frame_count = 0
+        self.last_frame_path: Path | None = None  # the newest saved screen (the step's thumbnail)
         self.started = time.time()
         self.events_path = self.path / "events.jsonl"
 
@@ -95,6 +96,7 @@ class RunFolder:
             self._last_hash, self._last_frame_at = h, now
             self._frame_count += 1
             path = self.path / "frames" / f"{self._frame_count:05d}.png"
+            self.last_frame_path = path
         _save_png(frame, path)
         return path
 

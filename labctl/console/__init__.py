@@ -12,6 +12,7 @@ real ESXi boot loader and installer print nothing on serial, so playbooks must p
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
@@ -162,6 +163,12 @@ class Console:
         self.run.frame(frame)
         return frame
 
+    def _evidence(self, source: str, matched: str, t0: float, fuzzy: bool = False) -> Evidence:
+        """A wait succeeded: keep the screen it saw (forced past the frame throttle, still deduplicated)."""
+        with contextlib.suppress(Exception):
+            self.run.frame(self.vnc.frame(), force=True)
+        return Evidence(source, matched, time.monotonic() - t0, fuzzy)
+
     def screenshot(self, name: str) -> Path:
         frame = self.vnc.fresh_frame()
         self.run.frame(frame, force=True)
@@ -207,12 +214,12 @@ class Console:
                     if not m and self._plausible(regex, self.last_text):
                         m = find_text(regex, self.ocr.read(frame, region, second=True))
                     if m:
-                        return Evidence("screen", m.text, time.monotonic() - t0, m.fuzzy)
+                        return self._evidence("screen", m.text, t0, m.fuzzy)
             if srx is not None and self.serial is not None:
                 sm = self.serial.search(srx)
                 if sm:
                     self.serial.consume(sm)
-                    return Evidence("serial", sm.group(0), time.monotonic() - t0)
+                    return self._evidence("serial", sm.group(0), t0)
             left = deadline - time.monotonic()
             if left <= 0:
                 raise self._fail(f"text /{regex}/", self._timeout(timeout), region)
@@ -269,7 +276,7 @@ class Console:
                 hit, score = match_needle(self._frame(), needle)
                 best = max(best, score)
                 if hit:
-                    return Evidence("needle", f"{name} {hit.similarity:.1f}% at {hit.offset}", time.monotonic() - t0)
+                    return self._evidence("needle", f"{name} {hit.similarity:.1f}% at {hit.offset}", t0)
             left = deadline - time.monotonic()
             if left <= 0:
                 raise self._fail(f"needle '{name}' (best {best:.1f}%)", self._timeout(timeout))
@@ -288,7 +295,7 @@ class Console:
                 seen_no = no
                 ch = compare(ref, self._frame())
                 if ch.significant:
-                    return Evidence("change", f"{ch.pixels} px in {ch.box}", time.monotonic() - t0)
+                    return self._evidence("change", f"{ch.pixels} px in {ch.box}", t0)
             left = deadline - time.monotonic()
             if left <= 0:
                 raise self._fail("screen change", self._timeout(timeout))
