@@ -574,6 +574,8 @@ class QemuBackend:
             return PowerState.OFF
         try:
             status = self._qmp("query-status", timeout=5.0).get("status")
+        except QemuDied:
+            return PowerState.OFF
         except QmpError:
             return PowerState.UNKNOWN
         if status == "running":

@@ -48,6 +48,12 @@ class Qmp:
         try:
             self._client: Any = self._call(self._make_client(nickname), timeout)
             self._call(self._client.connect(str(socket_path)), timeout)
+        except TimeoutError:
+            self._stop_loop()
+            raise QmpError(f"QMP at {socket_path}: no greeting within {timeout:g} s (another client?)") from None
+        except Exception as exc:  # ConnectError (no socket, refused), ...
+            self._stop_loop()
+            raise QmpError(f"QMP at {socket_path}: cannot connect: {exc}") from None
         except BaseException:
             self._stop_loop()
             raise
