@@ -373,3 +373,20 @@ def test_vnc_on_a_unix_socket(lab: Lab) -> None:
     finally:
         b.stop("hard")
     assert qemu_pids_of(b) == []
+
+
+def test_stick_clone_full_and_linked(backend: QemuBackend, lab: Lab, tmp_path: Path) -> None:
+    backend.define()
+    image = lab.seat_list()[0].stick_image(lab)
+    assert image is not None
+    with open(image, "r+b") as f:
+        f.write(b"GOLDEN")
+    full = backend.clone(tmp_path / "full.img", linked=False)
+    assert full.stat().st_size == image.stat().st_size and full.stat().st_blocks < 1024  # sparse
+    with open(full, "rb") as f:
+        assert f.read(6) == b"GOLDEN"
+    linked = backend.clone(tmp_path / "linked.qcow2", linked=True)
+    info = subprocess.run(["qemu-img", "info", "--output=json", str(linked)], capture_output=True, text=True,
+                          check=True, timeout=30)
+    assert json.loads(info.stdout)["backing-filename"] == str(image)
+    assert backend.snapshots()[-1].startswith("clone-")  # the base is frozen for the linked clone
