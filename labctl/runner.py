@@ -198,7 +198,7 @@ class StartVm(Step):
 
     def cleanup(self, ctx: Context) -> None:
         b = ctx.backend
-        if b is None:
+        if b is None or not b.owns_process:  # never stop a VM this run did not start
             return
         if ctx.succeeded and (ctx.options.keep or ctx.options.boot_only):
             ctx.run.event(self.name, left_running=True, pid=b.pid(), vnc=b.vnc_display())

@@ -416,6 +416,11 @@ class QemuBackend:
 
     # -- supervision --------------------------------------------------------------------------------
 
+    @property
+    def owns_process(self) -> bool:
+        """This object started the QEMU (as opposed to attaching to one)."""
+        return self._proc is not None
+
     def pid(self) -> int | None:
         return self._runtime.pid if self._runtime else None
 
@@ -537,10 +542,11 @@ class QemuBackend:
         rt = Runtime.load(self.files.runtime)
         if rt is not None and rt.alive():
             return removed
-        for p in [self.files.runtime, *self.files.sockets(), self.files.state_dir / "stopped-by-down"]:
+        for p in [self.files.runtime, *self.files.sockets()]:
             if p.exists() or p.is_symlink():
                 p.unlink()
                 removed.append(p.name)
+        (self.files.state_dir / "stopped-by-down").unlink(missing_ok=True)
         return removed
 
     def reset(self, mode: Literal["hard", "soft"] = "hard") -> None:

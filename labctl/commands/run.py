@@ -42,6 +42,11 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     lab, seats = _qemu_lab(args, strict=True)
     boot_only = bool(getattr(args, "boot_only", False))
+    for seat in seats:  # refuse before anything is created: a running seat is left alone
+        rt = Runtime.load(QemuBackend(lab, seat).files.runtime)
+        if rt is not None and rt.alive():
+            raise InputError(f"seat {seat.index} ({seat.name}) is already running (QEMU pid {rt.pid}); "
+                             f"'labctl down {args.lab}' stops it")
     secrets: list[str] = []
     variables: dict[str, object] = {
         "boot_options": lab.install.boot_options,

@@ -309,6 +309,11 @@ def test_cli_status_json_down_and_stale_cleanup(tmp_path: Path) -> None:
         password = b.files.vnc_password.read_text()
         assert password not in json.dumps(rows)
 
+        # a second up on a running seat is refused and leaves the VM alone
+        again = labctl("up", str(lab_path), "--boot-only", check=False)
+        assert again.returncode == 2 and "already running" in again.stderr
+        assert json.loads(labctl("status", str(lab_path), "--json").stdout)[0]["power_state"] == "running"
+
         # a crash: QEMU dies without anyone cleaning up
         rt = Runtime.load(b.files.runtime)
         assert rt is not None
