@@ -14,11 +14,11 @@ from simvm import Disk, SimVM, qemu_available
 
 from labctl.errors import InputError
 
-KICKSTART_USB = b"""# scripted install onto the first USB stick (labctl e2e)
+KICKSTART_USB = b"""# scripted install onto the first local disk, else the first USB stick (labctl e2e)
 vmaccepteula
 rootpw VMware1!
 keyboard German
-install --firstdisk=usb --novmfsondisk
+install --firstdisk=local,usb --overwritevmfs
 network --bootproto=dhcp --device=vmnic0
 reboot
 """

@@ -310,11 +310,12 @@ def expected_layout(total_sectors: int, numbers: Sequence[int]) -> list[tuple[in
     return rows
 
 
-def check_gpt(image: Path, numbers: Sequence[int]) -> None:
-    """The GPT of image equals reference §3 for the partitions numbers, read by sgdisk (not our C code)."""
+def check_gpt(image: Path, numbers: Sequence[int], extra: Sequence[tuple[int, int, int, str]] = ()) -> None:
+    """The GPT of image equals reference §3 for the partitions numbers (plus extra rows), read by sgdisk
+    (not our C code)."""
     total = image.stat().st_size // 512
     got = sgdisk_layout(image)
-    assert [(n, s, e, g) for n, s, e, g, _ in got] == expected_layout(total, numbers)
+    assert [(n, s, e, g) for n, s, e, g, _ in got] == expected_layout(total, numbers) + list(extra)
     for n, _s, _e, _g, attrs in got:
         assert attrs == ("0000000000000004" if n == 1 else "0000000000000000"), (n, attrs)
     verify = subprocess.run(["sgdisk", "-v", str(image)], capture_output=True, text=True, timeout=30, check=False)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from simvm import SimVM, boot_installer, check_gpt, mtype, read_range
+from simvm import NATIVE, VMFS, SimVM, boot_installer, check_gpt, mtype, read_range
 
 pytestmark = pytest.mark.e2e
 
@@ -21,7 +21,7 @@ def test_kickstart_install_on_1g_stick(sim_ks_iso: Path, simvm: Callable[..., Si
     stick = vm.disks[0].path
     # without preferVMklinux the stick is invisible to the script too: an error on screen
     boot_installer(vm, " ks=cdrom:/KS.CFG", screen=True)
-    vm.expect(r"install --firstdisk=usb: no matching disk was found", 30)
+    vm.expect(r"install --firstdisk=local,usb: no matching disk was found", 30)
     vm.expect(r"\(Enter\) Reboot", 5)
     assert read_range(stick, 0, 34) == bytes(34 * 512)
     mark = vm.mark()
@@ -32,6 +32,7 @@ def test_kickstart_install_on_1g_stick(sim_ks_iso: Path, simvm: Callable[..., Si
     vm.key("enter")
     boot_installer(vm, " preferVMklinux=TRUE ks=cdrom:/KS.CFG", since=mark, screen=True)
     vm.expect(r"Installing ESXi 6\.7\.0", 30)
+    vm.expect(r"Warning: the disk \(mpx\.vmhba32:C0:T0:L0\) does not support VMFS\.", 10)
     vm.expect(r"Installation Complete", 60)
     mark = vm.mark()
     # `reboot` in the script: take the CD out so the firmware boots the stick (the installed system)
@@ -49,3 +50,18 @@ def test_kickstart_install_on_1g_stick(sim_ks_iso: Path, simvm: Callable[..., Si
     state = mtype(stick, 8224, "/state.cfg")
     assert "keyboard=German" in state
     assert "install.media=usb" in state
+
+
+def test_kickstart_install_on_6g_local_disk(sim_ks_iso: Path, simvm: Callable[..., SimVM]) -> None:
+    """A 5.2-8.5 GiB local disk: 1,5,6,7,8, then a 4 GiB scratch at 1843200 and VMFS to the end."""
+    vm = simvm(sim_ks_iso, [("sata", 6 << 30), ("usb", 1024 * MIB)])
+    disk, stick = vm.disks[0].path, vm.disks[1].path
+    boot_installer(vm, " preferVMklinux=TRUE ks=cdrom:/KS.CFG", screen=True)
+    vm.expect(r"Installing ESXi 6\.7\.0", 30)
+    vm.expect(r"Installation Complete", 60)
+    vm.stop()
+    total = disk.stat().st_size // 512
+    check_gpt(disk, [1, 5, 6, 7, 8], extra=[(2, 1843200, 1843200 + 8388608 - 1, NATIVE),
+                                             (3, 1843200 + 8388608, total - 34, VMFS)])
+    assert read_range(stick, 0, 34) == bytes(34 * 512)  # local first: the stick is untouched
+    assert "install.media=local" in mtype(disk, 8224, "/state.cfg")
