@@ -80,7 +80,7 @@ def test_seed_chain_install_to_persisted_usb_settings(installed_iso: Path, simvm
 
     # the shell console is blank (with a hint) while the ESXi Shell is disabled; Alt+F2 comes back
     alt(vm, "f1")
-    vm.expect(r"ESXi Shell is disabled", 15)
+    vm.expect(r"ESXi Shell access is disabled", 15)
     alt(vm, "f2")
     vm.expect(DCUI_MAIN, 15)
 

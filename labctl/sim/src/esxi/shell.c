@@ -73,7 +73,8 @@ static void login_prompt(void) {
 static void draw_disabled(void) {
     CALL(ST->ConOut->EnableCursor, 2, ST->ConOut, FALSE);
     tui_clear(A_SCREEN);
-    tui_text(23, 0, A_SCREEN, L"ESXi Shell is disabled. Enable it in the DCUI (Alt+F2): F2, Troubleshooting Options.");
+    tui_text(22, 0, A_SCREEN, L"ESXi Shell access is disabled on this host.");
+    tui_text(23, 0, A_SCREEN, L"Enable it in the DCUI (Alt+F2): <F2>, Troubleshooting Options.");
 }
 
 static void welcome(void) {
