@@ -250,6 +250,12 @@ class QemuBackend:
         backend.detached = rt.detached
         return backend
 
+    def mark_stopped_by(self, verb: str) -> None:
+        """Before stopping a seat that another labctl process is running: tell that process who did it."""
+        rt = self._runtime or Runtime.load(self.files.runtime)
+        if rt is not None and not rt.detached and rt.owner_alive():
+            (self.files.state_dir / "stopped-by-down").write_text(verb + "\n")
+
     def load_runtime(self) -> Runtime | None:
         """Read the seat's runtime record (bind this backend to that QEMU when it is alive)."""
         rt = Runtime.load(self.files.runtime)
@@ -330,6 +336,7 @@ class QemuBackend:
                 raise InputError(f"seat {self.seat.index} ({self.seat.name}) is already running "
                                  f"(QEMU pid {rt.pid}); 'labctl down {self.lab.source}' stops it")
             self.cleanup_stale()
+            (self.files.state_dir / "stopped-by-down").unlink(missing_ok=True)
             self.define()
             if self.iso is not None and not self.iso.is_file():
                 raise InputError(f"ISO not found: {self.iso}")
@@ -440,8 +447,10 @@ class QemuBackend:
         code = self.exit_code()
         how = (f"killed by signal {-code}" if code is not None and code < 0
                else f"exit code {code}" if code is not None else "gone")
-        if (self.files.state_dir / "stopped-by-down").exists():
-            return f"QEMU (pid {self.pid()}) was stopped by 'labctl down' ({how})"
+        marker = self.files.state_dir / "stopped-by-down"
+        if marker.exists():
+            verb = marker.read_text().strip() or "down"
+            return f"QEMU (pid {self.pid()}) was stopped by 'labctl {verb}' from another shell ({how})"
         text = tail(self.files.stderr_log)
         return f"QEMU (pid {self.pid()}) exited unexpectedly ({how}); " + (
             f"last lines of its stderr:\n{text}" if text else "it wrote nothing on stderr"
@@ -546,7 +555,6 @@ class QemuBackend:
             if p.exists() or p.is_symlink():
                 p.unlink()
                 removed.append(p.name)
-        (self.files.state_dir / "stopped-by-down").unlink(missing_ok=True)
         return removed
 
     def reset(self, mode: Literal["hard", "soft"] = "hard") -> None:

@@ -180,8 +180,7 @@ def cmd_down(args: argparse.Namespace) -> int:
         label = f"seat {seat.index} ({seat.name})"
         rt = b.load_runtime()
         if rt is not None and rt.alive():
-            if not rt.detached and rt.owner_alive():
-                (b.files.state_dir / "stopped-by-down").touch()  # so the running 'up' says who stopped it
+            b.mark_stopped_by("down")  # so a running 'up' says who stopped it
             t0 = time.monotonic()
             b.stop("hard" if hard else "soft", timeout=timeout)
             how = "hard" if hard else ("soft" if b.soft_stopped else f"the guest ignored the power button for "
@@ -266,6 +265,7 @@ def cmd_reset(args: argparse.Namespace) -> int:
         done: list[str] = []
         rt = b.load_runtime()
         if rt is not None and rt.alive():
+            b.mark_stopped_by("reset")
             b.stop("hard")
             done.append(f"stopped the running VM (QEMU pid {rt.pid})")
         removed = b.cleanup_stale()
