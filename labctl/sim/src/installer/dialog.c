@@ -37,7 +37,8 @@ void dlg_message(const CHAR16 *title, const CHAR16 *const *lines, UINTN n) {
         if (wlen(lines[i]) + 4 > w) w = wlen(lines[i]) + 4;
     if (w > TUI_COLS) w = TUI_COLS;
     dlg_open(&d, w, n + 7, title, L"(Enter) OK");
-    for (UINTN i = 0; i < n; i++) dlg_line(&d, 3 + i, A_DIALOG, lines[i]);
+    for (UINTN i = 0; i < n; i++) /* a line as wide as the screen starts right after the border */
+        tui_text(d.row + 3 + i, d.col + (wlen(lines[i]) + 4 > w ? 1 : 2), A_DIALOG, lines[i]);
     for (;;) {
         tui_key k;
         if (tui_read_key(&k, 0) && k.ch == CH_ENTER) return;
