@@ -387,7 +387,7 @@ class Runner:
                 self.outputs[str(arg["as"])] = out
             if "expect" in arg and not find_text(self.sub_rx(arg["expect"]), out):
                 raise RunFailed(f"output of '{arg['command']}' does not match /{arg['expect']}/: {out[:300]!r}")
-            return Evidence("serial" if c.serial else "screen", out[:200], 0.0)
+            return Evidence("serial" if c.serial else "screen", out[:4000], 0.0)
         raise AssertionError(a)
 
     def _wait(self, step: Step, w: dict[str, Any]) -> Evidence:
@@ -461,8 +461,8 @@ def run_command(c: Console, command: str, prompt: str, timeout: float) -> str:
         c.serial.mark()
         c.type_string(command + "\n")
         m = c.serial.wait(re.compile(re.escape(command[-20:]) + r".*?\n(?P<out>.*?)" + prompt, re.S), timeout)
-        if m:
-            return m.group("out").strip("\n")
+        if m:  # the serial mirror repeats line ends (cursor moves + CR LF): drop empty lines
+            return "\n".join(line.rstrip() for line in m.group("out").splitlines() if line.strip())
         raise WaitTimeout(c.step, f"prompt /{prompt}/ after '{command}'", timeout, None, c.serial.text()[-300:])
     c.wait_change(lambda: c.type_string(command + "\n"), timeout)
     c.wait_still(timeout, still_for=1.0)

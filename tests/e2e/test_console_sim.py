@@ -136,3 +136,27 @@ def test_interactive_playbook_screen_only_with_200_typed_chars(seat: QemuBackend
             assert PASSWORD not in p.read_text(errors="replace"), p
     assert len(list((run.path / "frames").glob("*.png"))) >= 5
     assert os.path.exists(run.finish("ok"))
+
+
+def test_post_install_shell_run_steps(seat: QemuBackend, tmp_path: Path) -> None:
+    """Install, reboot from the stick, enable the shell in the DCUI (select on its menus), log in at
+    Alt+F1, then 'run' steps whose output is read back (serial when there is one)."""
+    playbook = tmp_path / "usb-settings.yaml"
+    playbook.write_text("""\
+name: usb-settings
+steps:
+  - run: {command: 'esxcli system settings kernel set -s preferVmklinux -v FALSE'}
+  - run: {command: 'esxcli system settings kernel list -o preferVmklinux', as: kernel,
+          expect: 'preferVmklinux\\s+Bool\\s+FALSE'}
+""")
+    run = RunFolder(tmp_path / "run", secrets=[PASSWORD])
+    variables: dict[str, object] = {"boot_options": "preferVMklinux=TRUE", "root_password": PASSWORD,
+                                    "keyboard": "US Default"}
+    with open_console(seat, run, serial=True) as c:
+        run_playbook("esxi-6.7-interactive", c, seat, variables, run, [PASSWORD])
+        run_playbook("enable-esxi-shell", c, seat, variables, run, [PASSWORD])
+        run_playbook(str(playbook), c, seat, variables, run, [PASSWORD])
+        events = run.events()
+    outputs = [e for e in events if e["step"].startswith("run command=esxcli system settings kernel list")]
+    assert outputs and "FALSE" in outputs[-1]["matched"]
+    assert PASSWORD not in (run.path / "events.jsonl").read_text()
