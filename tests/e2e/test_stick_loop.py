@@ -11,6 +11,7 @@ import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,18 +44,28 @@ def _quiet(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CI", "true")
 
 
+def _backing(dev: str) -> str:
+    try:
+        return Path(f"/sys/block/{os.path.basename(dev)}/loop/backing_file").read_text().strip()
+    except OSError:
+        return ""
+
+
 @pytest.fixture
 def loop(tmp_path: Path) -> Iterator[Callable[[Path], str]]:
-    """attach(file) -> /dev/loopN; all detached (partitions dropped) afterwards, even on failure."""
-    attached: list[str] = []
+    """attach(file) -> /dev/loopN. Afterwards each device still backed by our file is detached (its
+    partitions dropped), even on failure; one detached already, maybe reused by someone else, is left alone."""
+    attached: list[tuple[str, str]] = []
 
     def attach(backing: Path) -> str:
         dev = run("losetup", "--find", "--show", str(backing))
-        attached.append(dev)
+        attached.append((dev, str(backing.resolve())))
         return dev
 
     yield attach
-    for dev in attached:
+    for dev, backing in attached:
+        if _backing(dev) != backing:
+            continue
         subprocess.run(["partx", "-d", dev], capture_output=True, timeout=30, check=False)
         subprocess.run(["losetup", "-d", dev], capture_output=True, timeout=30, check=False)
 
@@ -207,3 +218,47 @@ def test_compressed_backup_of_a_loop_device(tmp_path: Path, loop: Callable[[Path
     assert main(["stick", "restore", str(img), str(dst), "--yes"]) == 0
     gpt = layouts.read_gpt(str(original))
     assert extent_digest(dst, gpt) == extent_digest(original, gpt)
+
+
+# ------------------------------------------------------------------ the simulator's installed stick
+
+
+@pytest.fixture(scope="session")
+def installed_iso(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from installed_fixtures import build_installed_iso
+    from simvm import qemu_available
+
+    if not qemu_available():
+        pytest.skip("qemu-system-x86_64 or OVMF is missing")
+    return build_installed_iso(tmp_path_factory.getbasetemp())
+
+
+@pytest.mark.e2e
+def test_installed_stick_round_trip_boots_again(installed_iso: Path, tmp_path: Path, loop: Callable[[Path], str],
+                                                simvm: Callable[..., object],
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """The simulator's installed stick on a loop device: backup, wipe, restore, verify; the stick's
+    backing file then boots in QEMU to the DCUI again."""
+    from installed_fixtures import ROOT_PASSWORD, make_installed_stick, wait_dcui
+
+    size = 4 * 2**30  # >= 3.4 GiB: partitions 1, 5, 6, 7, 8, 9
+    stick = tmp_path / "usb0.img"  # the name the simvm factory gives its first USB disk
+    make_installed_stick(installed_iso, stick, size, ROOT_PASSWORD)
+    gpt = layouts.read_gpt(str(stick))
+    golden = extent_digest(stick, gpt)
+    dev = loop(stick)
+    img = tmp_path / "installed.img"
+    assert main(["stick", "backup", dev, str(img)]) == 0
+    assert main(["layout", str(img), "--expect", "esxi6"]) == 0
+    assert main(["stick", "wipe", dev, "--quick", "--yes", "--allow-non-usb"]) == 0
+    assert main(["layout", dev]) == 2  # no GPT left: the stick would not boot
+    capsys.readouterr()
+    assert main(["stick", "restore", str(img), dev, "--yes", "--allow-non-usb"]) == 0
+    assert "read back and verified" in capsys.readouterr().out
+    assert main(["stick", "verify", str(img), dev]) == 0
+    subprocess.run(["losetup", "-d", dev], capture_output=True, timeout=30, check=True)
+    assert extent_digest(stick, gpt) == golden
+    vm: Any = simvm(installed_iso, [("usb", size)])
+    vm.qmp.execute("eject", device="cd0", force=True)
+    vm.qmp.execute("system_reset")
+    wait_dcui(vm, 0)
