@@ -120,15 +120,15 @@ static void draw_menu(const CHAR16 *title, const CHAR16 *const *items, UINTN n, 
                       const CHAR16 *footer) {
     CALL(ST->ConOut->EnableCursor, 2, ST->ConOut, FALSE);
     tui_clear(A_RIGHT);
-    tui_fill(0, 0, 36, 23, A_PANE);
+    tui_fill(0, 0, 38, 23, A_PANE);
     tui_text(1, 2, A_PANE, title);
-    for (UINTN i = 0; i < n; i++) tui_text_w(3 + i, 2, 32, i == sel ? A_PANEHL : A_PANE, items[i]);
+    for (UINTN i = 0; i < n; i++) tui_text_w(3 + i, 2, 34, i == sel ? A_PANEHL : A_PANE, items[i]);
     detail(sel);
     tui_text(24, 0, A_FOOT, footer);
 }
 
 static void right(UINTN r, UINTN attr, const CHAR16 *s) {
-    tui_text_w(r, 38, TUI_COLS - 38, attr, s);
+    tui_text_w(r, 40, TUI_COLS - 40, attr, s);
 }
 
 static const CHAR16 *const custom_items[] = {
@@ -146,7 +146,8 @@ static void custom_detail(UINTN sel) {
         right(1, A_RTITLE, L"Configure Password");
         right(3, A_RIGHT, L"Set");
         right(5, A_RIGHT, L"To prevent unauthorized access to this");
-        right(6, A_RIGHT, L"system, set the password for the user.");
+        right(6, A_RIGHT, L"system, set the password for the");
+        right(7, A_RIGHT, L"user.");
         break;
     case 1:
         right(1, A_RTITLE, L"Configure Lockdown Mode");
@@ -162,8 +163,8 @@ static void custom_detail(UINTN sel) {
     case ITEM_TROUBLESHOOTING:
         right(1, A_RTITLE, L"Troubleshooting Options");
         right(3, A_RIGHT, L"To view various troubleshooting mode");
-        right(4, A_RIGHT, L"options like Enable ESXi Shell, Enable SSH");
-        right(5, A_RIGHT, L"or Restart Agents.");
+        right(4, A_RIGHT, L"options like Enable ESXi Shell, Enable");
+        right(5, A_RIGHT, L"SSH or Restart Agents.");
         break;
     case 10: {
         const CHAR16 *kname = st_get(L"keyboard");
@@ -210,7 +211,8 @@ static void trouble_detail(UINTN sel) {
         break;
     default:
         right(1, A_RTITLE, L"Restart Management Agents");
-        right(3, A_RIGHT, L"To restart management agents on this host.");
+        right(3, A_RIGHT, L"To restart management agents on this");
+        right(4, A_RIGHT, L"host.");
         break;
     }
 }
@@ -227,9 +229,9 @@ static void not_needed(const CHAR16 *what) {
 
 /* Redraw only the two rows that changed and the right pane on Up/Down (a full repaint is slow under TCG). */
 static void move_sel(const CHAR16 *const *items, UINTN *sel, UINTN to, detail_fn detail) {
-    tui_text_w(3 + *sel, 2, 32, A_PANE, items[*sel]);
+    tui_text_w(3 + *sel, 2, 34, A_PANE, items[*sel]);
     *sel = to;
-    tui_text_w(3 + *sel, 2, 32, A_PANEHL, items[*sel]);
+    tui_text_w(3 + *sel, 2, 34, A_PANEHL, items[*sel]);
     detail(*sel);
 }
 

@@ -169,6 +169,10 @@ static void on_key(const tui_key *k) {
     if (k->ch == CH_ENTER) {
         vt_puts(L"\r\n");
         if (mode == SH_LOGIN_USER) {
+            if (!line[0]) { /* busybox login asks again for an empty name */
+                vt_puts(HOSTNAME L" login: ");
+                return;
+            }
             wcopy(user, ARRAY_LEN(user), line);
             line[0] = 0;
             vt_puts(L"Password: ");
