@@ -333,7 +333,7 @@ class _Writer:
         while pos < e.end:
             n = min(BLOCK, e.end - pos)
             exp = self.exp[:n]
-            self.img.fill(exp, pos)
+            has_data = self.img.fill(exp, pos)
             if streak >= BLIND_AFTER and n > PAGE:
                 probe = self.dev.read_into(self.cur[:PAGE], pos)
                 job.bytes_read += PAGE
@@ -347,7 +347,7 @@ class _Writer:
             if len(cur) != n:
                 raise InputError(f"{self.dev.path}: short read at byte {pos}")
             job.bytes_read += n
-            have, want = cur.tobytes(), exp.tobytes()
+            have, want = cur.tobytes(), exp.tobytes() if has_data else ZEROS[:n]
             streak = self._write_pages(e, is_meta, pos, have, want, exp, streak) if have != want else 0
             pos += n
             job.tick(n)

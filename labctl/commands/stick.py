@@ -75,6 +75,7 @@ def run_jobs(jobs: Sequence[tuple[ops.Job, Callable[[], T]]], *, quiet_mode: boo
         t.start()
     progress: Any = None
     if not quiet_mode:
+        from rich.console import Console
         from rich.progress import (
             BarColumn,
             DownloadColumn,
@@ -85,17 +86,22 @@ def run_jobs(jobs: Sequence[tuple[ops.Job, Callable[[], T]]], *, quiet_mode: boo
         )
 
         progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(binary_units=True),
-                            TransferSpeedColumn(), TimeRemainingColumn(), transient=False)
+                            TransferSpeedColumn(), TimeRemainingColumn(), transient=False,
+                            console=Console(stderr=True))
         progress.start()
         tasks = [progress.add_task(j.label, total=max(j.total, 1)) for j, _ in jobs]
+        phases = ["" for _ in jobs]
     try:
         while any(t.is_alive() for t in threads):
             for t in threads:
                 t.join(timeout=0.1)
             if progress is not None:
-                for task, (j, _) in zip(tasks, jobs, strict=True):
-                    progress.update(task, description=f"{j.label} {j.phase}", total=max(j.total, 1),
-                                    completed=j.done)
+                for k, (task, (j, _)) in enumerate(zip(tasks, jobs, strict=True)):
+                    if j.phase != phases[k]:  # a new phase: fresh bar, speed and ETA
+                        phases[k] = j.phase
+                        progress.reset(task, total=max(j.total, 1), completed=j.done,
+                                       description=f"{j.label} {j.phase}")
+                    progress.update(task, total=max(j.total, 1), completed=j.done)
     except KeyboardInterrupt:
         for j, _ in jobs:
             j.cancel.set()

@@ -145,3 +145,21 @@ def test_resolve_target_regular_and_new_files(tmp_path: Path) -> None:
 def test_swaps_parser() -> None:
     assert blockdev.parse_swaps(SWAPS) == ["/dev/sdh1"]
     assert blockdev.parse_swaps("Filename Type Size Used Priority\n") == []
+
+
+def test_list_command_shows_usb_disks_and_json(disks: dict[str, blockdev.Disk], monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from labctl.cli import main
+
+    monkeypatch.setattr(blockdev, "probe", lambda device=None: list(disks.values()))
+    assert main(["stick", "list", "--json"]) == 0
+    shown = {d["name"]: d for d in json.loads(capsys.readouterr().out)}
+    assert set(shown) == {"sdb", "sdc", "sdd", "sde", "sdf", "sdg", "sdh"}  # USB only without --all
+    assert shown["sdb"]["safe"] and shown["sdb"]["usb_id"] == "0781:5567"
+    assert main(["stick", "list", "--all", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == len(DISKS["blockdevices"])
+    assert main(["stick", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "/dev/sdb" in out and "yes: USB stick, not in use" in out and "/dev/sda" not in out
