@@ -18,6 +18,7 @@ import json
 import mmap
 import os
 import stat
+import struct
 import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -31,6 +32,7 @@ PAGE = 4 << 10  # restore: write granularity inside a block
 MAX_RANGE = 32 << 20  # a data range is split at this length (finer verify reports)
 FORMAT = "labctl-stick-image"
 BLKFLSBUF = 0x1261
+BLKSSZGET = 0x1268
 ZEROS = bytes(BLOCK)
 
 
@@ -68,6 +70,9 @@ class Dev:
         if create_size is not None and not self.is_block and os.fstat(self.fd).st_size < create_size:
             os.ftruncate(self.fd, create_size)
         self.size = os.lseek(self.fd, 0, os.SEEK_END)
+        self.sector: int | None = None  # logical sector size of a block device (O_DIRECT alignment)
+        if self.is_block:
+            self.sector = struct.unpack("<i", fcntl.ioctl(self.fd, BLKSSZGET, b"\0\0\0\0"))[0]
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -91,8 +96,9 @@ class Dev:
 
     def read(self, offset: int, length: int) -> bytes:
         """Convenience reader (aligned internally) for small metadata reads."""
-        start = offset - offset % 512
-        stop = min(self.size, -(-(offset + length) // 512) * 512)
+        align = self.sector or 512
+        start = offset - offset % align
+        stop = min(self.size, -(-(offset + length) // align) * align)
         if stop <= start:
             return b""
         got = self.read_into(aligned_buffer(stop - start), start)  # the mmap goes with its views

@@ -138,7 +138,7 @@ def backup(source: str, image: str, *, full: bool, compress: bool, job: Job,
             raise InputError(f"{source}: too small to be a stick ({size} bytes)")
         note = ""
         try:
-            gpt: layouts.Gpt | None = layouts.read_gpt_from(src.read, size, None, name=source)
+            gpt: layouts.Gpt | None = layouts.read_gpt_from(src.read, size, src.sector, name=source)
         except layouts.GptError as exc:
             gpt, note = None, f"no usable GPT ({exc}); copied every byte (full image)"
         if gpt is not None and gpt.problems and not full:
@@ -258,7 +258,7 @@ def _commit_image(tmp: str, image: str, m: Manifest) -> None:
 # --------------------------------------------------------------------------------------- restore
 
 
-def open_target(target: Target, min_size: int) -> Dev:
+def open_target(target: Target, min_size: int, sector_size: int | None = None) -> Dev:
     """Open a checked target for writing: O_EXCL on block devices, files created/extended as needed."""
     if target.is_block:
         dev = Dev(target.path, write=True, exclusive=True)
@@ -266,6 +266,10 @@ def open_target(target: Target, min_size: int) -> Dev:
             dev.close()
             raise RefusedError(f"{target.path} holds {human_size(dev.size)} ({dev.size} bytes), the image "
                                f"needs {human_size(min_size)} ({min_size} bytes): refused")
+        if sector_size and dev.sector != sector_size:
+            dev.close()
+            raise RefusedError(f"{target.path} has {dev.sector}-byte sectors, the image {sector_size}-byte "
+                               "ones: its GPT would not be valid there; refused")
         return dev
     return Dev(target.path, write=True, create_size=min_size)
 
@@ -283,6 +287,8 @@ def restore(img: ImageData, dev: Dev, *, zero_rest: bool, job: Job) -> RestoreRe
     w = _Writer(img, dev, job, m)
     for e in order:
         w.extent(e, is_meta=e.name.startswith("gpt-"))
+    for off in w.cleared:  # header sectors cleared after their block may have been compared: redo them
+        w.extent(Extent(off, m.sector_size, "gpt-header"), is_meta=True)
     job.state = ("restored, not yet flushed or verified — run 'labctl stick verify'" if w.written
                  else "unchanged: it already equalled the image")
     job.phase = "flushing"
@@ -301,6 +307,7 @@ class _Writer:
         self.cur = aligned_buffer()
         self.exp = aligned_buffer()
         self.written: list[Written] = []
+        self.cleared: list[int] = []  # offsets of the header sectors zeroed by _clear_headers
         self.dirty = False  # partition data written (GPT headers cleared before)
 
     def _clear_headers(self) -> None:
@@ -312,6 +319,7 @@ class _Writer:
             if off > 0 and off + ss <= self.dev.size:
                 self.dev.write(zero[:ss], off)
                 self.job.bytes_written += ss
+                self.cleared.append(off)
         self.dirty = True
         self.job.state = ("partially restored: GPT headers cleared (the stick shows no partitions), "
                           "partition data incomplete — run the restore again")
@@ -393,7 +401,7 @@ def wipe(dev: Dev, *, quick: bool, job: Job) -> int:
     head, tail = Extent(0, min(BLOCK, size), "start"), Extent(max(0, size - BLOCK), min(BLOCK, size), "end")
     if quick:
         try:
-            gpt: layouts.Gpt | None = layouts.read_gpt_from(dev.read, dev.size, None, name=dev.path)
+            gpt: layouts.Gpt | None = layouts.read_gpt_from(dev.read, dev.size, dev.sector, name=dev.path)
         except layouts.GptError:
             gpt = None
         parts = []

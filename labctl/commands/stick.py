@@ -239,7 +239,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     devs: list[imaging.Dev] = []
     try:
         for t in targets:
-            devs.append(ops.open_target(t, m.size))
+            devs.append(ops.open_target(t, m.size, m.sector_size))
         check = ops.Job("image")
         check.start_phase("checking", m.data_bytes)
         try:

@@ -290,3 +290,19 @@ def test_wipe_quick_and_full(image: tuple[Path, Path], tmp_path: Path) -> None:
     assert main(["stick", "wipe", str(dst), "--yes"]) == 0
     all_zero = dst.read_bytes() == bytes(TOTAL * 512)
     assert all_zero
+
+
+def test_full_image_restore_with_one_late_difference_is_exact(tmp_path: Path) -> None:
+    """The GPT headers are cleared before the first partition write and must come back even when
+    their block was compared (and found equal) earlier, as in a full image."""
+    src = make_stick(tmp_path / "src.raw")
+    full = tmp_path / "full.img"
+    assert main(["stick", "backup", str(src), str(full), "--full"]) == 0
+    dst = tmp_path / "dst.raw"
+    dst.write_bytes(src.read_bytes())
+    with open(dst, "r+b") as f:
+        f.seek(P8 + 5 * MIB)
+        f.write(b"late change")
+    assert main(["stick", "restore", str(full), str(dst), "--yes"]) == 0
+    same = dst.read_bytes() == src.read_bytes()
+    assert same
