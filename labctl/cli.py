@@ -174,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="ISO", help="where to put the ISO (default: print the cached path)")
     p.add_argument("--speed", choices=["fast", "real"], default="fast", help="install durations (default fast)")
     p.add_argument("--force", action="store_true", help="rebuild even when the cache is fresh")
+    p.add_argument("--kickstart", metavar="KS.CFG", help="put a kickstart file on the ISO as /KS.CFG "
+                   "(boot with ks=cdrom:/KS.CFG)")
     return parser
 
 
