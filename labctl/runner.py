@@ -487,7 +487,9 @@ def run_seat(
         _write_result(run.path, result)
         run.event("result", ok=True, seconds=round(seconds, 1))
         _finish(run, "passed", f"{seat.name}: all steps passed in {seconds:.0f} s")
-        return SeatResult(seat, run.path, True, seconds, "ok", ctx.backend)
+        summary = "ok" if ctx.result.get("layout") != "ok" else (
+            f"ok, the stick has ESXi's {lab.verify.layout} {lab.verify.media} layout")
+        return SeatResult(seat, run.path, True, seconds, summary, ctx.backend)
     if isinstance(failure, KeyboardInterrupt | _Terminated):
         run.event("result", ok=False, interrupted=True, failed_step=failed_step)
         _write_result(run.path, {"ok": False, "interrupted": True, "step": failed_step})

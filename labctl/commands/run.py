@@ -108,7 +108,7 @@ def _progress(line: str) -> None:
 
 def _report_up(args: argparse.Namespace, res: Any) -> None:
     seat = res.seat
-    line = f"seat {seat.index} ({seat.name}): ok in {res.seconds:.0f} s; run folder {res.run_dir}"
+    line = f"seat {seat.index} ({seat.name}): {res.message} ({res.seconds:.0f} s); run folder {res.run_dir}"
     if res.backend is not None and res.backend.alive():
         line += f"; left running, VNC {res.backend.vnc_display()} ('labctl down' stops it)"
     _say(args, line)
