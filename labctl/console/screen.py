@@ -9,7 +9,7 @@ background), each band is normalised to dark text on a light background (so high
 read too) and cached by its pixels; only bands not seen before go to tesseract, stacked in one image,
 and its TSV output maps words back to bands. A countdown that changes one digit costs one small band.
 
-Matching is fuzzy against what tesseract confuses on console fonts: O/0, l/1/I/i/|/[/], u/v, case and
+Matching is fuzzy against what tesseract confuses on console fonts: O/0, l/1/I/i/|/[/], u/v/Y, case and
 spacing —
 both the OCR text and the literal parts of the regex are canonicalised the same way.
 """
@@ -36,7 +36,7 @@ Region = tuple[int, int, int, int]  # x, y, width, height
 
 # --- fuzzy text ------------------------------------------------------------------------------------
 _CANON = str.maketrans({"0": "o", "O": "o", "1": "l", "I": "l", "i": "l", "|": "l", "!": "l", "L": "l",
-                        "[": "l", "]": "l", "U": "v", "u": "v"})
+                        "[": "l", "]": "l", "U": "v", "u": "v", "Y": "v"})
 _QUANT = re.compile(r"[*+?]|\{\d*,?\d*\}")
 
 
@@ -246,7 +246,7 @@ class Ocr:
                 continue
             tag = bytes(f"{b.shape}{self.second_scale if second else self.scale}", "ascii")
             keyed.append((hashlib.blake2b(b.tobytes() + tag, digest_size=12).hexdigest(), b))
-        todo = [(k, b) for k, b in keyed if k not in self.cache]
+        todo = list({k: b for k, b in keyed if k not in self.cache}.items())  # identical lines: OCR once
         if todo:
             t = time.monotonic()
             self._recognise(todo, self.second_scale if second else self.scale)

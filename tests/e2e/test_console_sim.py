@@ -20,8 +20,9 @@ import pytest
 from labctl import layouts
 from labctl.backends.qemu import QemuBackend
 from labctl.console import Console, WaitTimeout
+from labctl.console.screen import find_text
 from labctl.console.vnc import VncSession
-from labctl.playbook import run_playbook
+from labctl.playbook import run_command, run_playbook
 from labctl.report import RunFolder
 from labctl.spec import load_lab
 
@@ -156,7 +157,14 @@ steps:
         run_playbook("esxi-6.7-interactive", c, seat, variables, run, [PASSWORD])
         run_playbook("enable-esxi-shell", c, seat, variables, run, [PASSWORD])
         run_playbook(str(playbook), c, seat, variables, run, [PASSWORD])
+        # the same through the screen only (OCR read-back), as on a real host without a serial console
+        serial, c.serial = c.serial, None
+        try:
+            out = run_command(c, "esxcli system settings kernel list -o preferVmklinux", r"\[root@localhost:~\]", 30)
+        finally:
+            c.serial = serial
         events = run.events()
     outputs = [e for e in events if e["step"].startswith("run command=esxcli system settings kernel list")]
     assert outputs and "FALSE" in outputs[-1]["matched"]
     assert PASSWORD not in (run.path / "events.jsonl").read_text()
+    assert find_text(r"preferVmklinux\s+Bool\s+FALSE", out), out
