@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image, ImageDraw, ImageFont
 
 from labctl.console.screen import (
@@ -152,3 +154,21 @@ def test_needle_json_errors(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text('{"area": [{"xpos": 1}]}')
     with pytest.raises(InputError, match="area\\[0\\]"):
         load_needle(tmp_path / "bad.json")
+
+
+# -- properties ------------------------------------------------------------------------------------------
+printable = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1, max_size=40)
+
+
+@settings(max_examples=300)
+@given(printable, printable, printable)
+def test_escaped_text_always_finds_itself_fuzzily(before: str, s: str, after: str) -> None:
+    """Any literal text (escaped as a regex) is found in a screen holding it, also after the OCR
+    confusions and spacing changes the fuzzy matcher is built for."""
+    import re
+
+    screen_text = before + s + after
+    assert find_text(re.escape(s), screen_text)
+    garbled = s.replace("O", "0").replace("l", "1").replace(" ", "  ")
+    if s.strip():
+        assert find_text(re.escape(s), before + garbled + after)
