@@ -33,6 +33,7 @@ MAX_RANGE = 32 << 20  # a data range is split at this length (finer verify repor
 FORMAT = "labctl-stick-image"
 BLKFLSBUF = 0x1261
 BLKSSZGET = 0x1268
+BLKRRPART = 0x125F
 ZEROS = bytes(BLOCK)
 
 
@@ -117,6 +118,12 @@ class Dev:
                 fcntl.ioctl(self.fd, BLKFLSBUF, 0)
         else:
             os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_DONTNEED)
+
+    def rescan_partitions(self) -> None:
+        """Best effort: make the kernel re-read the partition table we just wrote (BLKRRPART)."""
+        if self.is_block:
+            with contextlib.suppress(OSError):
+                fcntl.ioctl(self.fd, BLKRRPART, 0)
 
     def data_segments(self, start: int, end: int) -> list[tuple[int, int]]:
         """Parts of [start, end) that may hold data: SEEK_DATA/SEEK_HOLE on files, all of it on devices."""

@@ -294,6 +294,8 @@ def restore(img: ImageData, dev: Dev, *, zero_rest: bool, job: Job) -> RestoreRe
     job.phase = "flushing"
     dev.sync_and_drop()
     mismatches = _read_back(dev, w.written, job)
+    if w.written:
+        dev.rescan_partitions()
     job.state = "restored and verified" if not mismatches else "restored, but the read-back differs"
     return RestoreResult(dev.path, sum(e.length for e in order), job.bytes_read, job.bytes_written,
                          len(w.written), mismatches, time.monotonic() - t0)
@@ -428,6 +430,7 @@ def wipe(dev: Dev, *, quick: bool, job: Job) -> int:
             job.tick(n)
     job.phase = "flushing"
     dev.sync_and_drop()
+    dev.rescan_partitions()
     job.state = "wiped (partition table and each partition's first MiB)" if quick else "wiped (all zero)"
     return job.bytes_written
 
