@@ -116,7 +116,11 @@ def bench_latency_cpu(work: Path) -> None:
                 target = targets[i % 2]
                 sent = time.monotonic()
                 c.send_keys(keys_for[target])
-                wait(target)
+                try:
+                    wait(target)
+                except WaitTimeout:  # a miss: shown as n below 6, not hidden
+                    c.wait_still(10, 0.5)
+                    continue
                 done = time.monotonic()
                 first = vnc.first_frame_after(sent)
                 out.append(done - (first if first is not None else sent))
@@ -133,11 +137,11 @@ def bench_latency_cpu(work: Path) -> None:
         c.wait_text("Welcome to the VMware ESXi", 300)
         c.wait_still(10, 0.5)
         inst_keys = {"cancel": "<esc>", "welcome": "<f9>"}
-        serials = {"cancel": "Are you sure you want to cancel", "welcome": "Welcome to the VMware ESXi"}
+        serials = {"cancel": "Confirm Cancel", "welcome": "Welcome to the VMware ESXi"}
         lat_serial = measure(inst_keys, lambda t: c.wait_serial(serials[t], 10), ("cancel", "welcome"))
         for name, vals, target in (("OCR", lat_ocr, 0.5), ("needle", lat_needle, 0.1), ("serial", lat_serial, 0.1)):
-            med = statistics.median(vals)
-            row(f"median latency screen -> {name} wait returns (n={len(vals)})", f"{med:.3f} s", f"<= {target} s",
+            med = statistics.median(vals) if vals else float("nan")
+            row(f"median latency screen -> {name} wait returns (n={len(vals)}/6)", f"{med:.3f} s", f"<= {target} s",
                 med <= target)
         print("    (from the first VNC update after the key; negative = the serial console was ahead of VNC)")
 

@@ -93,7 +93,8 @@ class SerialConsole:
         self._strip = VtStripper()
         self._log_pending = ""
         self._sock = self._connect(connect_timeout)
-        self._child = pexpect.fdpexpect.fdspawn(self._sock.fileno(), encoding="utf-8", codec_errors="replace")
+        # latin-1: OVMF sends ASCII plus PC-ANSI box-drawing bytes; a byte is a character, nothing merges
+        self._child = pexpect.fdpexpect.fdspawn(self._sock.fileno(), encoding="latin-1")
         self._thread = threading.Thread(target=self._reader, name=f"serial {path.name}", daemon=True)
         self._thread.start()
 
