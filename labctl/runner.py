@@ -272,13 +272,11 @@ class VerifyLayout(Step):
 
         with b.stick_raw_view() as raw:
             gpt = layouts.read_gpt(str(raw))
-            expected = layouts.expected_layout(gpt.size, lab.verify.media)
-            diffs = layouts.compare(gpt, expected)
-            table = layouts.format_getptbl(gpt)
-        (ctx.run.path / "stick-layout.txt").write_text(table + "\n")
+        diffs = layouts.compare(gpt, layouts.expected_layout(gpt.total_sectors, lab.verify.media))
+        (ctx.run.path / "stick-layout.txt").write_text(layouts.format_getptbl(gpt) + "\n")
         ctx.result["layout"] = diffs if diffs else "ok"
         ctx.run.event(self.name, layout=lab.verify.layout, media=lab.verify.media, differences=diffs,
-                      partitions=len(gpt.partitions) if hasattr(gpt, "partitions") else None)
+                      partitions=len(gpt.partitions))
         if diffs:
             raise RunFailed(f"the stick's GPT is not ESXi's {lab.verify.layout} layout for {lab.verify.media}: "
                             + "; ".join(diffs[:8]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -104,3 +105,44 @@ def test_playbook_ref(lab: Lab, tmp_path: Path) -> None:
     (tmp_path / "playbooks" / "mine.yaml").write_text("steps: []\n")
     assert playbook_ref(lab, "mine") == str(tmp_path / "playbooks" / "mine.yaml")
     assert playbook_ref(lab, "other.yaml") == str(tmp_path / "other.yaml")
+
+
+class _StickBackend:
+    """Just enough backend for the verify step: the stick's raw image."""
+
+    def __init__(self, image: Path) -> None:
+        self.image = image
+
+    def stick_raw_view(self) -> contextlib.AbstractContextManager[Path]:
+        return contextlib.nullcontext(self.image)
+
+
+@pytest.mark.parametrize(("size_gib", "partitions"), [(1, [1, 5, 6, 7, 8]), (16, [1, 5, 6, 7, 8, 9])])
+def test_verify_step_expects_the_layout_of_the_sticks_size(
+    lab: Lab, tmp_path: Path, size_gib: int, partitions: list[int]
+) -> None:
+    from labctl import layouts
+    from labctl.report import RunFolder
+    from labctl.runner import VerifyLayout
+
+    sectors = size_gib * 2**30 // 512
+    image = tmp_path / "stick.img"
+    with image.open("wb") as f:
+        f.truncate(sectors * 512)
+    layouts.write_gpt(str(image), sectors, layouts.expected_layout(sectors, "usb"))
+    ctx = Context(lab=lab, seat=lab.seat_list()[0], options=UpOptions(), run=RunFolder(tmp_path / "run"),
+                  secrets=[], variables={}, backend=_StickBackend(image))  # type: ignore[arg-type]
+    VerifyLayout().run(ctx)
+    assert ctx.result["layout"] == "ok"
+    table = (tmp_path / "run" / "stick-layout.txt").read_text().splitlines()
+    assert [int(line.split()[0]) for line in table[2:] if line.strip()] == partitions
+
+    # the same stick judged as a 16 GB one would be missing partition 9: the step must say so
+    if size_gib == 1:
+        wrong = tmp_path / "wrong.img"
+        with wrong.open("wb") as f:
+            f.truncate(16 * 2**30)
+        layouts.write_gpt(str(wrong), 16 * 2**30 // 512, layouts.expected_layout(sectors, "usb"))
+        ctx.backend = _StickBackend(wrong)  # type: ignore[assignment]
+        with pytest.raises(RunFailed, match="not ESXi's esxi6 layout"):
+            VerifyLayout().run(ctx)
