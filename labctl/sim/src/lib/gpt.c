@@ -237,11 +237,6 @@ const CHAR16 *gpt_type_name(const EFI_GUID *g) {
     return NULL;
 }
 
-void gpt_guid_hex(const EFI_GUID *g, CHAR16 *out) {
-    SPrint(out, 33 * sizeof(CHAR16), L"%08X%04X%04X%02X%02X%02X%02X%02X%02X%02X%02X", g->Data1, g->Data2, g->Data3,
-           g->Data4[0], g->Data4[1], g->Data4[2], g->Data4[3], g->Data4[4], g->Data4[5], g->Data4[6], g->Data4[7]);
-}
-
 UINT32 gpt_parted_attr(const gpt_part *p) {
     return (p->attrs & GPT_ATTR_BOOTABLE) ? 128 : 0;
 }

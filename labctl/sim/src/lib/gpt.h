@@ -51,8 +51,6 @@ const gpt_part *gpt_find(const gpt_table *t, UINT32 num);
 
 /* partedUtil names: systemPartition, linuxNative, vmkDiagnostic, vmfs, or NULL. */
 const CHAR16 *gpt_type_name(const EFI_GUID *g);
-/* "C12A7328F81F11D2BA4B00A0C93EC93B" (partedUtil spelling). out needs 33 CHAR16. */
-void gpt_guid_hex(const EFI_GUID *g, CHAR16 *out);
 /* partedUtil attribute column (128 for a bootable partition, else 0). */
 UINT32 gpt_parted_attr(const gpt_part *p);
 
