@@ -189,7 +189,7 @@ def read_kernelopt(stick: Path) -> str:
 
 
 PACKER = [  # (keys, fixed sleep after) — what a Packer boot_command for this installer would look like
-    ("", 12.0),  # boot_wait: OVMF + the boot loader (the countdown is 5 s: a 12 s boot_wait still lands in it)
+    ("", 8.0),  # boot_wait: the boot loader shows ~6 s after power-on and boots by itself 5 s later: aim between
     ("<leftShiftOn>O<leftShiftOff>", 2.0),
     (" preferVMklinux=TRUE<enter>", 6.0),  # the installer loads
     ("<enter>", 3.0),  # welcome
@@ -220,26 +220,35 @@ def bench_install(work: Path) -> None:
     row("   read back exactly from the stick's BOOT.CFG", str(got == options), "True", got == options)
     row("   keys/s (rate limit 30/s on QEMU)", f"{(len(options) + 1) / typed['duration']:.1f}",
         "Packer: 10/s (100 ms per key)")
-    t0 = time.monotonic()
-    with sim_seat(work, 3, serial=False) as (backend, c, _run):
-        for spec, sleep in PACKER:
-            if spec:
-                c.send_keys(spec)
-            time.sleep(sleep)  # Packer-style on purpose: this is the baseline being measured
-        packer = time.monotonic() - t0
-        done = c.has_text("Installation Complete")
-        stick2 = backend.seat.stick_image(backend.lab)
-
     def layout_ok(img: Path | None) -> bool:
         if img is None:
             return False
-        gpt = layouts.read_gpt(str(img))
+        try:
+            gpt = layouts.read_gpt(str(img))
+        except layouts.GptError:
+            return False
         return layouts.compare(gpt, layouts.expected_layout(gpt.size // 512, "usb")) == []
+
+    # Packer-style: the same keys with fixed sleeps; a run whose sleeps missed a screen is retried (as a
+    # Packer user would re-run the build) and counted
+    attempts, packer, done, stick2 = 0, 0.0, False, None
+    while attempts < 3 and not (done and layout_ok(stick2)):
+        attempts += 1
+        t0 = time.monotonic()
+        with sim_seat(work, 2 + attempts, serial=False) as (backend, c, _run):
+            for spec, sleep in PACKER:
+                if spec:
+                    c.send_keys(spec)
+                time.sleep(sleep)  # Packer-style on purpose: this is the baseline being measured
+            packer = time.monotonic() - t0
+            done = c.has_text("Installation Complete")
+            stick2 = backend.seat.stick_image(backend.lab)
 
     row("interactive install, evidence waits (screen only)", f"{evidence:.1f} s", "the Packer-style run below",
         evidence < packer)
     row("   stick holds ESXi's USB layout", str(layout_ok(stick)), "True", layout_ok(stick))
-    row("same keys Packer-style, fixed sleeps (screen only)", f"{packer:.1f} s", f"completed: {done}")
+    row("same keys Packer-style, fixed sleeps (screen only)", f"{packer:.1f} s",
+        f"completed: {done}, attempt {attempts} of 3")
     row("   stick holds ESXi's USB layout", str(layout_ok(stick2)), "True", layout_ok(stick2))
 
 
