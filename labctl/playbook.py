@@ -27,6 +27,7 @@ file is a ``SpecError`` at FILE:LINE:COL, found before anything runs.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
@@ -433,6 +434,13 @@ def select(c: Console, regex: str, timeout: float, max_moves: int = 40,
         for _ in range(max_moves):
             frame = c.frame()
             bars = highlighted_rows(frame, region)
+            if not bars and time.monotonic() < deadline:
+                # the list is not drawn yet (serial evidence can run ahead of the screen): never press
+                # keys blind, let the screen settle and look again
+                with contextlib.suppress(WaitTimeout):
+                    c.wait_still(max(0.5, min(5.0, deadline - time.monotonic())), still_for=0.3)
+                frame = c.frame()
+                bars = highlighted_rows(frame, region)
             texts = [c.ocr.read(frame, bar) for bar in bars[:4]]
             for text in texts:
                 if find_text(regex, text):
