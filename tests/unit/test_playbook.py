@@ -158,3 +158,58 @@ def test_report_scrubs_secrets(tmp_path: Path) -> None:
     run.event("x", result="failed", error=f"typed {SECRET}", nested={"k": [SECRET]})
     html = run.finish("failed", f"because {SECRET}").read_text()
     assert SECRET not in html and SECRET not in (run.path / "events.jsonl").read_text() and "*****" in html
+
+
+class FakeBackend:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def reset(self, mode: str = "hard") -> None:
+        self.calls.append(f"reset {mode}")
+
+    def stop(self, mode: str = "soft", timeout: float = 60.0) -> None:
+        self.calls.append(f"stop {mode}")
+
+    def start(self) -> None:
+        self.calls.append("start")
+
+    def eject_cdrom(self) -> None:
+        self.calls.append("eject")
+
+
+def test_change_still_power_eject_steps(tmp_path: Path) -> None:
+    p = write(tmp_path, """
+name: t
+steps:
+  - wait: {change: '<f11>', timeout: 5}
+  - wait: {still: 0.5, timeout: 5}
+  - eject: true
+  - power: reset
+  - power: 'off'
+""")
+    run = RunFolder(tmp_path / "run")
+    c = FakeConsole(["x"], run)
+    seen: list[str] = []
+
+    def wait_change(action: Any, timeout: float) -> Evidence:
+        action()
+        seen.append("change")
+        return Evidence("change", "1 px", 0.0)
+
+    def wait_still(timeout: float, still_for: float = 1.0) -> Evidence:
+        seen.append(f"still {still_for}")
+        return Evidence("still", "", 0.0)
+
+    c.wait_change = wait_change  # type: ignore[attr-defined]
+    c.wait_still = wait_still  # type: ignore[attr-defined]
+    be = FakeBackend()
+    run_playbook(str(p), c, be, {}, run, [])  # type: ignore[arg-type]
+    assert ("keys", "<f11>") in c.calls and seen == ["change", "still 0.5"]
+    assert be.calls == ["eject", "reset hard", "stop hard"]
+
+
+def test_backend_steps_without_backend_fail_clearly(tmp_path: Path) -> None:
+    p = write(tmp_path, "name: t\nsteps:\n  - eject: true\n")
+    run = RunFolder(tmp_path / "run")
+    with pytest.raises(RunFailed, match="backend"):
+        run_playbook(str(p), FakeConsole([], run), None, {}, run, [])  # type: ignore[arg-type]
