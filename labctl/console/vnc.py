@@ -42,6 +42,12 @@ log = logging.getLogger(__name__)
 Frame = NDArray[np.uint8]  # H x W x 3, RGB
 T = TypeVar("T")
 
+# Twisted's reactor is one per process, and vncdotool starts it inside api.connect() when it sees
+# ``not reactor.running``. Two seats connecting at once both see it stopped and both start it: the
+# second thread dies with ReactorAlreadyRunning. This lock (process-wide, like the reactor it guards)
+# makes the first connect start the reactor and wait until it runs before anyone else looks.
+_REACTOR_START = threading.Lock()
+
 
 class VncLost(Exception):
     """The connection dropped (internal: triggers a reconnect)."""
@@ -177,7 +183,11 @@ class VncSession:
         _client_cls, factory_cls = _make_classes()
         ep = self.endpoint
         server = str(ep.socket_path) if ep.socket_path else f"{ep.host}::{ep.port}"
-        proxy = api.connect(server, password=ep.password, factory_class=factory_cls, timeout=timeout)
+        with _REACTOR_START:
+            proxy = api.connect(server, password=ep.password, factory_class=factory_cls, timeout=timeout)
+            deadline = time.monotonic() + timeout
+            while not reactor.running and time.monotonic() < deadline:
+                time.sleep(0.005)  # bounded: the reactor thread was just started and sets this at once
         self._reactor = reactor
         factory = proxy.factory
         fut: Future[Any] = Future()

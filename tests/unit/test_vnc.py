@@ -211,3 +211,40 @@ def test_reconnect_after_a_drop_keeps_the_keys(server: FakeRfbServer) -> None:
         assert s.frame().shape == (H, W, 3)
     finally:
         s.close()
+
+
+RACE = """
+import sys, threading, time
+from pathlib import Path
+from twisted.internet import base
+slow = base.ReactorBase.startRunning
+def start_late(self, *a, **k):  # widen the window in which a second seat sees the reactor stopped
+    time.sleep(0.3)
+    return slow(self, *a, **k)
+base.ReactorBase.startRunning = start_late
+sys.path.insert(0, sys.argv[1])
+from test_vnc import FakeRfbServer, session
+servers = [FakeRfbServer(Path(sys.argv[2]) / f"v{i}.sock") for i in range(3)]
+gate = threading.Barrier(3)
+def seat(srv):
+    gate.wait()
+    s = session(srv)
+    print("frame", s.frame().shape, flush=True)
+    s.close()
+threads = [threading.Thread(target=seat, args=(srv,)) for srv in servers]
+for t in threads: t.start()
+for t in threads: t.join()
+"""
+
+
+def test_seats_connecting_at_once_share_one_reactor(tmp_path: Path) -> None:
+    """Seats of a classroom connect in parallel; vncdotool would start the reactor twice (a traceback
+    and a dead thread). Fresh process, because the reactor is per process."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", RACE, str(Path(__file__).parent), str(tmp_path)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.count("frame (32, 64, 3)") == 3, r.stdout + r.stderr[-2000:]
+    assert "ReactorAlreadyRunning" not in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
