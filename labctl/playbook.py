@@ -42,12 +42,12 @@ from labctl.console import keys as keyspec
 from labctl.console.screen import find_text, highlighted_rows
 from labctl.errors import InputError, RunFailed, SpecError
 from labctl.report import RunFolder
+from labctl.resources import data_path
 from labctl.yamlsrc import Located, PathKey, dotted, load_located
 
 log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[1]
-PLAYBOOK_DIR = REPO / "labs" / "playbooks"
+PLAYBOOK_DIR = data_path("labs", "playbooks")
 ACTIONS = ("wait", "keys", "type", "select", "power", "eject", "screenshot", "assert", "run", "steps")
 COMMON = ("name", "when", "optional", "cleanup", "timeout")
 _VAR = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")

@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from labctl.errors import InputError
+from labctl.resources import data_path
 
 if TYPE_CHECKING:
     from labctl.spec import Lab, Seat
 
 _LINE_RE = re.compile(r'^(?P<lead>\s*)(?P<key>[^=#\s][^=]*?)(?P<sep>\s*=\s*)(?P<value>.*?)(?P<trail>\s*)$')
-TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "vmx_templates"
+TEMPLATE_DIR = data_path("vmx_templates")
 VNC_PORTS = range(5901, 6000)
 
 

@@ -41,11 +41,11 @@ from labctl.console.screen import (
 from labctl.console.serial import SerialConsole
 from labctl.errors import InputError, RunFailed
 from labctl.report import RunFolder
+from labctl.resources import data_path
 
 log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[2]
-NEEDLE_DIRS = (REPO / "labs" / "needles",)
+NEEDLE_DIRS = (data_path("labs", "needles"),)
 
 
 class FrameSource(Protocol):
