@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import socket
-import string
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from labctl.errors import InputError
+from labctl.private import vnc_password, write_private
 from labctl.resources import data_path
 
 if TYPE_CHECKING:
@@ -167,13 +166,8 @@ def vnc_credentials(seat: Seat, taken: set[int] | None = None) -> VncCredentials
     port = next((p for p in VNC_PORTS if p not in used and _port_free(p)), None)
     if port is None:
         raise InputError("no free VNC port in 5901-5999 on 127.0.0.1")
-    alphabet = string.ascii_letters + string.digits
-    creds = VncCredentials(port, "".join(secrets.choice(alphabet) for _ in range(8)))
-    seat.state_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump({"port": creds.port, "password": creds.password}, f)
-    os.chmod(path, 0o600)
+    creds = VncCredentials(port, vnc_password())
+    write_private(path, json.dumps({"port": creds.port, "password": creds.password}))
     return creds
 
 
@@ -242,9 +236,4 @@ def write_vmx(path: Path, rendered: str) -> None:
         text = merged.text()
     else:
         text = new.text()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    write_private(path, text)

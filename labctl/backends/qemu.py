@@ -24,11 +24,9 @@ import json
 import logging
 import os
 import random
-import secrets
 import shutil
 import signal
 import socket
-import string
 import subprocess
 import tempfile
 import threading
@@ -50,6 +48,7 @@ from labctl.backends.qemu_argv import (
 )
 from labctl.backends.qmp import Qmp, QmpError
 from labctl.errors import InputError, RunFailed
+from labctl.private import vnc_password, write_private
 from labctl.spec import Lab, Seat
 
 log = logging.getLogger(__name__)
@@ -96,20 +95,6 @@ def tail(path: Path, lines: int = 12, limit: int = 2000) -> str:
         return ""
     out = "\n".join(text.strip().splitlines()[-lines:])
     return out[-limit:]
-
-
-def _random_password() -> str:
-    alphabet = string.ascii_letters + string.digits
-    return "".join(secrets.choice(alphabet) for _ in range(8))  # VNC passwords are at most 8 characters
-
-
-def _write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -276,7 +261,7 @@ class QemuBackend:
                 raise InputError(f"OVMF vars template not found: {vars_template} (apt-get install ovmf)")
             shutil.copyfile(vars_template, f.ovmf_vars)
         if not f.vnc_password.exists():
-            _write_private(f.vnc_password, _random_password())
+            write_private(f.vnc_password, vnc_password())
         else:
             os.chmod(f.vnc_password, 0o600)
         image = self.seat.stick_image(self.lab)
