@@ -203,3 +203,25 @@ def test_scratch_on_local_datastore_and_configured_location(installed_iso: Path,
     assert vm.proc is not None
     vm.proc.wait(60)
     assert time.monotonic() - started < 60
+
+
+def test_acpi_power_button_shuts_the_host_down_cleanly(installed_iso: Path, simvm: Callable[..., SimVM],
+                                                       tmp_path: Path) -> None:
+    """`labctl down` and VMware's "Shut Down Guest" press the ACPI power button: the host saves its state (the
+    shell just enabled in the DCUI) to the bootbank and powers off, instead of waiting to be killed."""
+    stick = tmp_path / "usb0.img"
+    make_installed_stick(installed_iso, stick, 8 * GIB, ROOT_PASSWORD)
+    assert state_cfg(stick).get("shell.enabled", "FALSE") == "FALSE"
+    vm = simvm(installed_iso, [("usb", 8 * GIB)])
+    assert vm.qmp is not None and vm.proc is not None
+    vm.qmp.execute("eject", device="cd0", force=True)
+    vm.qmp.execute("system_reset")
+    wait_dcui(vm, 0)
+    enable_shell(vm, ROOT_PASSWORD)
+    mark = vm.mark()
+    started = time.monotonic()
+    vm.qmp.execute("system_powerdown")
+    vm.wait(r"Saving the configuration to the bootbank[\s\S]*Shutting down system", 30, mark)
+    vm.proc.wait(60)
+    assert time.monotonic() - started < 30
+    assert state_cfg(stick)["shell.enabled"] == "TRUE"

@@ -226,3 +226,25 @@ def test_ctrl_c_mid_install_exits_130_and_leaves_no_qemu(tmp_path: Path, cleanup
     assert qemu_left(b) == [] and not b.files.runtime.exists()
     result = json.loads(next((tmp_path / "runs").glob("*/result.json")).read_text())
     assert result["ok"] is False and result["interrupted"] is True
+
+
+def test_down_presses_the_power_button_and_the_installer_powers_off(tmp_path: Path, cleanup_qemu: None) -> None:
+    """`up --boot-only` leaves the installer running; `labctl wait` sees its Welcome screen; `labctl down` stops
+    it softly (ACPI power button -> the guest powers off) instead of waiting out its timeout and killing QEMU."""
+    lab = write_lab(tmp_path)
+    env = {**os.environ, "LAB_ROOT_PASSWORD": "VMware1!lab"}
+
+    def labctl(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "labctl", *args], capture_output=True, text=True,
+                              timeout=timeout, env=env)
+
+    r = labctl("up", str(lab), "--boot-only")
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = labctl("wait", str(lab), "--text", "Welcome to the VMware ESXi", "--timeout", "240")
+    assert r.returncode == 0, r.stderr[-3000:]
+    b = seat_backend(lab)
+    assert qemu_left(b)
+    r = labctl("down", str(lab), "--timeout", "20")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert re.search(r"stopped QEMU pid \d+ \(soft, \d+\.\d s\)", r.stdout), r.stdout
+    assert not qemu_left(b)

@@ -2,9 +2,16 @@
  * from the bootbank, boot (boot.c), then the DCUI on the main console (dcui.c) with the shell console a
  * key away (consoles.c). */
 #include "esxi.h"
+#include "../lib/acpi.h"
 
 static esxi_t g_esxi;
 esxi_t *G = &g_esxi;
+
+/* The ACPI power button (labctl down, "Shut Down Guest"): a clean shutdown that saves the state, as
+ * ESXi's shutdown scripts run the auto-backup. */
+static void power_button(void) {
+    esxi_shutdown(FALSE);
+}
 
 EFI_STATUS efi_main(EFI_HANDLE image, EFI_SYSTEM_TABLE *systab) {
     EFI_LOADED_IMAGE *li = NULL;
@@ -20,6 +27,7 @@ EFI_STATUS efi_main(EFI_HANDLE image, EFI_SYSTEM_TABLE *systab) {
         state_parse((const CHAR8 *)"# labctl ESXi simulator state\nversion=1\n", 40);
     }
     boot_run();
+    acpi_on_power_button(power_button);
     esxcli_boot_snapshot();
     vt_reset();
     dcui_run();

@@ -1,5 +1,6 @@
 /* main.c - installer entry: boot loader stage, then kickstart or the interactive screens. */
 #include "installer.h"
+#include "../lib/acpi.h"
 
 static void kernel_boot_screen(void) {
     tui_clear(A_SCREEN);
@@ -28,6 +29,7 @@ EFI_STATUS efi_main(EFI_HANDLE image, EFI_SYSTEM_TABLE *systab) {
     wcopy(s->options, BOOTOPTS_CAP, L"runweasel cdromBoot");
     tui_init();
     bootloader_run(L"Loading ESXi installer", s->options, BOOTOPTS_CAP);
+    acpi_on_power_button(sys_poweroff); /* the kernel is up: the power button powers the installer off */
     s->prefer_vmklinux = bootopts_is(s->options, L"preferVMklinux", L"TRUE");
     s->keyboard = keyboard_default();
     kernel_boot_screen();

@@ -1,5 +1,6 @@
 /* tui.c - see tui.h */
 #include "tui.h"
+#include "acpi.h"
 
 /* Where text goes: ConOut (screen + serial) or, while tui_graphics_only(TRUE), the graphics console alone. */
 static SIMPLE_TEXT_OUTPUT_INTERFACE *tui_out_override;
@@ -174,8 +175,8 @@ static BOOLEAN tui_try_read(tui_key *k) {
 
 BOOLEAN tui_read_key(tui_key *k, UINTN timeout_ms) {
     EFI_SIMPLE_TEXT_INPUT_EX_PROTOCOL *inex = tui_inex();
-    EFI_EVENT events[2];
-    EFI_EVENT timer = NULL;
+    EFI_EVENT events[3];
+    EFI_EVENT timer = NULL, poll = NULL;
     UINTN n = 1, idx = 0;
     ZeroMem(k, sizeof *k);
     events[0] = inex ? inex->WaitForKeyEx : ST->ConIn->WaitForKey;
@@ -184,16 +185,23 @@ BOOLEAN tui_read_key(tui_key *k, UINTN timeout_ms) {
         CALL(BS->SetTimer, 3, timer, TimerRelative, (UINT64)timeout_ms * 10000);
         events[n++] = timer;
     }
+    /* While waiting for a key, look at the ACPI power button every 100 ms (see acpi.c). */
+    if (acpi_watching() && !EFI_ERROR(CALL(BS->CreateEvent, 5, EVT_TIMER, 0, NULL, NULL, &poll))) {
+        CALL(BS->SetTimer, 3, poll, TimerPeriodic, (UINT64)100 * 10000);
+        events[n++] = poll;
+    }
     BOOLEAN got = FALSE;
     for (;;) {
         if (tui_try_read(k)) {
             got = TRUE;
             break;
         }
+        acpi_poll();
         if (EFI_ERROR(CALL(BS->WaitForEvent, 3, n, events, &idx))) break;
         if (timer && idx == 1) break;
     }
     if (timer) CALL(BS->CloseEvent, 1, timer);
+    if (poll) CALL(BS->CloseEvent, 1, poll);
     return got;
 }
 
