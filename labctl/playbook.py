@@ -464,26 +464,46 @@ def select(c: Console, regex: str, timeout: float, max_moves: int = 40,
 
 def run_command(c: Console, command: str, prompt: str, timeout: float) -> str:
     """Type a command line at a shell prompt, wait for the prompt again, return the output read back:
-    from the serial console when there is one, else by OCR of the screen below the command line."""
+    from the serial console when there is one, else by OCR of the screen below the command line.
+
+    The serial mirror is a convenience, the screen the authority: when the serial line stays silent
+    (it can lose bytes, or its reader can end), the screen is read before the step is called failed."""
     if c.serial is not None:
         c.serial.mark()
         c.type_string(command + "\n")
         m = c.serial.wait(re.compile(re.escape(command[-20:]) + r".*?\n(?P<out>.*?)" + prompt, re.S), timeout)
         if m:  # the serial mirror repeats line ends (cursor moves + CR LF): drop empty lines
             return "\n".join(line.rstrip() for line in m.group("out").splitlines() if line.strip())
-        raise WaitTimeout(c.step, f"prompt /{prompt}/ after '{command}'", timeout, None, c.serial.text()[-300:])
+        with contextlib.suppress(WaitTimeout):
+            c.wait_still(5.0, still_for=1.0)
+        out = _output_below(c.read_screen(), command, prompt)
+        if out is not None:
+            log.warning("step %r: the serial console did not show the prompt (%s); output read from the screen",
+                        c.step, c.serial.stopped or "no text")
+            return out
+        shot = c.screenshot(f"run-{c.step}")
+        heard = c.serial.stopped or f"serial read {c.serial.text()[-120:]!r}"
+        raise WaitTimeout(c.step, f"prompt /{prompt}/ after '{command}' ({heard})", timeout, shot, c.last_text)
     c.wait_change(lambda: c.type_string(command + "\n"), timeout)
     c.wait_still(timeout, still_for=1.0)
-    text = c.read_screen()
+    return _output_below(c.read_screen(), command, prompt, strict=False) or ""
+
+
+def _output_below(text: str, command: str, prompt: str, strict: bool = True) -> str | None:
+    """The lines between the last line showing ``command`` and the prompt after it. Strict: None unless
+    the screen shows both. Lenient (OCR may garble the command line): from the top when the command is
+    not found, to the bottom when no prompt follows."""
     lines = text.splitlines()
     key = re.sub(r"\s+", "", command)[:24].lower()
-    start = max((i for i, ln in enumerate(lines) if key and key in re.sub(r"\s+", "", ln).lower()), default=-1)
-    out = []
-    for ln in lines[start + 1:]:
+    starts = [i for i, ln in enumerate(lines) if key and key in re.sub(r"\s+", "", ln).lower()]
+    if not starts and strict:
+        return None
+    out: list[str] = []
+    for ln in lines[(starts[-1] if starts else -1) + 1:]:
         if find_text(prompt, ln):
-            break
+            return "\n".join(out)
         out.append(ln)
-    return "\n".join(out)
+    return None if strict else "\n".join(out)
 
 
 def run_playbook(name: str, console: Console, backend: Backend | None, variables: dict[str, object],

@@ -29,6 +29,18 @@ _ESC = re.compile(r"\x1b\[([0-9;?=<>]*)([@-~])|\x1b\][^\x07]*\x07|\x1b[()][0-9A-
 _PARTIAL = re.compile(r"\x1b(\[[0-9;?=<>]*|\][^\x07]*|[()])?$")
 
 
+def _position(params: str) -> tuple[int, int]:
+    """Row and column of a cursor position (CSI row;col H). A serial line can lose bytes, so the
+    parameters may be garbage ('?25', '=0'): such a part counts as 0, a row no real move goes to."""
+    parts = (params or "1;1").split(";")
+
+    def num(i: int) -> int:
+        part = parts[i] if i < len(parts) else ""
+        return int(part) if part.isdigit() else (1 if part == "" else 0)
+
+    return num(0), num(1)
+
+
 class VtStripper:
     """Incremental VT100 -> plain text (escapes split across reads are kept until complete)."""
 
@@ -51,9 +63,7 @@ class VtStripper:
             self._emit(data[pos:m.start()], out)
             pos = m.end()
             if m.group(2) in ("H", "f"):
-                parts = (m.group(1) or "1;1").split(";")
-                row = int(parts[0] or 1)
-                col = int(parts[1] or 1) if len(parts) > 1 else 1
+                row, col = _position(m.group(1))
                 if row != self._row:
                     out.append("\n")
                 elif col != self._col:
@@ -92,6 +102,7 @@ class SerialConsole:
         self._closed = False
         self._strip = VtStripper()
         self._log_pending = ""
+        self.stopped: str | None = None  # why the reader ended, when it did
         self._sock = self._connect(connect_timeout)
         # latin-1: OVMF sends ASCII plus PC-ANSI box-drawing bytes; a byte is a character, nothing merges
         self._child = pexpect.fdpexpect.fdspawn(self._sock.fileno(), encoding="latin-1")
@@ -117,11 +128,20 @@ class SerialConsole:
                 data = self._child.read_nonblocking(65536, timeout=0.5)
             except pexpect.TIMEOUT:
                 continue
-            except (pexpect.EOF, OSError, ValueError):
+            except (pexpect.EOF, OSError, ValueError) as exc:
+                self.stopped = f"the serial socket closed ({type(exc).__name__})"
                 break
-            text = self._strip.feed(data)
-            if not text:
-                continue
+            try:
+                self._take(data)
+            except Exception as exc:  # never let one bad chunk end the evidence for the rest of the run
+                log.warning("serial: dropped %d characters that could not be processed: %s", len(data), exc)
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def _take(self, data: str) -> None:
+        text = self._strip.feed(data)
+        if text:
             if self._log:
                 self._log_pending += text
                 cut = self._log_pending.rfind("\n") + 1
@@ -137,9 +157,6 @@ class SerialConsole:
                     self._buf = self._buf[cut:]
                     self._mark = max(0, self._mark - cut)
                 self._cond.notify_all()
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
 
     def abort(self) -> None:
         """From any thread: wake and end every wait (the VM is gone)."""

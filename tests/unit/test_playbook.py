@@ -213,3 +213,53 @@ def test_backend_steps_without_backend_fail_clearly(tmp_path: Path) -> None:
     run = RunFolder(tmp_path / "run")
     with pytest.raises(RunFailed, match="backend"):
         run_playbook(str(p), FakeConsole([], run), None, {}, run, [])  # type: ignore[arg-type]
+
+
+class SilentSerial:
+    """A serial console whose reader ended (the CI failure this guards against)."""
+
+    stopped = "the serial socket closed (EOF)"
+
+    def mark(self) -> None: ...
+
+    def wait(self, regex: Any, timeout: float) -> None:
+        return None
+
+    def text(self) -> str:
+        return ""
+
+
+class ScreenConsole(FakeConsole):
+    def __init__(self, screen: str, run: RunFolder) -> None:
+        super().__init__([screen], run)
+        self.serial = SilentSerial()  # type: ignore[assignment]
+
+    def wait_still(self, timeout: float, still_for: float = 0.5) -> None: ...
+
+    def read_screen(self) -> str:
+        self.last_text = self._current()
+        return self.last_text
+
+
+def test_run_reads_the_screen_when_the_serial_console_stays_silent(tmp_path: Path) -> None:
+    from labctl.playbook import run_command
+
+    screen = ("[root@localhost:~] esxcli system settings kernel list -o preferVmklinux\n"
+              "Name            Type  Configured  Runtime  Default  Description\n"
+              "preferVmklinux  Bool  FALSE       TRUE     FALSE    Load vmklinux first\n"
+              "[root@localhost:~] ")
+    c = ScreenConsole(screen, RunFolder(tmp_path / "run"))
+    out = run_command(c, "esxcli system settings kernel list -o preferVmklinux",  # type: ignore[arg-type]
+                      r"\[root@[^\]]*\]", 1.0)
+    assert out.splitlines() == screen.splitlines()[1:3]
+    assert ("type", "esxcli system settings kernel list -o preferVmklinux\n") in c.calls
+
+
+def test_run_without_a_prompt_anywhere_fails_with_a_screenshot(tmp_path: Path) -> None:
+    from labctl.playbook import run_command
+
+    c = ScreenConsole("ESXi 6.7.0 http://www.vmware.com\nlocalhost login:", RunFolder(tmp_path / "run"))
+    with pytest.raises(WaitTimeout) as exc:
+        run_command(c, "esxcli system module list", r"\[root@[^\]]*\]", 1.0)  # type: ignore[arg-type]
+    assert exc.value.screenshot is not None and ("screenshot", f"run-{c.step}") in c.calls
+    assert "localhost login" in str(exc.value)
