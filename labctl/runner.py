@@ -475,6 +475,11 @@ def run_seat(
             ctx.succeeded = True
         except BaseException as exc:
             failure = exc
+            # judged before the cleanups stop the VM: a seat in a worker thread learns of QEMU's death
+            # as a console error, and only the backend can say why
+            if isinstance(exc, Exception) and not isinstance(exc, QemuDied) and ctx.backend is not None \
+                    and ctx.backend.died():
+                failure = QemuDied(ctx.backend.death_message())
         finally:
             cleanup_errors = _cleanup(done, ctx)
     seconds = time.monotonic() - t0
@@ -518,7 +523,9 @@ def run_seat(
 
 def _failure_message(ctx: Context, step: str, exc: BaseException) -> str:
     b = ctx.backend
-    if isinstance(exc, _VmGone | QemuDied) or (b is not None and b.died()):
+    if isinstance(exc, QemuDied) and str(exc):
+        return str(exc)
+    if isinstance(exc, _VmGone) or (b is not None and b.died()):
         assert b is not None
         return b.death_message()
     return str(exc) or type(exc).__name__

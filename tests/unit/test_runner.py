@@ -146,3 +146,58 @@ def test_verify_step_expects_the_layout_of_the_sticks_size(
         ctx.backend = _StickBackend(wrong)  # type: ignore[assignment]
         with pytest.raises(RunFailed, match="not ESXi's esxi6 layout"):
             VerifyLayout().run(ctx)
+
+
+class _DyingBackend:
+    """QEMU killed under a seat: dead until the cleanup stops it (which forgets it, as the real one does)."""
+
+    def __init__(self) -> None:
+        self.dead = False
+        self.stopped = False
+
+    def died(self) -> bool:
+        return self.dead and not self.stopped
+
+    def alive(self) -> bool:
+        return not self.dead
+
+    def check(self) -> None: ...
+
+    def death_message(self) -> str:
+        return "QEMU (pid 4242) exited unexpectedly (killed by signal 9); it wrote nothing on stderr"
+
+
+class _Start(Rec):
+    def __init__(self, log: list[str], backend: _DyingBackend) -> None:
+        super().__init__("start VM", log)
+        self.backend = backend
+
+    def run(self, ctx: Context) -> None:
+        ctx.backend = self.backend  # type: ignore[assignment]
+
+    def cleanup(self, ctx: Context) -> None:
+        self.backend.stopped = True
+
+
+def test_a_seat_in_a_worker_thread_says_why_qemu_is_gone(lab: Lab, tmp_path: Path) -> None:
+    """In a worker thread (labctl up --parallel) QEMU's death reaches the step as a console error; the
+    seat's failure must still be QEMU's death with its exit status, judged before the cleanups stop it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    log: list[str] = []
+    backend = _DyingBackend()
+
+    class Playbook(Rec):
+        def run(self, ctx: Context) -> None:
+            backend.dead = True
+            raise RunFailed("step 'after the disk': the VNC console is gone: QEMU exited")
+
+    def seat() -> None:
+        run_seat(lab, lab.seat_list()[0], UpOptions(runs_dir=tmp_path / "runs"), [], {},
+                 steps=[_Start(log, backend), Playbook("install playbook", log)])
+
+    with ThreadPoolExecutor(1) as pool, pytest.raises(RunFailed) as info:
+        pool.submit(seat).result(timeout=30)
+    msg = str(info.value)
+    assert "step 'install playbook' failed: QEMU (pid 4242) exited unexpectedly (killed by signal 9)" in msg, msg
+    assert backend.stopped
