@@ -24,8 +24,7 @@ Attaching to a running seat (for ``labctl send/screenshot/wait`` in another proc
 
 ``backend`` is a ``QemuBackend`` bound to the running QEMU (``screendump``, ``eject_cdrom``,
 ``power_state`` ...), ``vnc`` a ``VncEndpoint`` (with the password: never log it), ``serial`` a
-``SerialEndpoint`` or None. QEMU serves one client per serial socket: while ``labctl up`` holds the
-serial console, another process gets the screen only.
+``SerialEndpoint`` or None (QEMU's serial port is a file, so another process can follow it too).
 """
 
 from __future__ import annotations

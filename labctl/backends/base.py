@@ -36,7 +36,7 @@ class VncEndpoint:
 
 @dataclass(frozen=True)
 class SerialEndpoint:
-    """The VM's first serial port: a unix socket (QEMU) or a named pipe (VMware)."""
+    """The VM's first serial port: a file the VM appends to (QEMU), or a unix socket / named pipe."""
 
     path: Path
 

@@ -3,9 +3,9 @@
 Files of a seat (its state folder, see ``SeatFiles``): ``OVMF_VARS.fd`` (per-seat UEFI vars),
 ``vnc.pass`` (random 8-character VNC password, mode 0600, read by QEMU through ``-object secret``),
 ``qemu.json`` (pid, process start time and endpoints of the running QEMU; no secrets), ``qemu.log``
-(QEMU's stderr), ``serial.log`` (everything the guest printed on its serial port), unix sockets for QMP
-and the serial port (in a short folder under the temp dir when the state path is too long for a
-socket), ``stick-snapshots/`` (qcow2 overlays on top of the stick image, for resets).
+(QEMU's stderr), ``serial.log`` (the serial port itself: QEMU writes the guest's output there and the
+console follows the file), unix sockets for QMP and VNC (in a short folder under the temp dir when the
+state path is too long for a socket), ``stick-snapshots/`` (qcow2 overlays on top of the stick image, for resets).
 
 Supervision: QEMU runs as a child in its own session (a Ctrl-C in the terminal reaches labctl only, which
 then stops QEMU in order); ``PR_SET_PDEATHSIG`` kills it if labctl itself dies, unless the seat is started
@@ -356,7 +356,7 @@ class QemuBackend:
         rt = Runtime(
             pid=proc.pid, starttime=starttime, owner_pid=os.getpid(), detached=self.detached,
             accel=self.accel.accel if self.accel else "?", vnc_host="127.0.0.1", vnc_port=vnc.port,
-            vnc_socket=str(vnc.socket) if vnc.socket else None, qmp=str(f.qmp), serial=str(f.serial),
+            vnc_socket=str(vnc.socket) if vnc.socket else None, qmp=str(f.qmp), serial=str(f.serial_log),
             iso=str(self.iso) if self.iso else None,
             stick=str(d.path) if (d := self.stick_drive()) else None, started_at=time.time(),
         )
@@ -614,7 +614,7 @@ class QemuBackend:
 
     def serial_endpoint(self) -> SerialEndpoint | None:
         rt = self._runtime or Runtime.load(self.files.runtime)
-        return SerialEndpoint(Path(rt.serial)) if rt else SerialEndpoint(self.files.serial)
+        return SerialEndpoint(Path(rt.serial)) if rt else SerialEndpoint(self.files.serial_log)
 
     # -- screen ------------------------------------------------------------------------------------
 

@@ -217,9 +217,11 @@ def build_argv(
         "-vnc", f"{vnc.arg()},password-secret=vncpass",
         "-chardev", f"socket,id=qmp,path={_opt(str(files.qmp))},server=on,wait=off",
         "-mon", "chardev=qmp,mode=control",
-        "-chardev",
-        f"socket,id=serial0,path={_opt(str(files.serial))},server=on,wait=off,"
-        f"logfile={_opt(str(files.serial_log))},logappend=off",
+        # The serial port goes to a file, not a socket: QEMU writes the UART one byte per write(), a unix
+        # socket is "full" after a few hundred of those, and then the 16550's FIFO overflows and bytes are
+        # lost in the guest (measured: ESC[r;cH sequences cut short). A file never pushes back, and any
+        # number of readers (labctl up, labctl wait from another shell) can follow it.
+        "-chardev", f"file,id=serial0,path={_opt(str(files.serial_log))}",
         "-serial", "chardev:serial0",
     ]
     argv += list(lab.qemu.extra_args)

@@ -1,8 +1,8 @@
-"""The serial console as evidence: pexpect over a connected unix socket, VT100 escapes stripped.
+"""The serial console as evidence: a file the VM appends to (QEMU) or a unix socket, VT100 escapes stripped.
 
 OVMF mirrors everything an EFI application prints onto the serial port wrapped in VT100 escapes
-(colour, cursor positioning), so a regex cannot match the raw stream. A reader thread drains the socket
-continuously (an unread serial socket would stall the guest's console output), strips the escapes
+(colour, cursor positioning), so a regex cannot match the raw stream. A reader thread follows the file
+(or drains the socket: an unread socket would stall the guest's console output), strips the escapes
 (a cursor move to another row becomes a newline) and appends the text to a buffer. ``wait(regex)``
 searches the buffer from a mark: the position of the last action (``mark()``), so the evidence is what
 the guest printed after we acted, not an old screen.
@@ -12,15 +12,20 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import socket
+import stat
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import pexpect
 import pexpect.fdpexpect
+
+from labctl.errors import RunFailed
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +94,9 @@ class VtStripper:
 
 
 class SerialConsole:
-    """Reads one serial endpoint (a unix socket) for as long as the run lasts."""
+    """Reads one serial endpoint for as long as the run lasts: a regular file the VM appends to (QEMU's
+    ``file`` chardev; followed from its end at open, so old output never satisfies a wait), or a unix
+    socket."""
 
     def __init__(self, path: Path, log_path: Path | None = None,
                  scrub: Callable[[str], str] = lambda s: s, connect_timeout: float = 30.0) -> None:
@@ -103,11 +110,55 @@ class SerialConsole:
         self._strip = VtStripper()
         self._log_pending = ""
         self.stopped: str | None = None  # why the reader ended, when it did
-        self._sock = self._connect(connect_timeout)
-        # latin-1: OVMF sends ASCII plus PC-ANSI box-drawing bytes; a byte is a character, nothing merges
-        self._child = pexpect.fdpexpect.fdspawn(self._sock.fileno(), encoding="latin-1")
-        self._thread = threading.Thread(target=self._reader, name=f"serial {path.name}", daemon=True)
+        self._sock: socket.socket | None = None
+        self._file: BinaryIO | None = None
+        self._child: pexpect.fdpexpect.fdspawn | None = None
+        if self._is_file(path, connect_timeout):
+            self._file = path.open("rb")
+            self._file.seek(0, os.SEEK_END)
+            target: Callable[[], None] = self._follow
+        else:
+            self._sock = self._connect(connect_timeout)
+            # latin-1: OVMF sends ASCII plus PC-ANSI box-drawing bytes; a byte is a character, nothing merges
+            self._child = pexpect.fdpexpect.fdspawn(self._sock.fileno(), encoding="latin-1")
+            target = self._reader
+        self._thread = threading.Thread(target=target, name=f"serial {path.name}", daemon=True)
         self._thread.start()
+
+    @staticmethod
+    def _is_file(path: Path, timeout: float) -> bool:
+        """A regular file (wait, bounded, for the VM to create it), or not (a socket or pipe)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return stat.S_ISREG(path.stat().st_mode)
+            except FileNotFoundError:
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(0.2)  # bounded retry while the VM creates its serial file
+
+    def _follow(self) -> None:
+        """Tail the file: read what is there, then look again every 20 ms (a file never pushes back on
+        the VM, so a slow reader loses nothing)."""
+        assert self._file is not None
+        while not self._closed:
+            try:
+                data = self._file.read(65536)
+            except (OSError, ValueError) as exc:
+                self.stopped = f"the serial file could not be read ({exc})"
+                break
+            if not data:
+                if os.fstat(self._file.fileno()).st_size < self._file.tell():
+                    self._file.seek(0)  # the VM started again and truncated its file
+                time.sleep(0.02)
+                continue
+            try:
+                self._take(data.decode("latin-1"))
+            except Exception as exc:  # never let one bad chunk end the evidence for the rest of the run
+                log.warning("serial: dropped %d characters that could not be processed: %s", len(data), exc)
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
 
     def _connect(self, timeout: float) -> socket.socket:
         deadline = time.monotonic() + timeout
@@ -123,6 +174,7 @@ class SerialConsole:
                 time.sleep(0.2)  # bounded retry while the VM creates its socket
 
     def _reader(self) -> None:
+        assert self._child is not None
         while not self._closed:
             try:
                 data = self._child.read_nonblocking(65536, timeout=0.5)
@@ -208,14 +260,20 @@ class SerialConsole:
             return len(self._buf)
 
     def write(self, data: str) -> None:
+        if self._child is None:
+            raise RunFailed(f"the serial port {self.path} is output only")
         self._child.send(data)
 
     def close(self) -> None:
         self._closed = True
-        with contextlib.suppress(OSError):
-            self._sock.shutdown(socket.SHUT_RDWR)
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
         self._thread.join(timeout=2)
-        self._sock.close()
+        if self._sock is not None:
+            self._sock.close()
+        if self._file is not None:
+            self._file.close()
         if self._log:
             self._log.write(self._scrub(self._log_pending))
             self._log.close()

@@ -81,8 +81,7 @@ def test_seed_vm_devices(tmp_path: Path) -> None:
     assert pairs(argv, "-mon") == ["chardev=qmp,mode=control"]
     chardevs = pairs(argv, "-chardev")
     assert f"socket,id=qmp,path={state / 'qmp.sock'},server=on,wait=off" in chardevs
-    assert (f"socket,id=serial0,path={state / 'serial.sock'},server=on,wait=off,"
-            f"logfile={state / 'serial.log'},logappend=off") in chardevs
+    assert f"file,id=serial0,path={state / 'serial.log'}" in chardevs
     assert pairs(argv, "-serial") == ["chardev:serial0"]
 
 

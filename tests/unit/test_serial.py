@@ -77,3 +77,23 @@ def test_reader_keeps_reading_after_a_corrupted_escape(tmp_path: Path) -> None:
         hold.set()
         con.close()
     assert "[root@localhost:~]" in (tmp_path / "serial.log").read_text()
+
+
+def test_a_serial_file_is_followed_from_its_end(tmp_path: Path) -> None:
+    """QEMU's serial port is a file (a socket made the UART drop bytes when the reader lagged): the console
+    follows it from where it was at open, so what the VM printed before never satisfies a wait."""
+    f = tmp_path / "serial.log"
+    f.write_bytes(b"old boot\r\n[root@localhost:~] ")
+    con = SerialConsole(f)
+    try:
+        assert con.wait(r"\[root@localhost", 0.5) is None
+        with f.open("ab") as out:
+            out.write(b"\x1b[0m\x1b[5;1Hlocalhost login: ")
+        assert con.wait(r"localhost login:", 5) is not None
+        f.write_bytes(b"")  # QEMU started again and truncated it
+        time.sleep(0.2)
+        with f.open("ab") as out:
+            out.write(b"Loading ESXi installer\r\n")
+        assert con.wait(r"Loading ESXi installer", 5) is not None
+    finally:
+        con.close()
