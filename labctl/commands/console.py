@@ -1,4 +1,4 @@
-"""``labctl send / screenshot / wait`` on a running seat (screen only: the serial socket belongs to ``up``)."""
+"""``labctl send / screenshot / wait`` on a running seat (screen only)."""
 
 from __future__ import annotations
 
