@@ -364,6 +364,7 @@ class QemuBackend:
         self._runtime = rt
         self._stopping = False
         self._vnc_port_hint = vnc.port
+        last_qmp = ""
         try:
             deadline = time.monotonic() + START_TIMEOUT
             while True:
@@ -378,13 +379,20 @@ class QemuBackend:
                         return False
                     raise QemuDied(f"QEMU exited at start (exit code {code}): {err_text or 'no message'}")
                 if f.qmp.exists() and _vnc_answers("127.0.0.1", vnc.port, vnc.socket):
-                    status = self._qmp("query-status")
+                    try:
+                        status = self._qmp("query-status", timeout=5.0)
+                    except QmpError as exc:
+                        # QEMU still starting, or exiting (its VNC port taken after all): the next round
+                        # sees which (seen in CI once: the session closed during negotiation, 70 ms in)
+                        last_qmp = str(exc)
+                        time.sleep(0.1)
+                        continue
                     if status.get("status") not in ("running", "prelaunch"):
                         raise RunFailed(f"QEMU started but the VM is {status.get('status')!r}: {tail(f.stderr_log)}")
                     break
                 if time.monotonic() > deadline:
                     raise RunFailed(f"QEMU did not answer on QMP and VNC within {START_TIMEOUT:g} s: "
-                                    f"{tail(f.stderr_log) or 'no message'}")
+                                    f"{tail(f.stderr_log) or last_qmp or 'no message'}")
                 time.sleep(0.05)
         except BaseException:
             self.kill()
