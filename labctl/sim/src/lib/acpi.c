@@ -22,18 +22,6 @@ static void port_out16(UINT16 port, UINT16 v) {
     __asm__ __volatile__("outw %0, %1" : : "a"(v), "Nd"(port));
 }
 
-static UINT32 rd32(const UINT8 *p) {
-    UINT32 v;
-    CopyMem(&v, (VOID *)p, sizeof v);
-    return v;
-}
-
-static UINT64 rd64(const UINT8 *p) {
-    UINT64 v;
-    CopyMem(&v, (VOID *)p, sizeof v);
-    return v;
-}
-
 static BOOLEAN sig4(const UINT8 *p, const char *s) {
     return p[0] == (UINT8)s[0] && p[1] == (UINT8)s[1] && p[2] == (UINT8)s[2] && p[3] == (UINT8)s[3];
 }
@@ -51,13 +39,13 @@ static const UINT8 *find_fadt(void) {
         if (CompareMem(&t->VendorGuid, &AcpiTableGuid, sizeof acpi20) == 0) rsdp = t->VendorTable;
     }
     if (!rsdp || CompareMem((VOID *)rsdp, "RSD PTR ", 8) != 0) return NULL;
-    UINT64 xsdt = rsdp[15] >= 2 ? rd64(rsdp + 24) : 0;
-    const UINT8 *sdt = xsdt ? (const UINT8 *)(UINTN)xsdt : (const UINT8 *)(UINTN)rd32(rsdp + 16);
+    UINT64 xsdt = rsdp[15] >= 2 ? le64(rsdp + 24) : 0;
+    const UINT8 *sdt = xsdt ? (const UINT8 *)(UINTN)xsdt : (const UINT8 *)(UINTN)le32(rsdp + 16);
     UINTN entry = xsdt ? 8 : 4;
     if (!sdt) return NULL;
-    UINT32 len = rd32(sdt + 4);
+    UINT32 len = le32(sdt + 4);
     for (UINT32 off = 36; off + entry <= len; off += entry) {
-        const UINT8 *t = (const UINT8 *)(UINTN)(entry == 8 ? rd64(sdt + off) : rd32(sdt + off));
+        const UINT8 *t = (const UINT8 *)(UINTN)(entry == 8 ? le64(sdt + off) : le32(sdt + off));
         if (t && sig4(t, "FACP")) return t;
     }
     return NULL;
@@ -66,9 +54,9 @@ static const UINT8 *find_fadt(void) {
 BOOLEAN acpi_on_power_button(void (*fn)(void)) {
     const UINT8 *fadt = find_fadt();
     if (!fadt) return FALSE;
-    UINT32 evt = rd32(fadt + 56); /* PM1a_EVT_BLK (I/O port) */
+    UINT32 evt = le32(fadt + 56); /* PM1a_EVT_BLK (I/O port) */
     UINT8 evt_len = fadt[88];     /* PM1_EVT_LEN: PM1_STS then PM1_EN, half each */
-    if (evt == 0 && rd32(fadt + 4) >= 160 && fadt[148] == 1) evt = (UINT32)rd64(fadt + 152); /* X_PM1a_EVT_BLK */
+    if (evt == 0 && le32(fadt + 4) >= 160 && fadt[148] == 1) evt = (UINT32)le64(fadt + 152); /* X_PM1a_EVT_BLK */
     if (evt == 0 || evt > 0xffff || evt_len < 4) return FALSE;
     pm1_sts_port = (UINT16)evt;
     pm1_en_port = (UINT16)(evt + evt_len / 2);

@@ -1,10 +1,6 @@
 /* iso9660.c - see iso9660.h */
 #include "iso9660.h"
 
-static UINT32 le32(const UINT8 *p) {
-    return (UINT32)p[0] | ((UINT32)p[1] << 8) | ((UINT32)p[2] << 16) | ((UINT32)p[3] << 24);
-}
-
 static BOOLEAN name_eq(const UINT8 *id, UINTN idlen, const CHAR16 *comp, UINTN clen) {
     UINTN n = idlen;
     for (UINTN i = 0; i < idlen; i++)

@@ -110,6 +110,14 @@ UINTN alen(const CHAR8 *s) {
     return n;
 }
 
+UINT32 le32(const UINT8 *p) {
+    return (UINT32)p[0] | ((UINT32)p[1] << 8) | ((UINT32)p[2] << 16) | ((UINT32)p[3] << 24);
+}
+
+UINT64 le64(const UINT8 *p) {
+    return (UINT64)le32(p) | ((UINT64)le32(p + 4) << 32);
+}
+
 UINT32 crc32(const void *data, UINTN len) {
     UINT32 crc = 0;
     CALL(BS->CalculateCrc32, 3, (void *)data, len, &crc);

@@ -35,6 +35,9 @@ UINTN w2a(CHAR8 *dst, UINTN cap, const CHAR16 *src);
 UINTN alen(const CHAR8 *s);
 
 UINT32 crc32(const void *data, UINTN len);
+/* Little-endian integers at any alignment (on-disk and firmware tables). */
+UINT32 le32(const UINT8 *p);
+UINT64 le64(const UINT8 *p);
 /* "16.00 GiB" / "512.00 MiB" like the ESXi installer. */
 void fmt_capacity(CHAR16 *out, UINTN cap, UINT64 bytes);
 
