@@ -116,13 +116,13 @@ class SerialConsole:
         if self._is_file(path, connect_timeout):
             self._file = path.open("rb")
             self._file.seek(0, os.SEEK_END)
-            target: Callable[[], None] = self._follow
+            read: Callable[[], str] = self._read_file
         else:
             self._sock = self._connect(connect_timeout)
             # latin-1: OVMF sends ASCII plus PC-ANSI box-drawing bytes; a byte is a character, nothing merges
             self._child = pexpect.fdpexpect.fdspawn(self._sock.fileno(), encoding="latin-1")
-            target = self._reader
-        self._thread = threading.Thread(target=target, name=f"serial {path.name}", daemon=True)
+            read = self._read_socket
+        self._thread = threading.Thread(target=self._reader, args=(read,), name=f"serial {path.name}", daemon=True)
         self._thread.start()
 
     @staticmethod
@@ -137,29 +137,6 @@ class SerialConsole:
                     raise
             time.sleep(0.2)  # bounded retry while the VM creates its serial file
 
-    def _follow(self) -> None:
-        """Tail the file: read what is there, then look again every 20 ms (a file never pushes back on
-        the VM, so a slow reader loses nothing)."""
-        assert self._file is not None
-        while not self._closed:
-            try:
-                data = self._file.read(65536)
-            except (OSError, ValueError) as exc:
-                self.stopped = f"the serial file could not be read ({exc})"
-                break
-            if not data:
-                if os.fstat(self._file.fileno()).st_size < self._file.tell():
-                    self._file.seek(0)  # the VM started again and truncated its file
-                time.sleep(0.02)
-                continue
-            try:
-                self._take(data.decode("latin-1"))
-            except Exception as exc:  # never let one bad chunk end the evidence for the rest of the run
-                log.warning("serial: dropped %d characters that could not be processed: %s", len(data), exc)
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-
     def _connect(self, timeout: float) -> socket.socket:
         deadline = time.monotonic() + timeout
         while True:
@@ -173,16 +150,42 @@ class SerialConsole:
                     raise
                 time.sleep(0.2)  # bounded retry while the VM creates its socket
 
-    def _reader(self) -> None:
+    def _read_file(self) -> str:
+        """What the VM appended since the last read ('' when nothing yet). A regular file has no
+        readiness to wait on (select() always says ready), so an empty read is followed by a 20 ms pause:
+        a bounded poll interval, not a guess about the guest."""
+        assert self._file is not None
+        try:
+            data = self._file.read(65536)
+        except (OSError, ValueError) as exc:
+            raise EOFError(f"the serial file could not be read ({exc})") from None
+        if not data:
+            if os.fstat(self._file.fileno()).st_size < self._file.tell():
+                self._file.seek(0)  # the VM started again and truncated its file
+            time.sleep(0.02)
+        return data.decode("latin-1")
+
+    def _read_socket(self) -> str:
+        """What arrived on the socket within 0.5 s ('' when nothing)."""
         assert self._child is not None
+        try:
+            data: str = self._child.read_nonblocking(65536, timeout=0.5)
+        except pexpect.TIMEOUT:
+            return ""
+        except (pexpect.EOF, OSError, ValueError) as exc:
+            raise EOFError(f"the serial socket closed ({type(exc).__name__})") from None
+        return data
+
+    def _reader(self, read: Callable[[], str]) -> None:
+        """The reader thread: everything ``read`` returns goes through the stripper into the buffer."""
         while not self._closed:
             try:
-                data = self._child.read_nonblocking(65536, timeout=0.5)
-            except pexpect.TIMEOUT:
-                continue
-            except (pexpect.EOF, OSError, ValueError) as exc:
-                self.stopped = f"the serial socket closed ({type(exc).__name__})"
+                data = read()
+            except EOFError as exc:
+                self.stopped = str(exc)
                 break
+            if not data:
+                continue
             try:
                 self._take(data)
             except Exception as exc:  # never let one bad chunk end the evidence for the rest of the run

@@ -185,9 +185,9 @@ class VncSession:
         server = str(ep.socket_path) if ep.socket_path else f"{ep.host}::{ep.port}"
         with _REACTOR_START:
             proxy = api.connect(server, password=ep.password, factory_class=factory_cls, timeout=timeout)
-            deadline = time.monotonic() + timeout
-            while not reactor.running and time.monotonic() < deadline:
-                time.sleep(0.005)  # bounded: the reactor thread was just started and sets this at once
+            running = threading.Event()
+            reactor.callFromThread(running.set)  # runs once the reactor loop turns: proof it is up
+            running.wait(timeout)
         self._reactor = reactor
         factory = proxy.factory
         fut: Future[Any] = Future()
