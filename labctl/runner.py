@@ -474,11 +474,12 @@ def run_seat(
             ctx.succeeded = True
         except BaseException as exc:
             failure = exc
-            # judged before the cleanups stop the VM: a seat in a worker thread learns of QEMU's death
-            # as a console error, and only the backend can say why
-            if isinstance(exc, Exception) and not isinstance(exc, QemuDied) and ctx.backend is not None \
-                    and ctx.backend.died():
-                failure = QemuDied(ctx.backend.death_message())
+            # judged before the cleanups stop the VM (and forget its pid): a seat in a worker thread learns
+            # of QEMU's death as a console error, the main thread as _VmGone; only the backend can say why
+            b = ctx.backend
+            if b is not None and (isinstance(exc, _VmGone) or (
+                    isinstance(exc, Exception) and not isinstance(exc, QemuDied) and b.died())):
+                failure = QemuDied(b.death_message())
         finally:
             cleanup_errors = _cleanup(done, ctx)
     seconds = time.monotonic() - t0
@@ -499,11 +500,11 @@ def run_seat(
         if isinstance(failure, _Terminated):
             raise SystemExit(143)
         raise KeyboardInterrupt
-    if isinstance(failure, InputError) and not (ctx.backend is not None and ctx.backend.died()):
+    if isinstance(failure, InputError):
         run.event(failed_step, phase="end", result="failed", error=_scrub(str(failure), secrets))
         _write_result(run.path, {"ok": False, "step": failed_step, "error": _scrub(str(failure), secrets)})
         raise failure  # bad input or a refused operation stays exit 2, after the cleanups
-    message = _failure_message(ctx, failed_step, failure)
+    message = str(failure) or type(failure).__name__
     shot = getattr(failure, "screenshot", None)  # a console wait's own screenshot
     png = Path(shot) if isinstance(shot, str | Path) and Path(shot).is_file() else _newest_png(run.path)
     full = f"seat {seat.index} ({seat.name}): step '{failed_step}' failed: {message}"
@@ -517,17 +518,7 @@ def run_seat(
     _finish(run, "failed", full)
     _write_result(run.path, {"ok": False, "step": failed_step, "error": _scrub(message, secrets),
                              "screenshot": str(png) if png else None, "seconds": round(seconds, 1)})
-    raise RunFailed(full) from (failure if not isinstance(failure, _VmGone) else None)
-
-
-def _failure_message(ctx: Context, step: str, exc: BaseException) -> str:
-    b = ctx.backend
-    if isinstance(exc, QemuDied) and str(exc):
-        return str(exc)
-    if isinstance(exc, _VmGone) or (b is not None and b.died()):
-        assert b is not None
-        return b.death_message()
-    return str(exc) or type(exc).__name__
+    raise RunFailed(full) from failure
 
 
 def _cleanup(done: list[Step], ctx: Context) -> list[str]:

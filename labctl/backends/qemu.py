@@ -385,11 +385,11 @@ class QemuBackend:
                         # QEMU still starting, or exiting (its VNC port taken after all): the next round
                         # sees which (seen in CI once: the session closed during negotiation, 70 ms in)
                         last_qmp = str(exc)
-                        time.sleep(0.1)
-                        continue
-                    if status.get("status") not in ("running", "prelaunch"):
-                        raise RunFailed(f"QEMU started but the VM is {status.get('status')!r}: {tail(f.stderr_log)}")
-                    break
+                    else:
+                        if status.get("status") not in ("running", "prelaunch"):
+                            raise RunFailed(f"QEMU started but the VM is {status.get('status')!r}: "
+                                            f"{tail(f.stderr_log)}")
+                        break
                 if time.monotonic() > deadline:
                     raise RunFailed(f"QEMU did not answer on QMP and VNC within {START_TIMEOUT:g} s: "
                                     f"{tail(f.stderr_log) or last_qmp or 'no message'}")
