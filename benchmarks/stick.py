@@ -14,6 +14,8 @@ conv=fsync) runs in the same run on the same device as the baseline. Scenarios:
   restore2  onto a stick restored before and then used (a few MiB changed in the bootbank p5 and
             the store p8, a 200 MiB core dump at the start of p9)
   dd        dd if=IMG of=DEV bs=4M conv=fsync      (the baseline for both restores)
+  restore1h restore1 again with --coredump-header-only (opt-in, not exact in the core dump
+            partitions' bodies): printed for information, not one of the issue's bars
 
 Usage: sudo python3 benchmarks/stick.py [--workdir DIR] [--keep]
 """
@@ -252,6 +254,20 @@ def main() -> int:
         results["dd-restore"] = measure("dd restore", dev, ["dd", f"if={img}", f"of={dev}", "bs=4M",
                                                             "conv=fsync", "status=none"])
         exact_dd = extent_digests(stick) == golden
+
+        print("restore onto a stick full of other data, --coredump-header-only (information):")
+        fill_random(stick, 0, p9_end + 64 * MIB)
+        fill_random(stick, TOTAL * 512 - 16 * MIB, TOTAL * 512)
+        results["restore1h"] = measure("labctl restore (junk, -h)", dev,
+                                       [*labctl, "stick", "restore", str(img), dev, "--yes", "--allow-non-usb",
+                                        "--coredump-header-only"])
+        after = extent_digests(stick)
+        exact1h = all(after[k] == golden[k] for k in golden if k not in ("p7", "p9")) and all(
+            region_digest(stick, spans[p][0], spans[p][0] + MIB) == region_digest(img, spans[p][0],
+                                                                                  spans[p][0] + MIB)
+            for p in (7, 9))
+        verify1h = subprocess.run([*labctl, "stick", "verify", str(img), dev, "--coredump-header-only"],
+                                  capture_output=True, timeout=3600, check=False).returncode == 0
     finally:
         if dev:
             subprocess.run(["losetup", "-d", dev], capture_output=True, timeout=60, check=False)
@@ -264,10 +280,11 @@ def main() -> int:
     for m in results.values():
         print(f"{m.name:<24}{fmt_b(m.read):>14}{fmt_b(m.written):>14}{m.wall:>9.1f}"
               f"{m.model(USB2):>10.1f}{m.model(USB3):>10.1f}")
-    b, ddb, r1, r2, ddr = (results[k] for k in ("backup", "dd-backup", "restore1", "restore2", "dd-restore"))
+    b, ddb, r1, r2, ddr, r1h = (results[k] for k in ("backup", "dd-backup", "restore1", "restore2", "dd-restore",
+                                                     "restore1h"))
     stick_size = TOTAL * 512
     extents_bytes = sum(e - s for s, e in spans.values()) + 67 * 512
-    bars: list[tuple[str, str, str, bool]] = [
+    bars: list[tuple[str, str, str, bool | None]] = [
         ("backup reads vs dd", f"{b.read / max(ddb.read, 1):.4f} (1/{ddb.read / max(b.read, 1):.1f})",
          "<= 1/4", b.read * 4 <= ddb.read),
         ("image size / stick", f"{image_alloc / stick_size:.2%} ({fmt_b(image_alloc)})", "<= 5%",
@@ -284,17 +301,21 @@ def main() -> int:
         x = ddr.model(speeds) / r2.model(speeds)
         bars.append((f"restore2 speed-up {label}", f"{x:.2f}x", ">= 10x", x >= 10))
     bars.append(("dd restore exact", str(exact_dd), "(sanity)", exact_dd))
+    bars.append(("restore1h exact but p7/p9", str(exact1h and verify1h), "(opt-in; p7/p9 first MiB exact)", None))
+    for label, speeds in (("USB2", USB2), ("USB3", USB3)):
+        x = ddr.model(speeds) / r1h.model(speeds)
+        bars.append((f"restore1h speed-up {label}", f"{x:.2f}x", "(opt-in, information only)", None))
     print()
     print(f"{'bar':<26}{'measured':<42}{'target':<38}result")
     for name, got, want, ok in bars:
-        print(f"{name:<26}{got:<42}{want:<38}{'PASS' if ok else 'FAIL'}")
+        print(f"{name:<26}{got:<42}{want:<38}{'info' if ok is None else 'PASS' if ok else 'FAIL'}")
     bound = stick_size / extents_bytes
     print()
     print(f"note: an exact restore onto junk must write every byte of the GPT areas and partitions "
           f"({fmt_b(extents_bytes)}); with writes alone that is at best {bound:.2f}x dd's 16 GiB, so the "
           f">= 8x bar for restore1 cannot be met by any exact restore under this model.")
     print(f"total benchmark time {time.monotonic() - t_start:.0f} s")
-    return 0 if all(ok for *_, ok in bars) else 1
+    return 0 if all(ok is not False for *_, ok in bars) and exact1h and verify1h else 1
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import itertools
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from labctl import layouts
@@ -107,6 +107,40 @@ def plan_extents(gpt: layouts.Gpt | None, size: int, full: bool) -> list[Extent]
         if b.offset < a.end:
             raise InputError(f"{a.name} and {b.name} overlap; the partition table is not usable")
     return out
+
+
+def coredump_header_only(m: Manifest, keep: int = BLOCK) -> tuple[Manifest, int]:
+    """The manifest a ``--coredump-header-only`` restore or verify holds the stick to, and the bytes
+    it leaves alone.
+
+    A vmkDiagnostic (core dump) partition is mostly zeros in an image, yet an exact restore onto a
+    stick that held other data must write all of it: 2.6 GiB of the 3.4 GiB an ESXi 6.7 stick
+    needs. ESXi itself overwrites that space when it writes a dump. So, on request, such a
+    partition is cut to its first ``keep`` bytes plus the data ranges the image holds there; the
+    rest keeps the target's old bytes. Everything else stays exact.
+    """
+    if m.table is None or m.mode != "gpt":
+        return m, 0
+    dumps = {f"p{t.number}" for t in layouts.parse_getptbl(m.table).entries
+             if t.type_guid == layouts.VMK_DIAGNOSTIC}
+    extents: list[Extent] = []
+    left = 0
+    for e in m.extents:
+        if e.name not in dumps or e.length <= keep:
+            extents.append(e)
+            continue
+        parts = [Extent(e.offset, keep, e.name)]
+        for r in m.ranges:
+            if e.offset <= r.offset and r.end <= e.end and r.end > e.offset + keep:
+                start = max(r.offset - r.offset % 512, parts[-1].end)
+                end = min(e.end, -(-r.end // 512) * 512)
+                if start <= parts[-1].end:
+                    parts[-1] = Extent(parts[-1].offset, end - parts[-1].offset, e.name)
+                else:
+                    parts.append(Extent(start, end - start, e.name))
+        extents += parts
+        left += e.length - sum(p.length for p in parts)
+    return replace(m, extents=extents), left
 
 
 def gaps(extents: list[Extent], size: int) -> list[Extent]:
@@ -274,12 +308,15 @@ def open_target(target: Target, min_size: int, sector_size: int | None = None) -
     return Dev(target.path, write=True, create_size=min_size)
 
 
-def restore(img: ImageData, dev: Dev, *, zero_rest: bool, job: Job) -> RestoreResult:
-    """Make ``dev`` equal the image over its extents (and zero the rest with ``zero_rest``)."""
+def restore(img: ImageData, dev: Dev, *, zero_rest: bool, job: Job,
+            coredumps: bool = True) -> RestoreResult:
+    """Make ``dev`` equal the image over its extents (and zero the rest with ``zero_rest``).
+    ``coredumps=False`` holds core dump partitions to their first MiB (:func:`coredump_header_only`)."""
     t0 = time.monotonic()
     m = img.manifest
-    meta = [e for e in m.extents if e.name.startswith("gpt-")]
-    body = [e for e in m.extents if not e.name.startswith("gpt-")]
+    held = m.extents if coredumps else coredump_header_only(m)[0].extents
+    meta = [e for e in held if e.name.startswith("gpt-")]
+    body = [e for e in held if not e.name.startswith("gpt-")]
     if zero_rest:
         body = sorted(body + gaps(m.extents, dev.size), key=lambda e: e.offset)
     order = body + sorted(meta, key=lambda e: -e.offset)  # backup GPT area, then primary, last

@@ -261,9 +261,12 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 def _restore_all(args: argparse.Namespace, img: imaging.ImageData, devs: list[imaging.Dev]) -> int:
     jobs = [ops.Job(os.path.basename(d.path)) for d in devs]
+    if args.coredump_header_only and (left := ops.coredump_header_only(img.manifest)[1]):
+        print(f"note: --coredump-header-only: {_mb(left)} of core dump partitions keep each stick's old bytes")
 
     def one(d: imaging.Dev, j: ops.Job) -> Callable[[], ops.RestoreResult]:
-        return lambda: ops.restore(img, d, zero_rest=args.zero_rest, job=j)
+        return lambda: ops.restore(img, d, zero_rest=args.zero_rest, job=j,
+                                   coredumps=not args.coredump_header_only)
 
     try:
         results = run_jobs([(j, one(d, j)) for d, j in zip(devs, jobs, strict=True)], quiet_mode=quiet(args))
@@ -320,6 +323,8 @@ def cmd_wipe(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     m = imaging.Manifest.load(args.image)
+    if args.coredump_header_only:
+        m = ops.coredump_header_only(m)[0]
     job = ops.Job(os.path.basename(args.device))
     with imaging.Dev(args.device) as dev:
         try:

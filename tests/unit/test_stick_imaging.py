@@ -148,6 +148,56 @@ def test_zero_rest_and_full_make_every_byte_equal(image: tuple[Path, Path], tmp_
     assert same
 
 
+def test_coredump_header_only_leaves_the_dump_partition_body_and_says_so(
+        image: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src, img = image
+    p7_len = (73727 - 57376 + 1) * 512
+    exact = junk_target(tmp_path / "exact.raw")
+    assert main(["stick", "restore", str(img), str(exact), "--yes"]) == 0
+    wrote_exact = capsys.readouterr().out
+    dst = junk_target(tmp_path / "dst.raw")
+    body_before = sha(dst, P7 + MIB, p7_len - MIB)
+    assert main(["stick", "restore", str(img), str(dst), "--yes", "--coredump-header-only"]) == 0
+    out = capsys.readouterr().out
+    assert f"({p7_len - MIB} bytes) of core dump partitions keep each stick's old bytes" in out
+    assert sha(dst, P7 + MIB, p7_len - MIB) == body_before  # the junk in p7's body stays
+    assert sha(dst, P7, MIB) == sha(src, P7, MIB)  # its first MiB is exact (zero)
+    with open(src, "rb") as a, open(dst, "rb") as b:  # every other extent is exact
+        for e in ops.plan_extents(layouts.read_gpt(str(src)), TOTAL * 512, full=False):
+            if e.name != "p7":
+                a.seek(e.offset)
+                b.seek(e.offset)
+                assert a.read(e.length) == b.read(e.length), e.name
+
+    def written(text: str) -> int:
+        return int(text.split("wrote ")[1].split("(")[1].split(" bytes")[0].replace(",", ""))
+
+    assert written(wrote_exact) - written(out) >= p7_len - MIB - 64 * 1024
+    assert main(["stick", "verify", str(img), str(dst)]) == 1  # plain verify holds p7 to zeros
+    assert f"p7 bytes {P7 + MIB}-" in capsys.readouterr().out
+    assert main(["stick", "verify", str(img), str(dst), "--coredump-header-only"]) == 0
+
+
+def test_coredump_header_only_still_restores_a_dump_the_image_holds(tmp_path: Path) -> None:
+    src = make_stick(tmp_path / "src.raw")
+    with open(src, "r+b") as f:  # a core dump deep inside p7 is image data, not free space
+        f.seek(P7 + 3 * MIB + 512)
+        f.write(os.urandom(MIB))
+    img = tmp_path / "stick.img"
+    assert main(["stick", "backup", str(src), str(img)]) == 0
+    m = imaging.Manifest.load(str(img))
+    held, left = ops.coredump_header_only(m)
+    p7 = [(e.offset, e.length) for e in held.extents if e.name == "p7"]
+    assert p7[0] == (P7, MIB) and len(p7) == 2 and p7[1][0] <= P7 + 3 * MIB + 512
+    assert left == (73727 - 57376 + 1) * 512 - sum(n for _, n in p7)
+    assert [e for e in held.extents if e.name != "p7"] == [e for e in m.extents if e.name != "p7"]
+    held.check()  # every data range still inside an extent
+    dst = junk_target(tmp_path / "dst.raw")
+    assert main(["stick", "restore", str(img), str(dst), "--yes", "--coredump-header-only"]) == 0
+    assert sha(dst, P7 + 3 * MIB + 512, MIB) == sha(src, P7 + 3 * MIB + 512, MIB)
+    assert main(["stick", "verify", str(img), str(dst), "--coredump-header-only"]) == 0
+
+
 def test_compressed_round_trip(tmp_path: Path) -> None:
     src = make_stick(tmp_path / "src.raw")
     img = tmp_path / "stick.img.zst"
