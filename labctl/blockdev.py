@@ -4,7 +4,9 @@ The decision logic is pure: :func:`assess_disks` takes parsed lsblk JSON, /proc/
 of disks holding the running system and a sysfs root, so tests feed fakes. :func:`probe` gathers the
 real inputs. A disk is a *safe target* when it is USB (``TRAN`` is usb or ``SUBSYSTEMS`` contains usb;
 ``RM`` alone is unreliable), writable, has a medium, nothing of it is mounted or used as swap, it does
-not hold ``/``, ``/boot`` or the running system, and nothing (device-mapper, md) holds it.
+not hold ``/``, ``/boot`` or the running system, nothing (device-mapper, md) holds it, and it is no
+larger than a stick (128 GiB; Etcher warns on "large drives" likewise: a bigger USB disk is far more
+likely a backup drive than a lab stick).
 Loop, RAM (zram, ram) and optical (sr) devices are never sticks.
 """
 
@@ -26,6 +28,7 @@ from labctl.errors import InputError, RefusedError
 LSBLK_DISK_COLUMNS = "NAME,PATH,TYPE,TRAN,RM,HOTPLUG,RO,SIZE,MODEL,SERIAL,SUBSYSTEMS"
 LSBLK_TREE_COLUMNS = "NAME,PATH,MOUNTPOINTS,FSTYPE"
 SYSTEM_MOUNTS = ("/", "/boot", "/boot/efi", "/usr", "/var", "/home")
+STICK_MAX = 128 * 2**30  # a "128 GB" stick is 128e9 bytes; above this, --allow-large is needed
 
 
 @dataclass
@@ -165,9 +168,10 @@ def _kind(d: Disk) -> str:
     return "disk"
 
 
-def verdict(d: Disk, allow_non_usb: bool) -> tuple[bool, str]:
-    """(may be written, why). ``allow_non_usb`` admits non-USB disks and loop devices, never a
-    mounted, swapping, held or system disk, a RAM disk or an optical drive."""
+def verdict(d: Disk, allow_non_usb: bool, allow_large: bool = False) -> tuple[bool, str]:
+    """(may be written, why). ``allow_non_usb`` admits non-USB disks and loop devices, ``allow_large``
+    disks over STICK_MAX; neither ever admits a mounted, swapping, held or system disk, a RAM disk
+    or an optical drive."""
     if d.system:
         return False, "holds the running system (/, /boot or the root file system's disk)"
     if d.mountpoints:
@@ -188,6 +192,9 @@ def verdict(d: Disk, allow_non_usb: bool) -> tuple[bool, str]:
         return False, "a loop device, never a stick (--allow-non-usb admits it)"
     if not d.usb and not allow_non_usb:
         return False, f"not USB (transport {d.tran or 'unknown'}; --allow-non-usb admits it)"
+    if d.size > STICK_MAX and not allow_large:
+        return False, (f"{human_size(d.size)} is larger than a lab stick (over {human_size(STICK_MAX)}): "
+                       "a USB hard disk? --allow-large admits it")
     return True, "USB stick, not in use" if d.usb else "not in use (admitted by --allow-non-usb)"
 
 
@@ -273,8 +280,8 @@ class Target:
         return f"{self.path} (file, {human_size(self.size)})" if self.exists else f"{self.path} (new file)"
 
 
-def resolve_target(path: str, *, allow_non_usb: bool, disks: list[Disk] | None = None,
-                   sysfs: Path = Path("/sys")) -> Target:
+def resolve_target(path: str, *, allow_non_usb: bool, allow_large: bool = False,
+                   disks: list[Disk] | None = None, sysfs: Path = Path("/sys")) -> Target:
     """Check that ``path`` may be written; RefusedError (exit 2) saying why not."""
     real = os.path.realpath(path)
     try:
@@ -300,7 +307,7 @@ def resolve_target(path: str, *, allow_non_usb: bool, disks: list[Disk] | None =
     if not found:
         raise RefusedError(f"{path}: lsblk does not know this disk")
     disk = found[0]
-    ok, why = verdict(disk, allow_non_usb)
+    ok, why = verdict(disk, allow_non_usb, allow_large)
     if not ok:
         raise RefusedError(f"{path} ({disk.describe()}): refused: {why}")
     return Target(real, True, disk.size, True, disk)

@@ -156,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("devices", metavar="DEV", nargs="+")
     p.add_argument("--yes", action="store_true", help="skip the confirmation prompt")
     p.add_argument("--allow-non-usb", action="store_true", help="admit non-USB block devices (never mounted ones)")
+    p.add_argument("--allow-large", action="store_true", help="admit disks over 128 GiB (sticks are smaller)")
     p.add_argument("--zero-rest", action="store_true", help="also zero space outside the partitions")
     p.add_argument("--coredump-header-only", action="store_true",
                    help="in core dump (vmkDiagnostic) partitions restore only the first MiB and the image's "
@@ -165,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="clear the GPT areas and each partition's first MiB")
     p.add_argument("--yes", action="store_true", help="skip the confirmation prompt")
     p.add_argument("--allow-non-usb", action="store_true", help="admit non-USB block devices (never mounted ones)")
+    p.add_argument("--allow-large", action="store_true", help="admit disks over 128 GiB (sticks are smaller)")
     p = add_stick("verify", "compare a stick with an image, range by range")
     p.add_argument("image", metavar="IMG")
     p.add_argument("device", metavar="DEV")

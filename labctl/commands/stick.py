@@ -214,11 +214,12 @@ def cmd_backup(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------- restore
 
 
-def _check_targets(paths: Sequence[str], image: str, need: int, allow_non_usb: bool) -> list[Target]:
+def _check_targets(paths: Sequence[str], image: str, need: int, allow_non_usb: bool,
+                   allow_large: bool) -> list[Target]:
     targets = []
     seen: set[str] = set()
     for p in paths:
-        t = blockdev.resolve_target(p, allow_non_usb=allow_non_usb)
+        t = blockdev.resolve_target(p, allow_non_usb=allow_non_usb, allow_large=allow_large)
         if t.path in seen:
             raise InputError(f"{p} is named twice")
         seen.add(t.path)
@@ -234,7 +235,7 @@ def _check_targets(paths: Sequence[str], image: str, need: int, allow_non_usb: b
 
 def cmd_restore(args: argparse.Namespace) -> int:
     m = imaging.Manifest.load(args.image)
-    targets = _check_targets(args.devices, args.image, m.size, args.allow_non_usb)
+    targets = _check_targets(args.devices, args.image, m.size, args.allow_non_usb, args.allow_large)
     confirm(targets, yes=args.yes, action="restore")
     devs: list[imaging.Dev] = []
     try:
@@ -301,7 +302,7 @@ def _restore_all(args: argparse.Namespace, img: imaging.ImageData, devs: list[im
 
 
 def cmd_wipe(args: argparse.Namespace) -> int:
-    t = blockdev.resolve_target(args.device, allow_non_usb=args.allow_non_usb)
+    t = blockdev.resolve_target(args.device, allow_non_usb=args.allow_non_usb, allow_large=args.allow_large)
     if not t.exists:
         raise InputError(f"{args.device}: does not exist")
     confirm([t], yes=args.yes, action="wipe")

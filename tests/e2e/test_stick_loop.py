@@ -143,6 +143,31 @@ def test_mounted_device_refused_even_with_allow_non_usb(tmp_path: Path, loop: Ca
         run("umount", str(mnt))
 
 
+def test_disk_larger_than_a_stick_needs_allow_large(tmp_path: Path, loop: Callable[[Path], str],
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """A 200 GiB disk (a sparse file: it costs no space) is more likely a USB backup drive than a
+    lab stick: refused, and only --allow-large admits it."""
+    src = make_stick(tmp_path / "src.raw")
+    img = tmp_path / "s.img"
+    assert main(["stick", "backup", str(src), str(img)]) == 0
+    huge = tmp_path / "huge.raw"
+    with open(huge, "wb") as f:
+        f.truncate(200 * 2**30)
+        f.seek(MIB)
+        f.write(b"backup drive data")
+    dev = loop(huge)
+    capsys.readouterr()
+    assert main(["stick", "restore", str(img), dev, "--yes", "--allow-non-usb"]) == 2
+    assert "200.0 GiB is larger than a lab stick" in capsys.readouterr().err
+    assert main(["stick", "wipe", dev, "--yes", "--allow-non-usb", "--quick"]) == 2
+    with open(huge, "rb") as f:
+        f.seek(MIB)
+        untouched = f.read(17) == b"backup drive data"
+    assert untouched and os.stat(huge).st_blocks * 512 < MIB * 2
+    assert main(["stick", "restore", str(img), dev, "--yes", "--allow-non-usb", "--allow-large"]) == 0
+    assert "read back and verified" in capsys.readouterr().out
+
+
 def test_partition_and_too_small_device_refused(tmp_path: Path, loop: Callable[[Path], str],
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     src = make_stick(tmp_path / "src.raw")

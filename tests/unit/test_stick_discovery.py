@@ -115,6 +115,16 @@ def test_allow_non_usb_admits_idle_disks_only(disks: dict[str, blockdev.Disk]) -
         assert not blockdev.verdict(disks[name], allow_non_usb=True)[0], name
 
 
+def test_disks_larger_than_a_stick_need_allow_large() -> None:
+    big, stick = blockdev.assess_disks(
+        {"blockdevices": [disk("sdx", tran="usb", size=2 * 10**12, model="Elements"),
+                          disk("sdy", tran="usb", size=128 * 10**9, model="128 GB stick")]},
+        {"blockdevices": [tree("sdx"), tree("sdy")]}, "", set())
+    assert not big.safe and "1.8 TiB is larger than a lab stick" in big.reason and "--allow-large" in big.reason
+    assert blockdev.verdict(big, allow_non_usb=False, allow_large=True) == (True, "USB stick, not in use")
+    assert stick.safe  # a "128 GB" stick is 128e9 bytes, under 128 GiB
+
+
 def test_system_disk_found_by_mount_point_alone(sysfs: Path) -> None:
     d = blockdev.assess_disks({"blockdevices": [disk("sdx", tran="usb")]},
                               {"blockdevices": [tree("sdx", children=[tree("sdx1", ["/boot"])])]}, "", set(),
