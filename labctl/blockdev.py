@@ -48,6 +48,7 @@ class Disk:
     mountpoints: list[str] = field(default_factory=list)  # of the disk and its partitions
     swap: list[str] = field(default_factory=list)
     holders: list[str] = field(default_factory=list)
+    loops: list[str] = field(default_factory=list)  # loop devices this disk backs
     system: bool = False
     usb: bool = False
     kind: str = "disk"  # disk | loop | ram | optical
@@ -130,6 +131,18 @@ def holders(sysfs: Path, name: str) -> list[str]:
     return out
 
 
+def loop_users(path: str, sysfs: Path = Path("/sys")) -> list[str]:
+    """The loop devices whose backing file is ``path`` (a disk or a regular file): writing it would
+    change a disk that is in use, which neither O_EXCL nor the holders list shows."""
+    real = os.path.realpath(path)
+    out = []
+    for f in sorted((sysfs / "block").glob("loop*/loop/backing_file")):
+        with contextlib.suppress(OSError):
+            if f.read_text().strip().removesuffix(" (deleted)") == real:
+                out.append(f.parent.parent.name)
+    return out
+
+
 def assess_disks(disks_json: dict[str, Any], tree_json: dict[str, Any], swaps_text: str,
                  system_disks: Iterable[str], sysfs: Path = Path("/sys")) -> list[Disk]:
     """Disks from ``lsblk -J -b -d -o LSBLK_DISK_COLUMNS`` with their verdicts."""
@@ -149,6 +162,7 @@ def assess_disks(disks_json: dict[str, Any], tree_json: dict[str, Any], swaps_te
         disk.mountpoints = mounts
         disk.swap = sorted(p for p in paths if p in swaps)
         disk.holders = holders(sysfs, name)
+        disk.loops = loop_users(disk.path, sysfs)
         disk.system = name in system or any(m in SYSTEM_MOUNTS for m in mounts)
         disk.usb = disk.tran == "usb" or "usb" in disk.subsystems.split(":")
         disk.usb_id = usb_id(sysfs, name) if disk.usb else None
@@ -180,6 +194,8 @@ def verdict(d: Disk, allow_non_usb: bool, allow_large: bool = False) -> tuple[bo
         return False, f"used as swap ({', '.join(d.swap)})"
     if d.holders:
         return False, f"in use by {', '.join(d.holders)} (device-mapper / md)"
+    if d.loops:
+        return False, f"backs loop device {', '.join(d.loops)} ('losetup -d' frees it)"
     if d.kind in ("ram", "optical"):
         return False, f"a {'RAM disk' if d.kind == 'ram' else 'optical drive'}, never a stick"
     if d.type not in ("disk", "loop"):
@@ -295,6 +311,8 @@ def resolve_target(path: str, *, allow_non_usb: bool, allow_large: bool = False,
     except OSError as exc:
         raise InputError(f"{path}: {exc.strerror}") from None
     if stat.S_ISREG(st.st_mode):
+        if users := loop_users(real, sysfs):
+            raise RefusedError(f"{path} backs loop device {', '.join(users)} ('losetup -d' frees it); refused")
         return Target(real, False, st.st_size, True)
     if not stat.S_ISBLK(st.st_mode):
         raise RefusedError(f"{path}: neither a block device nor a regular file")

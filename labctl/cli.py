@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from labctl import __version__
-from labctl.errors import EXIT_INTERRUPTED, EXIT_USAGE, LabctlError, SpecError
+from labctl.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, LabctlError, SpecError
 
 EPILOG = """\
 exit codes: 0 success, 1 the lab ran and failed, 2 bad input or refused operation, 130 interrupted
@@ -214,6 +214,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("labctl: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+    except OSError as exc:  # the system said no (disk full, file too large, ...): one line, not a traceback
+        if isinstance(exc, BrokenPipeError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
+        print(f"labctl: {exc}", file=sys.stderr)
+        return EXIT_FAILED

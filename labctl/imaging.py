@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -56,6 +57,8 @@ class Dev:
         self.path = path
         try:
             st = os.stat(path) if os.path.exists(path) else None
+            if st is not None and not (stat.S_ISBLK(st.st_mode) or stat.S_ISREG(st.st_mode)):
+                raise InputError(f"{path}: neither a block device nor a regular file")
             self.is_block = bool(st and stat.S_ISBLK(st.st_mode))
             flags = os.O_RDWR if write else os.O_RDONLY
             if self.is_block:
@@ -64,16 +67,36 @@ class Dev:
                 flags |= os.O_CREAT
             self.fd = os.open(path, flags | os.O_CLOEXEC, 0o644)
         except OSError as exc:
-            if exc.errno == 16:  # EBUSY from O_EXCL
+            if exc.errno == errno.EBUSY:  # from O_EXCL
                 raise RefusedError(f"{path} is in use (mounted or opened by another program); "
                                    "refused") from None
             raise InputError(f"{path}: {exc.strerror}") from None
-        if create_size is not None and not self.is_block and os.fstat(self.fd).st_size < create_size:
-            os.ftruncate(self.fd, create_size)
-        self.size = os.lseek(self.fd, 0, os.SEEK_END)
-        self.sector: int | None = None  # logical sector size of a block device (O_DIRECT alignment)
-        if self.is_block:
-            self.sector = struct.unpack("<i", fcntl.ioctl(self.fd, BLKSSZGET, b"\0\0\0\0"))[0]
+        try:
+            if write:
+                self._lock()
+            if create_size is not None and not self.is_block and os.fstat(self.fd).st_size < create_size:
+                os.ftruncate(self.fd, create_size)
+            self.size = os.lseek(self.fd, 0, os.SEEK_END)
+            self.sector: int | None = None  # logical sector size of a block device (O_DIRECT alignment)
+            if self.is_block:
+                self.sector = struct.unpack("<i", fcntl.ioctl(self.fd, BLKSSZGET, b"\0\0\0\0"))[0]
+        except OSError as exc:
+            self.close()
+            raise InputError(f"{path}: {exc.strerror}") from None
+        except BaseException:
+            self.close()
+            raise
+
+    def _lock(self) -> None:
+        """Take a whole-file write lock, or refuse: QEMU locks the disks and images it runs on, and
+        a second labctl writing the same target holds this lock (a file or a loop device over one)."""
+        try:
+            fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                raise RefusedError(f"{self.path} is locked by another program (a running VM, or another "
+                                   "labctl writing it); refused") from None
+            raise
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -213,6 +236,8 @@ class Manifest:
                              "(made by 'labctl stick backup')") from None
         except (OSError, ValueError) as exc:
             raise InputError(f"{path}: unreadable manifest ({exc})") from None
+        if not isinstance(d, dict):
+            raise InputError(f"{path}: malformed manifest (not a JSON object)")
         if d.get("format") != FORMAT or d.get("version") != 1:
             raise InputError(f"{path}: not a {FORMAT} v1 manifest")
         try:
@@ -220,13 +245,20 @@ class Manifest:
             d["extents"] = [Extent(**e) for e in d["extents"]]
             d["ranges"] = [DataRange(**r) for r in d["ranges"]]
             m = cls(**d)
-        except (TypeError, KeyError) as exc:
+            m.check()
+        except (TypeError, KeyError, AttributeError, ValueError) as exc:
             raise InputError(f"{path}: malformed manifest ({exc})") from None
-        m.check()
         return m
 
     def check(self) -> None:
         """Ranges sorted, inside extents, extents inside the disk: a manifest we can trust to write."""
+        numbers = [self.size, self.sector_size, self.block_size]
+        numbers += [v for e in self.extents for v in (e.offset, e.length)]
+        numbers += [v for r in self.ranges for v in (r.offset, r.length)]
+        if not all(type(v) is int and v >= 0 for v in numbers):
+            raise InputError("manifest: sizes and offsets must be whole numbers")
+        if self.sector_size not in (512, 1024, 2048, 4096) or self.size < 3 * self.sector_size:
+            raise InputError(f"manifest: bad size {self.size} or sector size {self.sector_size}")
         prev = 0
         for e in sorted(self.extents, key=lambda e: e.offset):
             if e.offset < prev or e.end > self.size or e.length <= 0 or e.offset % 512 or e.length % 512:
@@ -341,6 +373,10 @@ def _unpack_zstd(image: str, m: Manifest, progress: Any) -> ImageData:
         os.close(fd)
         os.unlink(tmp)
         raise InputError(f"{image}: bad zstd data ({exc})") from None
+    except OSError as exc:
+        os.close(fd)
+        os.unlink(tmp)
+        raise InputError(f"{image}: {exc.strerror}") from None
     except BaseException:
         os.close(fd)
         os.unlink(tmp)

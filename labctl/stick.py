@@ -16,9 +16,11 @@ and compare its sha256.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import os
+import stat
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -158,12 +160,20 @@ def gaps(extents: list[Extent], size: int) -> list[Extent]:
 # ---------------------------------------------------------------------------------------- backup
 
 
+def check_image_path(image: str) -> None:
+    """IMG may be new or a regular file; never a device node or a folder (it would be replaced)."""
+    if os.path.lexists(image) and not stat.S_ISREG(os.stat(image).st_mode):
+        raise InputError(f"{image} exists and is not a regular file (a device or a folder?); "
+                         "give a new file name for the image")
+
+
 def backup(source: str, image: str, *, full: bool, compress: bool, job: Job,
            source_info: dict[str, Any] | None = None) -> Manifest:
     """Copy a stick (or stick image file) to IMG + IMG.manifest.json, sparse and GPT-aware."""
     folder = os.path.dirname(os.path.abspath(image))
     if not os.path.isdir(folder):
         raise InputError(f"{image}: folder {folder} does not exist")
+    check_image_path(image)
     if os.path.exists(image) and os.path.samefile(source, image):
         raise InputError(f"{image} is the source itself")
     with Dev(source, exclusive=True) as src:
@@ -189,13 +199,21 @@ def backup(source: str, image: str, *, full: bool, compress: bool, job: Job,
             job.state = "source untouched; no image written (the temporary file was removed)"
             raise
     m = Manifest(
-        size=size, sector_size=gpt.sector_size if gpt else 512, mode="full" if gpt is None or full else "gpt",
+        size=size, sector_size=gpt.sector_size if gpt else (src.sector or 512),
+        mode="full" if gpt is None or full else "gpt",
         compression="zstd" if compress else "none", extents=extents, ranges=ranges,
         source=dict(source_info or {}, path=source, size=size),
         table=layouts.format_getptbl(gpt) if gpt else None,
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), note=note,
     )
-    _commit_image(tmp, image, m)
+    try:
+        _commit_image(tmp, image, m)
+    except OSError as exc:
+        for leftover in (tmp, manifest_path(image) + f".partial-{os.getpid()}"):
+            with contextlib.suppress(OSError):
+                os.unlink(leftover)
+        job.state = "source untouched; no image written (the temporary files were removed)"
+        raise InputError(f"{image}: could not write the image ({exc.strerror})") from None
     if note:
         job.notes.append(note)
     job.state = "image complete"
@@ -315,6 +333,8 @@ def restore(img: ImageData, dev: Dev, *, zero_rest: bool, job: Job,
     t0 = time.monotonic()
     m = img.manifest
     held = m.extents if coredumps else coredump_header_only(m)[0].extents
+    if m.mode == "full":
+        held = _split_full(held, m.sector_size)
     meta = [e for e in held if e.name.startswith("gpt-")]
     body = [e for e in held if not e.name.startswith("gpt-")]
     if zero_rest:
@@ -330,12 +350,29 @@ def restore(img: ImageData, dev: Dev, *, zero_rest: bool, job: Job,
                  else "unchanged: it already equalled the image")
     job.phase = "flushing"
     dev.sync_and_drop()
+    if w.written:
+        job.state = "restored and flushed; the read-back check did not finish — run 'labctl stick verify'"
     mismatches = _read_back(dev, w.written, job)
     if w.written:
         dev.rescan_partitions()
     job.state = "restored and verified" if not mismatches else "restored, but the read-back differs"
     return RestoreResult(dev.path, sum(e.length for e in order), job.bytes_read, job.bytes_written,
                          len(w.written), mismatches, time.monotonic() - t0)
+
+
+def _split_full(extents: list[Extent], ss: int) -> list[Extent]:
+    """A full image's one "disk" extent with its first 34 and last 33 sectors (where a GPT lives)
+    as metadata, so that they are written last, as in a GPT image: an interrupted restore of a full
+    image must not leave a valid partition table over incomplete data either."""
+    out: list[Extent] = []
+    for e in extents:
+        head, tail = 34 * ss, 33 * ss
+        if e.name != "disk" or e.offset != 0 or e.length <= head + tail:
+            out.append(e)
+            continue
+        out += [Extent(0, head, "gpt-primary"), Extent(head, e.length - head - tail, "disk"),
+                Extent(e.length - tail, tail, "gpt-backup")]
+    return out
 
 
 class _Writer:
@@ -353,7 +390,7 @@ class _Writer:
         """Zero the target's GPT header sectors (LBA 1, the image's and the device's last LBA)."""
         ss = self.m.sector_size
         zero = aligned_buffer(ss)
-        spots = {ss, self.m.size - ss, self.dev.size - ss}
+        spots = {ss, (self.m.size // ss - 1) * ss, (self.dev.size // ss - 1) * ss}
         for off in sorted(spots):
             if off > 0 and off + ss <= self.dev.size:
                 self.dev.write(zero[:ss], off)
@@ -480,6 +517,9 @@ def verify(m: Manifest, dev: Dev, job: Job, limit: int = 20) -> list[str]:
     zeros everywhere else inside the extents. Returns readable differences (empty = equal)."""
     if dev.size < m.size:
         return [f"{dev.path} is {dev.size} bytes, smaller than the image ({m.size})"]
+    if dev.sector and dev.sector != m.sector_size:
+        return [f"{dev.path} has {dev.sector}-byte sectors, the image {m.sector_size}-byte ones: "
+                "its partition table cannot be the image's"]
     job.start_phase("verifying", sum(e.length for e in m.extents))
     buf = aligned_buffer()
     diffs: list[str] = []

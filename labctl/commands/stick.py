@@ -186,6 +186,7 @@ def _source_info(path: str) -> dict[str, Any]:
 
 def cmd_backup(args: argparse.Namespace) -> int:
     info = _source_info(args.device)
+    ops.check_image_path(args.image)
     if os.path.exists(args.image) and not args.yes:
         if not sys.stdin.isatty():
             raise RefusedError(f"{args.image} exists; pass --yes to overwrite it")
@@ -237,27 +238,26 @@ def cmd_restore(args: argparse.Namespace) -> int:
     m = imaging.Manifest.load(args.image)
     targets = _check_targets(args.devices, args.image, m.size, args.allow_non_usb, args.allow_large)
     confirm(targets, yes=args.yes, action="restore")
+    check = ops.Job("image")
+    check.start_phase("checking", m.data_bytes)
+    try:  # the image first: a corrupt image must not even create or extend a target file
+        [img] = run_jobs([(check, lambda: imaging.open_image(args.image, check.tick))], quiet_mode=quiet(args))
+        _reraise(img)
+    except KeyboardInterrupt:
+        check.state = "image check stopped; no target written"
+        return _interrupted([check])
+    assert isinstance(img, imaging.ImageData)
     devs: list[imaging.Dev] = []
     try:
-        for t in targets:
+        # block devices first (O_EXCL and the lock may still refuse), files (created or extended) last
+        for t in sorted(targets, key=lambda t: not t.is_block):
             devs.append(ops.open_target(t, m.size, m.sector_size))
-        check = ops.Job("image")
-        check.start_phase("checking", m.data_bytes)
-        try:
-            [img] = run_jobs([(check, lambda: imaging.open_image(args.image, check.tick))],
-                             quiet_mode=quiet(args))
-            _reraise(img)
-        except KeyboardInterrupt:
-            check.state = "image check stopped; no target written"
-            return _interrupted([check])
-        assert isinstance(img, imaging.ImageData)
-        try:
-            return _restore_all(args, img, devs)
-        finally:
-            img.close()
+        devs.sort(key=lambda d: [t.path for t in targets].index(d.path))
+        return _restore_all(args, img, devs)
     finally:
         for d in devs:
             d.close()
+        img.close()
 
 
 def _restore_all(args: argparse.Namespace, img: imaging.ImageData, devs: list[imaging.Dev]) -> int:

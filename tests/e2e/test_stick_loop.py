@@ -6,6 +6,7 @@ Only loop devices over files made here are touched, and every loop device is det
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -57,13 +58,13 @@ def loop(tmp_path: Path) -> Iterator[Callable[[Path], str]]:
     partitions dropped), even on failure; one detached already, maybe reused by someone else, is left alone."""
     attached: list[tuple[str, str]] = []
 
-    def attach(backing: Path) -> str:
-        dev = run("losetup", "--find", "--show", str(backing))
-        attached.append((dev, str(backing.resolve())))
+    def attach(backing: Path | str, *options: str) -> str:
+        dev = run("losetup", *options, "--find", "--show", str(backing))
+        attached.append((dev, os.path.realpath(backing)))
         return dev
 
     yield attach
-    for dev, backing in attached:
+    for dev, backing in reversed(attached):  # a loop over a loop goes first
         if _backing(dev) != backing:
             continue
         subprocess.run(["partx", "-d", dev], capture_output=True, timeout=30, check=False)
@@ -166,6 +167,75 @@ def test_disk_larger_than_a_stick_needs_allow_large(tmp_path: Path, loop: Callab
     assert untouched and os.stat(huge).st_blocks * 512 < MIB * 2
     assert main(["stick", "restore", str(img), dev, "--yes", "--allow-non-usb", "--allow-large"]) == 0
     assert "read back and verified" in capsys.readouterr().out
+
+
+def test_disks_and_files_backing_a_loop_device_are_refused(tmp_path: Path, loop: Callable[..., str],
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """A loop device over a disk or a file is invisible to O_EXCL and to the holders list: a file
+    system mounted on loop1 over loop0 would be destroyed by a wipe of loop0."""
+    src = make_stick(tmp_path / "src.raw")
+    img = tmp_path / "s.img"
+    assert main(["stick", "backup", str(src), str(img)]) == 0
+    backing = make_stick(tmp_path / "target.raw")
+    lower = loop(backing)
+    upper = loop(lower)  # loop over a loop device: like a disk image file on a stick, in use
+    before = file_sha(backing)
+    capsys.readouterr()
+    assert main(["stick", "wipe", lower, "--yes", "--allow-non-usb", "--quick"]) == 2
+    assert f"backs loop device {os.path.basename(upper)}" in capsys.readouterr().err
+    assert main(["stick", "restore", str(img), str(backing), "--yes"]) == 2  # the file under lower
+    assert f"backs loop device {os.path.basename(lower)}" in capsys.readouterr().err
+    assert file_sha(backing) == before
+
+
+def test_file_in_use_by_a_running_qemu_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """QEMU locks the disk images it runs on (OFD locks); restore and wipe see the lock and refuse."""
+    qemu = shutil.which("qemu-system-x86_64")
+    assert qemu is not None, "qemu-system-x86_64 is installed by .ci/run"
+    src = make_stick(tmp_path / "src.raw")
+    img = tmp_path / "s.img"
+    assert main(["stick", "backup", str(src), str(img)]) == 0
+    target = make_stick(tmp_path / "seat1.raw")
+    before = file_sha(target)
+    vm = subprocess.Popen([qemu, "-machine", "q35", "-accel", "tcg", "-nodefaults", "-display", "none", "-S",
+                           "-drive", f"file={target},format=raw,if=none,id=d0", "-device", "qemu-xhci",
+                           "-device", "usb-storage,drive=d0"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        for _ in range(100):  # until QEMU holds its lock
+            if str(os.stat(target).st_ino) in Path("/proc/locks").read_text():
+                break
+            assert vm.poll() is None, vm.stderr.read() if vm.stderr else ""
+            subprocess.run(["sleep", "0.1"], check=True, timeout=5)
+        capsys.readouterr()
+        assert main(["stick", "restore", str(img), str(target), "--yes"]) == 2
+        assert "locked by another program (a running VM" in capsys.readouterr().err
+        assert main(["stick", "wipe", str(target), "--yes", "--quick"]) == 2
+        assert file_sha(target) == before
+    finally:
+        vm.kill()
+        vm.wait(timeout=30)
+    assert main(["stick", "restore", str(img), str(target), "--yes"]) == 0  # once QEMU is gone
+
+
+def test_4k_sector_disk_full_image_and_verify(tmp_path: Path, loop: Callable[..., str],
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """A full image of a 4096-byte-sector disk records that sector size and restores onto it; a
+    512-byte image verified against such a disk is reported as different, without a traceback."""
+    raw = tmp_path / "4k.raw"
+    with open(raw, "wb") as f:
+        f.truncate(64 * MIB)
+        f.write(os.urandom(MIB))
+    dev = loop(raw, "--sector-size", "4096")
+    full = tmp_path / "4k.img"
+    assert main(["stick", "backup", dev, str(full), "--full"]) == 0
+    assert json.loads(Path(f"{full}.manifest.json").read_text())["sector_size"] == 4096
+    assert main(["stick", "restore", str(full), dev, "--yes", "--allow-non-usb"]) == 0
+    src = make_stick(tmp_path / "src.raw")
+    img = tmp_path / "s.img"
+    assert main(["stick", "backup", str(src), str(img)]) == 0
+    capsys.readouterr()
+    assert main(["stick", "verify", str(img), dev]) == 1
+    assert "4096-byte sectors, the image 512-byte ones" in capsys.readouterr().out
 
 
 def test_partition_and_too_small_device_refused(tmp_path: Path, loop: Callable[[Path], str],

@@ -6,6 +6,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import resource
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -356,3 +359,98 @@ def test_full_image_restore_with_one_late_difference_is_exact(tmp_path: Path) ->
     assert main(["stick", "restore", str(full), str(dst), "--yes"]) == 0
     same = dst.read_bytes() == src.read_bytes()
     assert same
+
+
+def test_interrupted_full_image_restore_never_looks_like_a_valid_stick(tmp_path: Path) -> None:
+    """A full image's GPT areas are written last too, after the partition data."""
+    src = make_stick(tmp_path / "src.raw")
+    full = tmp_path / "full.img"
+    assert main(["stick", "backup", str(src), str(full), "--full"]) == 0
+    dst = junk_target(tmp_path / "dst.raw")
+    data = imaging.open_image(str(full))
+    job = _StopAfter("dst")
+    job.limit = 8 * MIB
+    try:
+        with ops.open_target(Target(str(dst), False, dst.stat().st_size, True), data.manifest.size) as dev, \
+                pytest.raises(ops.Cancelled):
+            ops.restore(data, dev, zero_rest=False, job=job)
+    finally:
+        data.close()
+    assert "GPT headers cleared" in job.state
+    with pytest.raises(layouts.GptError):
+        layouts.read_gpt(str(dst))
+    assert main(["stick", "restore", str(full), str(dst), "--yes"]) == 0
+    same = dst.read_bytes() == src.read_bytes()
+    assert same
+
+
+def test_backup_never_replaces_a_folder_or_a_special_file(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    src = make_stick(tmp_path / "src.raw")
+    folder = tmp_path / "images"
+    folder.mkdir()
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    for target in (folder, fifo):
+        capsys.readouterr()
+        assert main(["stick", "backup", str(src), str(target), "--yes"]) == 2
+        err = capsys.readouterr().err
+        assert "is not a regular file" in err and err.count("\n") == 1
+    assert folder.is_dir() and not list(folder.iterdir())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "pipe", "src.raw"]  # no leftovers
+
+
+def test_corrupt_image_creates_and_extends_no_target(image: tuple[Path, Path], tmp_path: Path) -> None:
+    _, img = image
+    with open(img, "r+b") as f:
+        f.seek(P5 + 10)
+        f.write(b"rot")
+    small = tmp_path / "small.raw"
+    small.write_bytes(b"x" * MIB)
+    new = tmp_path / "new.raw"
+    assert main(["stick", "restore", str(img), str(small), str(new), "--yes"]) == 2
+    assert small.stat().st_size == MIB and not new.exists()
+
+
+def test_bad_inputs_get_one_line_and_exit_2(image: tuple[Path, Path], tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    src, img = image
+    mpath = Path(f"{img}.manifest.json")
+    good = mpath.read_text()
+    cases: list[tuple[list[str], str]] = [
+        (["stick", "verify", str(img), str(tmp_path)], "neither a block device nor a regular file"),
+        (["stick", "restore", str(tmp_path / "gone.img.zst"), str(tmp_path / "t.raw"), "--yes"], "not found"),
+    ]
+    for argv, want in cases:
+        capsys.readouterr()
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert want in err and err.count("\n") == 1 and "Traceback" not in err, err
+    broken = {"[]": "not a JSON object",
+              good.replace('"offset": 0', '"offset": "zero"', 1): "whole numbers",
+              good.replace('"extents"', '"extentz"', 1): "malformed manifest",
+              good.replace('"sector_size": 512', '"sector_size": 7', 1): "sector size 7"}
+    for text, want in broken.items():
+        mpath.write_text(text)
+        for argv in (["stick", "verify", str(img), str(src)],
+                     ["stick", "restore", str(img), str(tmp_path / "t.raw"), "--yes"]):
+            capsys.readouterr()
+            assert main(argv) == 2, (argv, text[:40])
+            err = capsys.readouterr().err
+            assert want in err and err.count("\n") == 1, err
+    assert not (tmp_path / "t.raw").exists()
+
+
+def test_a_target_too_large_for_the_file_system_is_one_line(image: tuple[Path, Path], tmp_path: Path) -> None:
+    """A file-size limit (as on FAT32, here RLIMIT_FSIZE) makes creating the target fail: one line."""
+    _, img = image
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (32 * MIB, 32 * MIB))
+
+    res = subprocess.run([sys.executable, "-m", "labctl", "stick", "restore", str(img), str(tmp_path / "t.raw"),
+                          "--yes"], capture_output=True, text=True, timeout=60, preexec_fn=limit,
+                         env=dict(os.environ, CI="true"), check=False)
+    assert res.returncode == 2, res.stderr
+    assert "File too large" in res.stderr and res.stderr.count("\n") == 1, res.stderr
+
