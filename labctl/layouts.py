@@ -313,8 +313,9 @@ def read_gpt_from(read: Reader, size: int, sector: int | None = None, name: str 
     assert parts is not None
     _rev, _my, _alt, first, last, dguid, _ent_lba, n_ent, ent_size, _crc = fields
     ent_sectors = -(-(n_ent * ent_size) // sector)
-    primary_entries = p_fields[6] if p_fields else 2
-    backup_entries = b_fields[6] if b_fields else backup_lba - ent_sectors
+    # entry positions only from a header that checked out; a damaged one's fields are noise
+    primary_entries = p_fields[6] if p_parts is not None else 2
+    backup_entries = b_fields[6] if b_parts is not None else backup_lba - ent_sectors
     for p in parts:
         if p.first_lba < first or p.last_lba > last or p.last_lba < p.first_lba:
             problems.append(f"partition {p.number} ({p.first_lba}-{p.last_lba}) outside the usable "

@@ -99,6 +99,19 @@ def test_corrupt_primary_header_falls_back_to_backup(tmp_path: Path) -> None:
     assert any("CRC32" in d for d in diffs)
 
 
+def test_damaged_primary_header_fields_are_not_trusted(tmp_path: Path) -> None:
+    """A primary header that fails its CRC says nothing reliable, e.g. where its entries are: the
+    GPT areas a backup copies stay the standard ones (LBA 2...), not a garbage LBA."""
+    img = make_stick(tmp_path / "s.img", STICK_1G)
+    with open(img, "r+b") as f:
+        f.seek(512 + 72)  # partition entries LBA
+        f.write(struct.pack("<Q", 1_000_000))
+    gpt = L.read_gpt(str(img))
+    assert not gpt.primary_ok and gpt.backup_ok
+    assert gpt.primary_entries_lba == 2
+    assert gpt.metadata_extents()[0] == (0, 33, "gpt-primary")
+
+
 def test_corrupt_entries_are_detected(tmp_path: Path) -> None:
     img = make_stick(tmp_path / "s.img", STICK_1G)
     with open(img, "r+b") as f:
