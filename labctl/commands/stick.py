@@ -240,10 +240,18 @@ def cmd_restore(args: argparse.Namespace) -> int:
     confirm(targets, yes=args.yes, action="restore")
     check = ops.Job("image")
     check.start_phase("checking", m.data_bytes)
+    opened: list[imaging.ImageData] = []  # to close (remove an unpacked copy) even on a late Ctrl-C
+
+    def open_it() -> imaging.ImageData:
+        opened.append(imaging.open_image(args.image, check.tick))
+        return opened[-1]
+
     try:  # the image first: a corrupt image must not even create or extend a target file
-        [img] = run_jobs([(check, lambda: imaging.open_image(args.image, check.tick))], quiet_mode=quiet(args))
+        [img] = run_jobs([(check, open_it)], quiet_mode=quiet(args))
         _reraise(img)
     except KeyboardInterrupt:
+        for done in opened:
+            done.close()
         check.state = "image check stopped; no target written"
         return _interrupted([check])
     assert isinstance(img, imaging.ImageData)

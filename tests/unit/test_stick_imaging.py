@@ -10,6 +10,7 @@ import resource
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -454,3 +455,24 @@ def test_a_target_too_large_for_the_file_system_is_one_line(image: tuple[Path, P
     assert res.returncode == 2, res.stderr
     assert "File too large" in res.stderr and res.stderr.count("\n") == 1, res.stderr
 
+
+
+def test_ctrl_c_just_after_unpacking_a_compressed_image_leaves_no_copy(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from labctl.commands import stick as cmd
+
+    src = make_stick(tmp_path / "src.raw")
+    img = tmp_path / "stick.img.zst"
+    assert main(["stick", "backup", str(src), str(img), "--compress"]) == 0
+    unpack = tmp_path / "unpack"
+    unpack.mkdir()
+    monkeypatch.setenv("LABCTL_TMP", str(unpack))
+
+    def late_ctrl_c(jobs: list[tuple[ops.Job, Any]], quiet_mode: bool) -> list[Any]:
+        for _, fn in jobs:
+            fn()  # the work finished ...
+        raise KeyboardInterrupt  # ... and Ctrl-C came before its result was taken
+
+    monkeypatch.setattr(cmd, "run_jobs", late_ctrl_c)
+    assert main(["stick", "restore", str(img), str(tmp_path / "t.raw"), "--yes"]) == 130
+    assert list(unpack.iterdir()) == []
