@@ -34,6 +34,27 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"labctl: {message} (see '{self.prog} --help')\n")
 
 
+def seconds(text: str) -> float:
+    """A timeout: a finite number of seconds above 0 and at most a day (every wait is bounded)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value <= 86400:  # also false for nan
+        raise argparse.ArgumentTypeError(f"{text!r}: seconds must be more than 0 and at most 86400")
+    return value
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be 1 or more")
+    return value
+
+
 def _handler(target: str) -> Callable[[argparse.Namespace], int]:
     """Resolve 'module:function' lazily: the module is imported only when its verb runs."""
 
@@ -52,7 +73,7 @@ def _lab_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _seat_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seat", type=int, default=1, metavar="N", help="seat number (default: 1)")
+    p.add_argument("--seat", type=positive_int, default=1, metavar="N", help="seat number (default: 1)")
 
 
 def _seats_arg(p: argparse.ArgumentParser) -> None:
@@ -90,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     _lab_arg(p)
     p.add_argument("--backend", choices=["vmware", "qemu", "auto"], help="override the lab's backend")
     _seats_arg(p)
-    p.add_argument("--parallel", type=int, metavar="K", help="seats run at once (default: all)")
+    p.add_argument("--parallel", type=positive_int, metavar="K", help="seats run at once (default: all)")
     p.add_argument("--runs", metavar="DIR", help="where run folders go (default: runs/ beside the lab)")
     p.add_argument("--keep", action="store_true", help="leave the VM running after success")
     p.add_argument("--boot-only", action="store_true",
@@ -100,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     _lab_arg(p)
     _seats_arg(p)
     p.add_argument("--hard", action="store_true", help="power off at once (no ACPI power button first)")
-    p.add_argument("--timeout", type=float, default=20.0, metavar="S",
+    p.add_argument("--timeout", type=seconds, default=20.0, metavar="S",
                    help="seconds the guest gets to power off before a hard stop (default: 20)")
 
     p = add("status", "run:cmd_status", "power state, VNC endpoint, stick and run folder per seat")
@@ -125,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     _lab_arg(p)
     _seat_arg(p)
     p.add_argument("--text", required=True, metavar="REGEX", help="regular expression to find on screen")
-    p.add_argument("--timeout", type=float, default=60.0, metavar="S", help="seconds (default: 60)")
+    p.add_argument("--timeout", type=seconds, default=60.0, metavar="S", help="seconds (default: 60)")
 
     p = add("layout", "layout:cmd_layout", "read a stick's GPT and compare it with ESXi's layout")
     p.add_argument("target", metavar="IMAGE_OR_DEVICE")

@@ -500,9 +500,13 @@ def run_seat(
         if isinstance(failure, _Terminated):
             raise SystemExit(143)
         raise KeyboardInterrupt
+    def scrub(text: str) -> str:  # every secret the run folder knows (the VNC password too)
+        text = _scrub(text, secrets)
+        return str(run.scrub(text)) if hasattr(run, "scrub") else text
+
     if isinstance(failure, InputError):
-        run.event(failed_step, phase="end", result="failed", error=_scrub(str(failure), secrets))
-        _write_result(run.path, {"ok": False, "step": failed_step, "error": _scrub(str(failure), secrets)})
+        run.event(failed_step, phase="end", result="failed", error=scrub(str(failure)))
+        _write_result(run.path, {"ok": False, "step": failed_step, "error": scrub(str(failure))})
         raise failure  # bad input or a refused operation stays exit 2, after the cleanups
     message = str(failure) or type(failure).__name__
     shot = getattr(failure, "screenshot", None)  # a console wait's own screenshot
@@ -511,12 +515,12 @@ def run_seat(
     if png is not None:
         full += f"\nlast screenshot: {png}"
     full += f"\nrun folder: {run.path}"
-    full = _scrub(full, secrets)
-    run.event(failed_step, phase="end", result="failed", error=_scrub(message, secrets),
+    full = scrub(full)
+    run.event(failed_step, phase="end", result="failed", error=scrub(message),
               duration=round(time.monotonic() - started, 3), screenshot=str(png) if png else None)
     run.event("result", ok=False, failed_step=failed_step)
     _finish(run, "failed", full)
-    _write_result(run.path, {"ok": False, "step": failed_step, "error": _scrub(message, secrets),
+    _write_result(run.path, {"ok": False, "step": failed_step, "error": scrub(message),
                              "screenshot": str(png) if png else None, "seconds": round(seconds, 1)})
     raise RunFailed(full) from failure
 

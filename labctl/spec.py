@@ -13,6 +13,7 @@ import os
 import re
 import warnings
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -23,6 +24,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -54,9 +56,13 @@ def parse_size(value: Any) -> int:
         m = _SIZE_RE.match(str(value))
         if not m or m.group(2).lower() not in _UNITS:
             raise ValueError(f"{value!r} is not a size; write it like 16G (GiB), 1GB (10^9 bytes) or 512M")
-        n = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+        if len(m.group(1)) > 20:
+            raise ValueError("a size must be at most 1 PiB")
+        n = int(Decimal(m.group(1)) * _UNITS[m.group(2).lower()])
     if n <= 0:
         raise ValueError("a size must be more than 0")
+    if n > 1 << 50:
+        raise ValueError("a size must be at most 1 PiB")
     return n
 
 
@@ -87,7 +93,10 @@ def _usb_id(value: Any) -> int:
 
 def _version(value: Any) -> str:
     if isinstance(value, int | float) and not isinstance(value, bool):
-        value = f"{float(value):.1f}"
+        try:
+            value = f"{float(value):.1f}"
+        except OverflowError:
+            raise ValueError("not a supported ESXi version; use one of " + ", ".join(ESXI_VERSIONS)) from None
     if str(value) not in ESXI_VERSIONS:
         raise ValueError(f"{value!r} is not a supported ESXi version; use one of {', '.join(ESXI_VERSIONS)}")
     return str(value)
@@ -190,6 +199,8 @@ class Stick(_Model):
             raise ValueError("an image stick needs size: (e.g. 16G)")
         if self.usb is not None and self.size is not None:
             raise ValueError("size: belongs to image sticks; a host stick has its own size")
+        if self.size is not None and not (1 << 20 <= self.size <= 2 << 40 and self.size % 512 == 0):
+            raise ValueError("an image stick's size is whole 512-byte sectors, from 1M to 2T (e.g. 16G)")
         return self
 
 
@@ -263,10 +274,21 @@ class VmwareOptions(_Model):
     gui: bool = Field(False, description="start with a window (nogui is more reliable for VNC)")
 
 
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+
+
 class SeatOverride(_Model):
-    name: str | None = None
+    name: str | None = Field(None, description="seat name: letters, digits, '-', '_', '.'")
     stick: Stick | None = None
     iso: PathStr | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str | None) -> str | None:
+        if v is not None and not NAME_RE.fullmatch(v):
+            raise ValueError("use letters, digits, '-', '_' and '.', starting with a letter or digit "
+                             "(the name becomes file names)")
+        return v
 
 
 def _seats_before(v: Any) -> Any:
@@ -305,7 +327,7 @@ class Lab(_Model):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", v):
+        if not NAME_RE.fullmatch(v):
             raise ValueError(f"{v!r}: use letters, digits, '-', '_' and '.', starting with a letter or digit")
         return v
 
@@ -319,7 +341,7 @@ class Lab(_Model):
 
     @field_validator("seats")
     @classmethod
-    def _seat_list(cls, v: list[SeatOverride]) -> list[SeatOverride]:
+    def _seat_list(cls, v: list[SeatOverride], info: ValidationInfo) -> list[SeatOverride]:
         if not v:
             raise ValueError("a lab has at least 1 seat")
         if len(v) > 64:
@@ -328,6 +350,13 @@ class Lab(_Model):
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ValueError(f"seat names must differ: {', '.join(sorted(dup))}")
+        lab = info.data.get("name")
+        if lab:  # a given name may also equal a default one (lab-2): one stick and one .vmx for two
+            names = [s.name or (lab if len(v) == 1 else f"{lab}-{i}") for i, s in enumerate(v, start=1)]
+            dup = {n for n in names if names.count(n) > 1}
+            if dup:
+                raise ValueError(f"seat names must differ: {', '.join(sorted(dup))} is also a default "
+                                 "seat name (lab name-N)")
         return v
 
     # -- derived facts -------------------------------------------------------------------------
@@ -375,7 +404,7 @@ class Lab(_Model):
 
     def select_seats(self, selection: str | None) -> list[Seat]:
         seats = self.seat_list()
-        if not selection:
+        if selection is None:  # not given: all; an empty string is a mistake (an unset variable?)
             return seats
         wanted = parse_seat_selection(selection, len(seats))
         return [s for s in seats if s.index in wanted]
@@ -487,12 +516,22 @@ def _first_error(exc: ValidationError, located: Located) -> SpecError:
         return SpecError(located.file, line, col, where, f"missing required key '{field}'{_more(errors)}")
     elif kind.endswith("_type") or kind.endswith("_parsing"):
         value = _value_at(located.data, loc)
-        msg = f"{msg} (got {value!r:.40})"
+        msg = f"{msg} (got {_shown(value, loc)})"
     elif kind == "literal_error":
         value = _value_at(located.data, loc)
-        msg = f"{value!r:.40} is not allowed; {msg[0].lower()}{msg[1:]}"
+        msg = f"{_shown(value, loc)} is not allowed; {msg[0].lower()}{msg[1:]}"
     line, col = located.where(loc, prefer_key=kind == "extra_forbidden")
     return SpecError(located.file, line, col, dotted(loc) or "(lab)", msg + _more(errors))
+
+
+def _shown(value: Any, loc: PathKey) -> str:
+    """A bad value for an error message; under a secret only its kind (it may be the password)."""
+    if any(part in SECRET_KEYS for part in loc):
+        return f"a {type(value).__name__}, value not shown"
+    return f"{value!r:.40}"
+
+
+SECRET_KEYS = ("root_password",)
 
 
 def _more(errors: list[Any]) -> str:

@@ -7,6 +7,8 @@ the line and column of its key and value. Errors come out as ``SpecError`` (FILE
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,9 @@ import yaml
 from labctl.errors import SpecError
 
 PathKey = tuple[str | int, ...]
+MAX_BYTES = 1 << 20  # a lab file is a page of YAML; anything bigger is the wrong file
+MAX_VALUES = 20_000  # values after alias expansion: stops "billion laughs" files early
+_MERGE = "tag:yaml.org,2002:merge"
 
 
 @dataclass
@@ -55,11 +60,18 @@ def load_located(path: Path, display: str | None = None) -> Located:
     """Read a YAML file into plain data with positions; every problem is a one-line SpecError."""
     name = display or str(path)
     try:
-        raw = path.read_bytes()
+        st = os.stat(path)
+        if stat.S_ISDIR(st.st_mode):
+            raise SpecError(name, 1, 1, "(file)", "is a folder, not a lab file")
+        if not stat.S_ISREG(st.st_mode):  # a FIFO would block, a device never end
+            raise SpecError(name, 1, 1, "(file)", "not a regular file (a pipe or a device?)")
+        if st.st_size > MAX_BYTES:
+            raise SpecError(name, 1, 1, "(file)", f"{st.st_size} bytes: too large for a lab file "
+                            f"(at most {MAX_BYTES // 1024} KiB)")
+        with open(path, "rb") as f:
+            raw = f.read(MAX_BYTES + 1)
     except FileNotFoundError:
         raise SpecError(name, 1, 1, "(file)", "no such file") from None
-    except IsADirectoryError:
-        raise SpecError(name, 1, 1, "(file)", "is a folder, not a lab file") from None
     except OSError as exc:
         raise SpecError(name, 1, 1, "(file)", f"cannot read: {exc.strerror}") from None
     try:
@@ -103,7 +115,7 @@ def _compose(text: str, name: str) -> Located:
     if node is None:
         raise SpecError(name, 1, 1, "(lab)", "the file is empty; a lab needs at least name, iso, stick and install")
     located = Located(data=None, file=name)
-    located.data = _build(node, (), located, loader)
+    located.data = _Builder(located, loader).build(node, ())
     if not isinstance(located.data, dict):
         line, col = _pos(node)
         kind = "a list" if isinstance(located.data, list) else f"a single value ({located.data!r:.30})"
@@ -111,31 +123,58 @@ def _compose(text: str, name: str) -> Located:
     return located
 
 
-def _build(node: yaml.Node, path: PathKey, loc: Located, loader: yaml.SafeLoader) -> Any:
-    loc.value_marks.setdefault(path, _pos(node))
-    if isinstance(node, yaml.MappingNode):
-        out: dict[str, Any] = {}
-        for key_node, value_node in node.value:
-            if not isinstance(key_node, yaml.ScalarNode):
-                line, col = _pos(key_node)
-                raise SpecError(loc.file, line, col, _dotted(path) or "(lab)", "a key must be a plain name")
-            key = str(loader.construct_object(key_node))
-            if key in out:
-                line, col = _pos(key_node)
-                first = loc.key_marks[(*path, key)][0]
-                message = f"duplicate key (first set on line {first})"
-                raise SpecError(loc.file, line, col, _dotted((*path, key)), message)
-            loc.key_marks[(*path, key)] = _pos(key_node)
-            out[key] = _build(value_node, (*path, key), loc, loader)
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_build(item, (*path, i), loc, loader) for i, item in enumerate(node.value)]
-    try:
-        return loader.construct_object(node)
-    except yaml.constructor.ConstructorError as exc:
+class _Builder:
+    """Plain data from composed nodes, with positions; aliases are expanded, but a self-referring
+    alias and an alias bomb are errors, and no value's text ever reaches a message (it may be a
+    password)."""
+
+    def __init__(self, loc: Located, loader: yaml.SafeLoader) -> None:
+        self.loc, self.loader = loc, loader
+        self.count = 0
+        self.active: set[int] = set()  # ids of the collections being built (an alias cycle shows here)
+
+    def fail(self, node: yaml.Node, path: PathKey, message: str) -> SpecError:
         line, col = _pos(node)
-        message = exc.problem or "cannot read this value"
-        raise SpecError(loc.file, line, col, _dotted(path) or "(lab)", message) from None
+        return SpecError(self.loc.file, line, col, _dotted(path) or "(lab)", message)
+
+    def scalar(self, node: yaml.Node, path: PathKey) -> Any:
+        try:
+            return self.loader.construct_object(node)
+        except yaml.constructor.ConstructorError as exc:
+            raise self.fail(node, path, exc.problem or "cannot read this value") from None
+        except (yaml.YAMLError, ValueError, KeyError, TypeError, OverflowError):
+            tag = str(node.tag).rsplit(":", 1)[-1]
+            raise self.fail(node, path, f"cannot read this value as {tag!r}") from None
+
+    def build(self, node: yaml.Node, path: PathKey) -> Any:
+        loc = self.loc
+        self.count += 1
+        if self.count > MAX_VALUES:
+            raise self.fail(node, path, f"more than {MAX_VALUES} values (aliases expanding without end?)")
+        loc.value_marks.setdefault(path, _pos(node))
+        if not isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+            return self.scalar(node, path)
+        if id(node) in self.active:
+            raise self.fail(node, path, "an alias that contains itself")
+        self.active.add(id(node))
+        try:
+            if isinstance(node, yaml.SequenceNode):
+                return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+            out: dict[str, Any] = {}
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    raise self.fail(key_node, path, "a key must be a plain name")
+                if key_node.tag == _MERGE:
+                    raise self.fail(key_node, path, "merge keys ('<<') are not supported; write the keys out")
+                key = str(self.scalar(key_node, path))
+                if key in out:
+                    first = loc.key_marks[(*path, key)][0]
+                    raise self.fail(key_node, (*path, key), f"duplicate key (first set on line {first})")
+                loc.key_marks[(*path, key)] = _pos(key_node)
+                out[key] = self.build(value_node, (*path, key))
+            return out
+        finally:
+            self.active.discard(id(node))
 
 
 def _dotted(path: PathKey) -> str:

@@ -325,6 +325,9 @@ class QemuBackend:
             self.define()
             if self.iso is not None and not self.iso.is_file():
                 raise InputError(f"ISO not found: {self.iso}")
+            if shutil.which(self.lab.qemu.binary) is None:
+                raise InputError(f"qemu.binary: {self.lab.qemu.binary} not found "
+                                 "(apt-get install qemu-system-x86, or set qemu.binary in the lab file)")
             self.choose_accel()
             tried: set[int] = set()
             for _attempt in range(3):

@@ -6,13 +6,14 @@ import argparse
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING
 
+from labctl.commands.paths import output_file
 from labctl.errors import InputError
 
 if TYPE_CHECKING:
     from labctl.console import Console
+    from labctl.spec import Lab
 
 
 @contextmanager
@@ -27,7 +28,7 @@ def _console(args: argparse.Namespace) -> Iterator[Console]:
     att = attach(lab, args.seat)
     run = RunFolder(seat.state_dir / "console", secrets=[att.vnc.password] if att.vnc.password else [])
     key_rate = lab.console.key_rate or DEFAULT_KEY_RATE.get(att.backend.name, 10.0)
-    console = Console.open(att.vnc, None, run, key_rate=key_rate, secrets=[],
+    console = Console.open(att.vnc, None, run, key_rate=key_rate, secrets=_known_secrets(lab),
                            timeout_scale=lab.console.timeout_scale)
     console.step = args.command
     try:
@@ -37,6 +38,20 @@ def _console(args: argparse.Namespace) -> Iterator[Console]:
         from vncdotool import api
 
         api.shutdown()
+
+
+def _known_secrets(lab: Lab) -> list[str]:
+    """The lab's root password when it can be had without asking (env, file, value), so that keys
+    typed by hand are masked in logs like the playbooks' are; never a prompt for a mere send."""
+    from labctl.spec import resolve_secret
+
+    secret = lab.install.root_password
+    if secret.prompt:
+        return []
+    try:
+        return [resolve_secret(secret, lab)]
+    except InputError:
+        return []
 
 
 def cmd_send(args: argparse.Namespace) -> int:
@@ -49,11 +64,9 @@ def cmd_send(args: argparse.Namespace) -> int:
 
 
 def cmd_screenshot(args: argparse.Namespace) -> int:
-    out = Path(args.out)
+    out = output_file(args.out, "OUT.png")
     if out.suffix.lower() != ".png":
         raise InputError(f"{out}: the screenshot is a PNG; name it OUT.png")
-    if not out.parent.exists():
-        raise InputError(f"{out.parent}: no such folder")
     with _console(args) as c:
         frame = c.vnc.fresh_frame()
         from PIL import Image
@@ -66,6 +79,8 @@ def cmd_screenshot(args: argparse.Namespace) -> int:
 def cmd_wait(args: argparse.Namespace) -> int:
     import re
 
+    if not args.text:
+        raise InputError("--text: empty; give a word or a regular expression to wait for")
     try:
         re.compile(args.text)
     except re.error as exc:

@@ -8,6 +8,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from labctl.commands.paths import output_folder
 from labctl.errors import InputError
 
 
@@ -43,6 +44,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     lab = _load(args.lab)
     if lab.vm.disk is not None:
         raise InputError("vm.disk: a local hard disk is supported by the qemu backend only (the seed has none)")
+    if args.output:
+        output_folder(args.output, "-o")
     taken: set[int] = set()
     for seat in lab.seat_list():
         creds = vnc_credentials(seat, taken)

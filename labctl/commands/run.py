@@ -16,6 +16,7 @@ from typing import Any
 
 from labctl.backends.qemu import QemuBackend, Runtime
 from labctl.backends.qemu_argv import ovmf_files
+from labctl.commands.paths import output_folder
 from labctl.errors import InputError, NotBuiltError, RunFailed
 from labctl.spec import Lab, Seat, esxi_password_problem, load_lab, resolve_secret
 
@@ -71,7 +72,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     options = UpOptions(
         keep=bool(args.keep) or boot_only,
         boot_only=boot_only,
-        runs_dir=Path(args.runs).resolve() if args.runs else None,
+        runs_dir=output_folder(args.runs, "--runs").resolve() if args.runs else None,
         backend=args.backend,
         progress=_progress if sys.stderr.isatty() and not args.quiet else None,
     )
@@ -174,7 +175,7 @@ def _strays(backend: QemuBackend) -> list[int]:
 def cmd_down(args: argparse.Namespace) -> int:
     lab, seats = _qemu_lab(args)
     hard = bool(getattr(args, "hard", False))
-    timeout = float(getattr(args, "timeout", None) or 20.0)
+    timeout = float(args.timeout) if getattr(args, "timeout", None) is not None else 20.0
     for seat in seats:
         b = QemuBackend(lab, seat)
         label = f"seat {seat.index} ({seat.name})"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
+from labctl.commands.paths import input_file, output_file
 from labctl.sim.build import build_iso
 
 
@@ -18,8 +18,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         if tty:
             print(f"sim build: {msg} ({time.monotonic() - started:.1f} s)", file=sys.stderr, flush=True)
 
-    output = Path(args.output) if getattr(args, "output", None) else None
-    kickstart = Path(args.kickstart) if getattr(args, "kickstart", None) else None
+    output = output_file(args.output, "-o") if getattr(args, "output", None) else None
+    kickstart = input_file(args.kickstart, "--kickstart") if getattr(args, "kickstart", None) else None
     iso = build_iso(speed=args.speed, output=output, force=bool(args.force), kickstart=kickstart, progress=progress)
     print(iso)
     return 0

@@ -104,6 +104,29 @@ def _parse_wait(m: re.Match[str], token: str) -> float:
     return total
 
 
+MAX_PAUSE = 3600.0
+
+
+def _pause(m: re.Match[str], token: str) -> float:
+    seconds = float(m.group(1)) if m.group(1) else _parse_wait(m, token)
+    if seconds > MAX_PAUSE:
+        raise KeySpecError(f"<{token}>: a pause of at most 1 hour (<wait1h>); wait on the screen instead")
+    return seconds
+
+
+_UNCLOSED = re.compile(r"<([A-Za-z][A-Za-z0-9]*)(?![A-Za-z0-9>])")
+
+
+def _check_unclosed(text: str) -> None:
+    """'<enter' or '<leftShiftOn' without '>' is a typo, not text to type at a boot loader."""
+    for m in _UNCLOSED.finditer(text):
+        name = m.group(1).lower()
+        base = name[:-2] if name.endswith("on") else name[:-3] if name.endswith("off") else name
+        if name in SPECIAL or base in SPECIAL or name in ("lt", "gt") or _WAIT.match(name):
+            raise KeySpecError(f"'<{m.group(1)}' has no closing '>'; write <{m.group(1)}> for the key "
+                               "or <lt> for a literal '<'")
+
+
 def parse(spec: str) -> list[Action]:
     """Parse a Packer boot_command string into key events and pauses."""
     out: list[Action] = []
@@ -126,6 +149,7 @@ def parse(spec: str) -> list[Action]:
             out.extend([KeyEvent(keysym, True, label), KeyEvent(keysym, False, label)])
 
     pos = 0
+    _check_unclosed(_TOKEN.sub("", spec))
     for m in _TOKEN.finditer(spec):
         for ch in spec[pos:m.start()]:
             char(ch)
@@ -137,7 +161,7 @@ def parse(spec: str) -> list[Action]:
             continue
         wait = _WAIT.match(token)
         if wait:
-            out.append(Pause(_parse_wait(wait, token)))
+            out.append(Pause(_pause(wait, token)))
             continue
         hold = None
         if name.endswith("on") and name[:-2] in SPECIAL:

@@ -116,3 +116,30 @@ def test_mutated_labs_never_traceback(tmp_path: Path, data: st.DataObject) -> No
         first = out.strip().splitlines()[-1]
         assert first.startswith(f"{lab}:"), out
         assert "Traceback" not in out
+
+
+def test_timeouts_counts_and_paths_are_checked_before_anything_runs(tmp_path: Path) -> None:
+    """Found by a review: nan/inf waited forever, --parallel 0 and --seats '' meant 'all', and
+    wrong output paths ended in OSError (exit 1) after work had started."""
+    afile = tmp_path / "a.yaml"
+    afile.write_text("x: 1\n")
+    cases = [
+        (["wait", str(SIM_LAB), "--text", "zzz", "--timeout", "nan"], "more than 0"),
+        (["wait", str(SIM_LAB), "--text", "zzz", "--timeout", "inf"], "at most 86400"),
+        (["wait", str(SIM_LAB), "--text", "zzz", "--timeout", "-5"], "more than 0"),
+        (["down", str(SIM_LAB), "--timeout", "0"], "more than 0"),
+        (["up", str(SIM_LAB), "--parallel", "0"], "1 or more"),
+        (["down", str(SIM_LAB), "--seats", ""], "--seats"),
+        (["wait", str(SIM_LAB), "--text", ""], "empty"),
+        (["send", str(SIM_LAB), "<wait99999999999999999999999>"], "at most 1 hour"),
+        (["send", str(SIM_LAB), "<leftShiftOn"], "no closing"),
+        (["screenshot", str(SIM_LAB), str(tmp_path)], "is a folder"),
+        (["render", str(VMW_LAB), "-o", str(afile)], "not a folder"),
+        (["up", str(SIM_LAB), "--runs", str(afile)], "not a folder"),
+        (["sim", "build", "-o", str(afile / "x.iso")], "no such folder"),
+        (["sim", "build", "--kickstart", "/dev/zero"], "not a regular file"),
+    ]
+    for argv, word in cases:
+        r = run_cli(*argv)
+        assert r.returncode == 2, (argv, r.stderr)
+        assert word in r.stderr and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, (argv, r.stderr)

@@ -103,3 +103,16 @@ def test_any_spec_leaves_nothing_held(parts: list[str]) -> None:
         if isinstance(a, KeyEvent):
             (held.add if a.down else held.discard)(a.keysym)
     assert not held
+
+
+@pytest.mark.parametrize("spec", ["<leftShiftOn", "x <enter", "<F11 then", "<wait5", "<leftAltOff"])
+def test_an_unclosed_key_name_is_an_error_not_text(spec: str) -> None:
+    with pytest.raises(KeySpecError, match="no closing '>'"):
+        keys.parse(spec)
+
+
+def test_pauses_are_bounded() -> None:
+    assert keys.parse("<wait1h>") == [keys.Pause(3600.0)]
+    for spec in ("<wait3601>", "<wait99999999999999999999999>", "<wait2h>"):
+        with pytest.raises(KeySpecError, match="at most 1 hour"):
+            keys.parse(spec)

@@ -1,0 +1,54 @@
+"""Where commands write and what they read: checked up front, so a wrong path is one line and
+exit 2 (the option named) instead of an OSError halfway through."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from labctl.errors import InputError
+
+
+def output_folder(path: str, option: str) -> Path:
+    """A folder to write into: existing, or creatable (its nearest existing parent is a folder)."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise InputError(f"{option} {path}: exists and is not a folder")
+    parent = p
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"{option} {path}: {parent} is not a folder")
+    if not os.access(parent, os.W_OK):
+        raise InputError(f"{option} {path}: {parent} is not writable")
+    return p
+
+
+def output_file(path: str, option: str) -> Path:
+    """A file to (over)write: not a folder, in an existing, writable folder."""
+    p = Path(path)
+    if p.is_dir():
+        raise InputError(f"{option} {path}: is a folder; give a file name")
+    if p.exists() and not stat.S_ISREG(p.stat().st_mode):
+        raise InputError(f"{option} {path}: exists and is not a regular file")
+    folder = p.parent
+    if not folder.is_dir():
+        raise InputError(f"{option} {path}: no such folder {folder}")
+    if not os.access(folder, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise InputError(f"{option} {path}: not writable")
+    return p
+
+
+def input_file(path: str, option: str, max_bytes: int = 1 << 20) -> Path:
+    """A small text file to read (a kickstart): a regular file, not a pipe or a device."""
+    p = Path(path)
+    try:
+        st = p.stat()
+    except OSError as exc:
+        raise InputError(f"{option} {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(f"{option} {path}: not a regular file")
+    if st.st_size > max_bytes:
+        raise InputError(f"{option} {path}: {st.st_size} bytes, more than {max_bytes // 1024} KiB")
+    return p
