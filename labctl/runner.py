@@ -121,6 +121,14 @@ class UpOptions:
     accel_cache: Path | None = None
     progress: Callable[[str], None] | None = None  # one line per step start (a terminal, not CI)
     build_lock: threading.Lock = field(default_factory=threading.Lock)  # seats in parallel build the ISO once
+    # set by the main thread on Ctrl-C / SIGTERM while seats run in worker threads: each seat stops
+    # at its next step boundary (or its VNC connect), runs its cleanups and records "interrupted"
+    cancel: threading.Event = field(default_factory=threading.Event)
+    cancel_signal: int = signal.SIGINT
+
+    def check_cancel(self) -> None:
+        if self.cancel.is_set():
+            raise Terminated() if self.cancel_signal == signal.SIGTERM else KeyboardInterrupt()
 
 
 @dataclass
@@ -220,8 +228,10 @@ class OpenConsole(Step):
         assert b is not None
         serial = b.serial_endpoint() if ctx.lab.console.serial else None
         key_rate = ctx.lab.console.key_rate or DEFAULT_KEY_RATE[b.name]
+        cancel = ctx.options.cancel
         ctx.console = Console.open(b.vnc_endpoint(), serial, ctx.run, key_rate=key_rate, secrets=ctx.secrets,
-                                   timeout_scale=ctx.lab.console.timeout_scale)
+                                   timeout_scale=ctx.lab.console.timeout_scale,
+                                   alive=lambda: b.alive() and not cancel.is_set())
         ctx.run.event(self.name, vnc=b.vnc_display(), serial=bool(serial), key_rate=key_rate)
 
     def cleanup(self, ctx: Context) -> None:
@@ -303,7 +313,7 @@ class _VmGone(BaseException):
     ``except Exception`` (a VNC reconnect loop) cannot swallow it; the runner turns it into RunFailed."""
 
 
-class _Terminated(BaseException):
+class Terminated(BaseException):
     """SIGTERM during a run: run the cleanups, then exit 143."""
 
 
@@ -388,7 +398,7 @@ def _sigterm_as_exception() -> Iterator[None]:
         return
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        raise _Terminated()
+        raise Terminated()
 
     previous = signal.signal(signal.SIGTERM, handler)
     try:
@@ -465,11 +475,13 @@ def run_seat(
                 run.event(step.name, phase="start")
                 if options.progress is not None:
                     options.progress(f"seat {seat.index} ({seat.name}): {step.name}")
+                options.check_cancel()
                 done.append(step)
                 with _watchdog(ctx.backend, on_death=lambda: _console_give_up(ctx)):
                     step.run(ctx)
                     if ctx.backend is not None:
                         ctx.backend.check()
+                options.check_cancel()
                 run.event(step.name, phase="end", result="ok", duration=round(time.monotonic() - started, 3))
             ctx.succeeded = True
         except BaseException as exc:
@@ -477,7 +489,10 @@ def run_seat(
             # judged before the cleanups stop the VM (and forget its pid): a seat in a worker thread learns
             # of QEMU's death as a console error, the main thread as _VmGone; only the backend can say why
             b = ctx.backend
-            if b is not None and (isinstance(exc, _VmGone) or (
+            if options.cancel.is_set() and not isinstance(exc, KeyboardInterrupt | Terminated):
+                # the main thread was interrupted and killed this seat's QEMU: that is the story
+                failure = Terminated() if options.cancel_signal == signal.SIGTERM else KeyboardInterrupt()
+            elif b is not None and (isinstance(exc, _VmGone) or (
                     isinstance(exc, Exception) and not isinstance(exc, QemuDied) and b.died())):
                 failure = QemuDied(b.death_message())
         finally:
@@ -493,11 +508,11 @@ def run_seat(
         summary = "ok" if ctx.result.get("layout") != "ok" else (
             f"ok, the stick has ESXi's {lab.verify.layout} {lab.verify.media} layout")
         return SeatResult(seat, run.path, True, seconds, summary, ctx.backend)
-    if isinstance(failure, KeyboardInterrupt | _Terminated):
+    if isinstance(failure, KeyboardInterrupt | Terminated):
         run.event("result", ok=False, interrupted=True, failed_step=failed_step)
         _write_result(run.path, {"ok": False, "interrupted": True, "step": failed_step})
         _finish(run, "interrupted", f"interrupted during step '{failed_step}'")
-        if isinstance(failure, _Terminated):
+        if isinstance(failure, Terminated):
             raise SystemExit(143)
         raise KeyboardInterrupt
     def scrub(text: str) -> str:  # every secret the run folder knows (the VNC password too)

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from labctl.backends.children import die_with_parent
 from labctl.backends.qemu_argv import Accel
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ def probe_kvm(binary: str, ovmf_code: Path, ovmf_vars: Path, seconds: float = PR
         err_path = d / "stderr"
         with open(err_path, "wb") as err:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-                                    start_new_session=True)
+                                    start_new_session=True, preexec_fn=die_with_parent)
         status = "?"
         try:
             deadline = time.monotonic() + seconds

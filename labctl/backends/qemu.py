@@ -18,7 +18,6 @@ by another labctl process (``labctl down``/``send``/``status``) through ``qemu.j
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import fcntl
 import json
 import logging
@@ -38,6 +37,7 @@ from typing import Any, Literal
 
 from labctl.backends.accel import AccelVerdict, choose_accel
 from labctl.backends.base import PowerState, SerialEndpoint, VncEndpoint
+from labctl.backends.children import die_with_parent
 from labctl.backends.qemu_argv import (
     VNC_BASE_PORT,
     SeatFiles,
@@ -55,7 +55,6 @@ log = logging.getLogger(__name__)
 
 VNC_PORTS = range(5900, 6000)
 START_TIMEOUT = 60.0  # QEMU start to VNC answering (TCG on a loaded 2-core host takes ~1 s)
-_PR_SET_PDEATHSIG = 1
 _QEMU_IMG_TIMEOUT = 120.0
 
 
@@ -76,11 +75,6 @@ def _proc_starttime(pid: int) -> int | None:
     if fields[0] in ("Z", "X"):  # a zombie has exited
         return None
     return int(fields[19])
-
-
-def _pdeathsig() -> None:  # runs in the child between fork and exec
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 def tail(path: Path, lines: int = 12, limit: int = 2000) -> str:
@@ -352,7 +346,7 @@ class QemuBackend:
         with open(f.stderr_log, "wb") as err:
             self._proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, cwd=f.state_dir,
-                start_new_session=True, preexec_fn=None if self.detached else _pdeathsig,
+                start_new_session=True, preexec_fn=None if self.detached else die_with_parent,
             )
         proc = self._proc
         starttime = _proc_starttime(proc.pid) or 0

@@ -12,13 +12,17 @@ import sys
 import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 from labctl.backends.qemu import QemuBackend, Runtime
 from labctl.backends.qemu_argv import ovmf_files
 from labctl.commands.paths import output_folder
 from labctl.errors import InputError, NotBuiltError, RunFailed
 from labctl.spec import Lab, Seat, esxi_password_problem, load_lab, resolve_secret
+
+if TYPE_CHECKING:
+    from labctl.runner import UpOptions
 
 
 def _qemu_lab(args: argparse.Namespace, strict: bool = False) -> tuple[Lab, list[Seat]]:
@@ -97,7 +101,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             results.append(res)
             _report_up(args, res)
     else:
-        results, failures = _up_parallel(args, lab, seats, parallel, one)
+        results, failures = _up_parallel(args, lab, seats, parallel, one, options)
     if failures:
         raise RunFailed(f"{len(failures)} of {len(seats)} seats failed (see above)")
     return 0
@@ -116,10 +120,19 @@ def _report_up(args: argparse.Namespace, res: Any) -> None:
 
 
 def _up_parallel(args: argparse.Namespace, lab: Lab, seats: list[Seat], parallel: int,
-                 one: Any) -> tuple[list[Any], list[str]]:
-    """Seats in worker threads. Ctrl-C stops every seat's QEMU, so the workers fail fast and clean up."""
+                 one: Any, options: UpOptions) -> tuple[list[Any], list[str]]:
+    """Seats in worker threads. Ctrl-C or SIGTERM sets the seats' cancel event (a seat that has not
+    started its VM never does) and stops every seat's QEMU, so the workers fail fast, run their
+    cleanups and record "interrupted"; then exit 130 or 143."""
+    from labctl.runner import Terminated
+
     results: list[Any] = []
     failures: list[str] = []
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
     pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="seat")
     futures = {pool.submit(one, seat): seat for seat in seats}
     try:
@@ -135,13 +148,20 @@ def _up_parallel(args: argparse.Namespace, lab: Lab, seats: list[Seat], parallel
                     continue
                 results.append(res)
                 _report_up(args, res)
-    except BaseException:
+    except BaseException as exc:
+        options.cancel_signal = signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
+        options.cancel.set()
         for fut in futures:
             fut.cancel()
         for seat in seats:  # the workers see their QEMU die and clean up
             _kill_seat(lab, seat)
         pool.shutdown(wait=True, cancel_futures=True)
+        if isinstance(exc, Terminated):
+            print("labctl: terminated", file=sys.stderr)
+            raise SystemExit(143) from None
         raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     pool.shutdown(wait=True)
     return results, failures
 

@@ -102,13 +102,13 @@ class Console:
 
     @classmethod
     def open(cls, vnc: VncEndpoint, serial: SerialEndpoint | None, run: RunFolder, key_rate: float,
-             secrets: list[str], timeout_scale: float = 1.0) -> Console:
+             secrets: list[str], timeout_scale: float = 1.0, alive: Callable[[], bool] | None = None) -> Console:
         from labctl.console.vnc import VncSession
 
         secret_list = [*secrets, *([vnc.password] if vnc.password else [])]
         run.add_secrets(secret_list)
         session = VncSession(vnc, key_rate=key_rate)
-        session.connect()
+        session.connect(alive)
         ser = None
         if serial is not None:
             try:

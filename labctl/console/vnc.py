@@ -160,12 +160,15 @@ class VncSession:
             raise RunFailed(f"the VNC console is gone: {self._aborted}")
 
     # -- connection ---------------------------------------------------------------------------------
-    def connect(self) -> None:
-        """Connect, retrying until ``reconnect_timeout`` (a VM that is still starting its VNC server)."""
+    def connect(self, alive: Callable[[], bool] | None = None) -> None:
+        """Connect, retrying until ``reconnect_timeout`` (a VM that is still starting its VNC server),
+        or until ``alive`` says the VM is gone (no point waiting out the budget for a dead QEMU)."""
         deadline = time.monotonic() + self.reconnect_timeout
         last: BaseException | None = None
         while True:
             self._check_aborted()
+            if alive is not None and not alive():
+                raise RunFailed("the VM stopped while its VNC console was being opened")
             try:
                 self._connect_once(min(self.call_timeout, max(1.0, deadline - time.monotonic())))
                 return

@@ -228,6 +228,34 @@ def test_ctrl_c_mid_install_exits_130_and_leaves_no_qemu(tmp_path: Path, cleanup
     assert result["ok"] is False and result["interrupted"] is True
 
 
+def test_sigterm_during_parallel_seats_cleans_up_records_and_exits_143(tmp_path: Path) -> None:
+    """Found by a review: with --parallel, SIGTERM killed labctl at once (no result, no report, a
+    stale runtime record). Now every seat stops, records "interrupted", and labctl exits 143."""
+    lab = write_lab(tmp_path, serial=True)
+    lab.write_text(lab.read_text() + "seats: 2\n")
+    backends = [QemuBackend(load_lab(lab), s) for s in load_lab(lab).seat_list()]
+    proc = up(lab, "--parallel", "2")
+    try:
+        wait_event(tmp_path / "runs", "EULA", proc, 900)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        code, _, err = finish(proc, 90)
+        assert code == 143, err[-3000:]
+        assert time.monotonic() - t0 < 30
+        assert "Traceback" not in err
+        for b in backends:
+            assert qemu_left(b) == [] and not b.files.runtime.exists(), b.seat.name
+        results = [json.loads(p.read_text()) for p in sorted((tmp_path / "runs").glob("*/result.json"))]
+        assert len(results) == 2 and all(r["ok"] is False and r["interrupted"] is True for r in results), results
+        assert len(list((tmp_path / "runs").glob("*/report.html"))) == 2
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for b in backends:
+            for pid in qemu_left(b):
+                os.kill(pid, signal.SIGKILL)
+
+
 def test_down_presses_the_power_button_and_the_installer_powers_off(tmp_path: Path, cleanup_qemu: None) -> None:
     """`up --boot-only` leaves the installer running; `labctl wait` sees its Welcome screen; `labctl down` stops
     it softly (ACPI power button -> the guest powers off) instead of waiting out its timeout and killing QEMU."""

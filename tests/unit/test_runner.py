@@ -201,3 +201,85 @@ def test_a_seat_in_a_worker_thread_says_why_qemu_is_gone(lab: Lab, tmp_path: Pat
     msg = str(info.value)
     assert "step 'install playbook' failed: QEMU (pid 4242) exited unexpectedly (killed by signal 9)" in msg, msg
     assert backend.stopped
+
+
+def test_a_cancelled_seat_in_a_worker_stops_at_the_next_step(lab: Lab, tmp_path: Path) -> None:
+    """Ctrl-C with --parallel: the main thread sets the seats' cancel event; a seat that has not
+    started its VM yet must not start it (found by a review: it ran the whole install)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    log: list[str] = []
+    options = UpOptions(runs_dir=tmp_path / "runs")
+
+    class Interrupted(Rec):
+        def run(self, ctx: Context) -> None:
+            super().run(ctx)
+            options.cancel.set()  # as the main thread does on Ctrl-C
+
+    def seat() -> None:
+        run_seat(lab, lab.seat_list()[0], options, [], {},
+                 steps=[Interrupted("build ISO", log), Rec("start VM", log), Rec("install", log)])
+
+    with ThreadPoolExecutor(1) as pool, pytest.raises(KeyboardInterrupt):
+        pool.submit(seat).result(timeout=30)
+    assert log == ["run build ISO", "cleanup build ISO"]
+    result = json.loads(next((tmp_path / "runs").glob("*/result.json")).read_text())
+    assert result == {"ok": False, "interrupted": True, "step": "build ISO"}
+
+
+def test_a_seat_whose_qemu_the_interrupt_killed_records_interrupted_not_a_crash(lab: Lab, tmp_path: Path) -> None:
+    import signal
+    from concurrent.futures import ThreadPoolExecutor
+
+    log: list[str] = []
+    backend = _DyingBackend()
+    options = UpOptions(runs_dir=tmp_path / "runs")
+    options.cancel_signal = signal.SIGTERM
+
+    class Playbook(Rec):
+        def run(self, ctx: Context) -> None:
+            options.cancel.set()
+            backend.dead = True  # the main thread's kill
+            raise RunFailed("the VNC console is gone: QEMU exited")
+
+    def seat() -> None:
+        run_seat(lab, lab.seat_list()[0], options, [], {}, steps=[_Start(log, backend), Playbook("install", log)])
+
+    with ThreadPoolExecutor(1) as pool, pytest.raises(SystemExit) as info:
+        pool.submit(seat).result(timeout=30)
+    assert info.value.code == 143 and backend.stopped
+    result = json.loads(next((tmp_path / "runs").glob("*/result.json")).read_text())
+    assert result["interrupted"] is True and result["step"] == "install"
+
+
+def test_children_die_with_labctl(tmp_path: Path) -> None:
+    """A QEMU (here: sleep) started with die_with_parent ends when labctl is killed with -9, as the
+    KVM probe's QEMU now does (found by a review: it was left running, re-parented to init)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pidfile = tmp_path / "child.pid"
+    parent = subprocess.Popen([sys.executable, "-c", (
+        "import subprocess, sys, time\n"
+        "from labctl.backends.children import die_with_parent\n"
+        "p = subprocess.Popen(['sleep', '60'], start_new_session=True, preexec_fn=die_with_parent)\n"
+        f"open({str(pidfile)!r}, 'w').write(str(p.pid))\n"
+        "time.sleep(60)\n")])
+    try:
+        deadline = time.monotonic() + 20
+        while not pidfile.exists() or not pidfile.read_text():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        child = int(pidfile.read_text())
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(10)
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{child}").exists() and ") Z " not in Path(f"/proc/{child}/stat").read_text():
+            assert time.monotonic() < deadline, "the child outlived its parent"
+            time.sleep(0.05)
+    finally:
+        if parent.poll() is None:
+            parent.kill()

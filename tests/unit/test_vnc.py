@@ -226,14 +226,16 @@ sys.path.insert(0, sys.argv[1])
 from test_vnc import FakeRfbServer, session
 servers = [FakeRfbServer(Path(sys.argv[2]) / f"v{i}.sock") for i in range(3)]
 gate = threading.Barrier(3)
+shapes = []
 def seat(srv):
     gate.wait()
     s = session(srv)
-    print("frame", s.frame().shape, flush=True)
+    shapes.append(s.frame().shape)
     s.close()
 threads = [threading.Thread(target=seat, args=(srv,)) for srv in servers]
 for t in threads: t.start()
 for t in threads: t.join()
+for shape in shapes: print("frame", shape)  # from one thread: threads' prints can interleave
 """
 
 
@@ -249,3 +251,28 @@ def test_seats_connecting_at_once_share_one_reactor(tmp_path: Path) -> None:
     assert r.stdout.count("frame (32, 64, 3)") == 3, r.stdout + r.stderr[-2000:]
     # (the fake servers' own threads may complain at exit when the clients hang up: not the reactor's business)
     assert "ReactorAlreadyRunning" not in r.stderr and "in thread Twisted" not in r.stderr, r.stderr[-2000:]
+
+
+def test_connect_gives_up_at_once_when_the_vm_is_gone() -> None:
+    """A QEMU that dies while its console is being opened: no 60 s reconnect budget (found by a review)."""
+    import socket
+    import time
+
+    from labctl.backends.base import VncEndpoint
+    from labctl.console.vnc import VncSession
+    from labctl.errors import RunFailed
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    session = VncSession(VncEndpoint(host="127.0.0.1", port=port), reconnect_timeout=60.0)
+    calls = []
+
+    def alive() -> bool:
+        calls.append(1)
+        return len(calls) < 3
+
+    t0 = time.monotonic()
+    with pytest.raises(RunFailed, match="VM stopped"):
+        session.connect(alive)
+    assert time.monotonic() - t0 < 5
