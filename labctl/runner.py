@@ -422,12 +422,16 @@ def _newest_png(folder: Path) -> Path | None:
 def new_run_dir(lab: Lab, seat: Seat, runs_dir: Path | None) -> Path:
     base = runs_dir or lab.resolve(lab.runs_dir)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    base.mkdir(parents=True, exist_ok=True)
     path = base / f"{stamp}-{seat.name}"
     n = 1
-    while path.exists():
-        n += 1
-        path = base / f"{stamp}-{seat.name}-{n}"
-    return path
+    while True:  # created here, atomically: two runs in the same second never share a folder
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            n += 1
+            path = base / f"{stamp}-{seat.name}-{n}"
 
 
 @dataclass
@@ -450,6 +454,37 @@ def run_seat(
     run_folder: Callable[[Path], Any] | None = None,
 ) -> SeatResult:
     """One seat's ``up``. Raises RunFailed naming the failed step (after the cleanups ran)."""
+    with seat_lock(seat):
+        return _run_seat(lab, seat, options, secrets, variables, steps, run_folder)
+
+
+@contextmanager
+def seat_lock(seat: Seat) -> Iterator[None]:
+    """One ``up`` per seat at a time. Two at once both passed the "already running" check, and the
+    second then removed the first one's sockets and runtime record. flock: released by the kernel
+    when labctl ends in any way, so it is never stale."""
+    import fcntl
+    import os
+
+    seat.state_dir.mkdir(parents=True, exist_ok=True)
+    path = seat.state_dir / "up.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise InputError(f"seat {seat.index} ({seat.name}) is being set up by another 'labctl up' "
+                             f"(pid {holder}); wait for it or 'labctl down' the lab") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _run_seat(lab: Lab, seat: Seat, options: UpOptions, secrets: list[str], variables: dict[str, object],
+              steps: list[Step] | None, run_folder: Callable[[Path], Any] | None) -> SeatResult:
     if run_folder is None:
         from labctl.report import RunFolder
 

@@ -61,9 +61,10 @@ class Qmp:
     @staticmethod
     async def _make_client(nickname: str) -> Any:
         client = QMPClient(nickname)
-        quiet = _QuietUnlessDebug()
-        client.logger.addFilter(quiet)
-        logging.getLogger("qemu.qmp.protocol").getChild(nickname).addFilter(quiet)
+        for logger in (client.logger, logging.getLogger("qemu.qmp.protocol").getChild(nickname)):
+            # loggers live as long as the process and a run makes thousands of QMP calls: one filter each
+            if not any(isinstance(f, _QuietUnlessDebug) for f in logger.filters):
+                logger.addFilter(_QuietUnlessDebug())
         return client
 
     def _call(self, coro: Coroutine[Any, Any, _T], timeout: float) -> _T:

@@ -283,3 +283,27 @@ def test_children_die_with_labctl(tmp_path: Path) -> None:
     finally:
         if parent.poll() is None:
             parent.kill()
+
+
+def test_one_up_per_seat_at_a_time(lab: Lab, tmp_path: Path) -> None:
+    """A second 'labctl up' of a seat being set up is refused before it touches anything (found by a
+    review: it removed the first one's sockets and runtime record)."""
+    import os
+
+    from labctl.errors import InputError
+    from labctl.runner import seat_lock
+
+    seat = lab.seat_list()[0]
+    log: list[str] = []
+    with seat_lock(seat), pytest.raises(InputError, match=f"another 'labctl up' \\(pid {os.getpid()}\\)"):
+        run_seat(lab, seat, UpOptions(runs_dir=tmp_path / "runs"), [], {}, steps=[Rec("a", log)])
+    assert log == [] and not (tmp_path / "runs").exists()
+    assert run_seat(lab, seat, UpOptions(runs_dir=tmp_path / "runs"), [], {}, steps=[Rec("a", log)]).ok
+
+
+def test_run_folders_of_the_same_second_differ(lab: Lab, tmp_path: Path) -> None:
+    from labctl.runner import new_run_dir
+
+    seat = lab.seat_list()[0]
+    folders = {new_run_dir(lab, seat, tmp_path / "runs") for _ in range(5)}
+    assert len(folders) == 5 and all(f.is_dir() for f in folders)
