@@ -275,6 +275,7 @@ class VncSession:
         i = 0
         safe = 0  # index after which nothing is held
         held: set[int] = set()
+        drops, dropped_at = 0, -1  # drops in a row with no progress in between: bounded
         while i < len(actions):
             a = actions[i]
             if isinstance(a, Pause):
@@ -293,6 +294,10 @@ class VncSession:
                     raise VncLost("not connected")
                 self._call(_key_event(a))
             except VncLost as exc:
+                drops = drops + 1 if safe <= dropped_at else 1
+                dropped_at = safe
+                if drops >= 3:
+                    raise RunFailed(f"VNC connection keeps dropping while typing: {exc}") from None
                 self._reconnect(str(exc))
                 i, held = safe, set()
                 continue

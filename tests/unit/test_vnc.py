@@ -276,3 +276,15 @@ def test_connect_gives_up_at_once_when_the_vm_is_gone() -> None:
     with pytest.raises(RunFailed, match="VM stopped"):
         session.connect(alive)
     assert time.monotonic() - t0 < 5
+
+
+def test_typing_over_a_link_that_keeps_dropping_fails_instead_of_looping() -> None:
+    """Each reconnect succeeds but the link drops again before a key gets through: bounded."""
+    from labctl.errors import RunFailed
+
+    s = VncSession(VncEndpoint(host="127.0.0.1", port=1), key_rate=1000.0)
+    reconnects: list[str] = []
+    s._reconnect = reconnects.append  # type: ignore[method-assign]  # "reconnected", yet never connected
+    with pytest.raises(RunFailed, match="keeps dropping while typing"):
+        s.send(keys.parse("abc"), sleep=lambda _: None)
+    assert len(reconnects) == 2
