@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from labctl.backends.base import Backend
-from labctl.console import Console, Evidence, WaitTimeout
+from labctl.console import NEEDLE_DIRS, Console, Evidence, WaitTimeout, serial_regex
 from labctl.console import keys as keyspec
 from labctl.console.screen import find_text, highlighted_rows
 from labctl.errors import InputError, RunFailed, SpecError
@@ -51,6 +51,13 @@ PLAYBOOK_DIR = data_path("labs", "playbooks")
 ACTIONS = ("wait", "keys", "type", "select", "power", "eject", "screenshot", "assert", "run", "steps")
 COMMON = ("name", "when", "optional", "cleanup", "timeout")
 _VAR = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# what 'labctl up' gives every playbook besides its own variables and as: results
+LAB_VARIABLES = frozenset({"boot_options", "keyboard", "esxi", "media", "lab", "root_password", "seat"})
+WHEN_FACTS = LAB_VARIABLES
+
+
+def _clip(text: str, n: int) -> str:
+    return text if len(text) <= n else text[:n] + "..."
 DEFAULT_TIMEOUT = 30.0
 
 
@@ -132,15 +139,22 @@ def _parse_step(raw: Any, p: PathKey, loc: Located, err: Callable[..., SpecError
     timeout = raw.get("timeout", DEFAULT_TIMEOUT)
     if isinstance(arg, dict) and "timeout" in arg:
         timeout = arg["timeout"]
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-        raise err((*p, "timeout"), "timeout is a number of seconds above 0")
-    name = raw.get("name") or f"{action} {_short(arg)}"
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 86400:
+        raise err((*p, "timeout"), "timeout is a number of seconds above 0 and at most 86400")
+    if action == "type" and isinstance(arg, dict) and arg.get("secret"):
+        name = raw.get("name") or "type <secret>"  # the default name would show the text
+    else:
+        name = raw.get("name") or f"{action} {_short(arg)}"
     step = Step(action, arg, str(name), (loc.file, line, col), float(timeout), bool(raw.get("optional", False)))
     if "when" in raw:
         when = raw["when"]
         if not isinstance(when, dict) or not when:
             raise err((*p, "when"), "when is a mapping {VARIABLE: value or [values]}")
-        step.when = {str(k): (v if isinstance(v, list) else [v]) for k, v in when.items()}
+        for k in when:
+            if str(k) not in names and str(k) not in WHEN_FACTS:
+                raise err((*p, "when", k), f"unknown variable; known: {', '.join(sorted(names | WHEN_FACTS))}",
+                          key=True)
+        step.when = {str(k): [str(x) for x in (v if isinstance(v, list) else [v])] for k, v in when.items()}
     if "cleanup" in raw:
         step.cleanup = _parse_step(raw["cleanup"], (*p, "cleanup"), loc, err, names)
     _check_action(step, (*p, action), loc, err, names)
@@ -173,6 +187,7 @@ def _check_regex(rx: Any, p: PathKey, err: Callable[..., SpecError], names: set[
     _check_vars(rx, p, err, names)
     try:
         re.compile(_VAR.sub("x", rx))
+        re.compile(serial_regex(_VAR.sub("x", rx)))  # the form a serial console searches
     except re.error as exc:
         raise err(p, f"bad regular expression: {exc}") from None
 
@@ -203,6 +218,15 @@ def _check_action(step: Step, p: PathKey, loc: Located, err: Callable[..., SpecE
                 raise err((*p, "any"), "any is a mapping {name: regex, ...}")
             for k, v in w["any"].items():
                 _check_regex(v, (*p, "any", k), err, names)
+            try:  # they are searched as one pattern: same group names or inline flags clash
+                re.compile("|".join(f"(?:{_VAR.sub('x', str(v))})" for v in w["any"].values()))
+            except re.error as exc:
+                raise err((*p, "any"), f"these patterns do not combine: {exc}") from None
+        elif kind == "needle":
+            name = str(w["needle"])
+            found = [Path(name)] if name.endswith(".json") else [d / f"{name}.json" for d in NEEDLE_DIRS]
+            if not any(c.is_file() for c in found):
+                raise err((*p, "needle"), f"needle '{name}' not found (looked for {', '.join(map(str, found))})")
         elif kind == "change":
             _check_keys(w["change"], (*p, "change"), err, names)
         elif kind == "still" and (isinstance(w["still"], bool) or not isinstance(w["still"], int | float)):
@@ -221,6 +245,8 @@ def _check_action(step: Step, p: PathKey, loc: Located, err: Callable[..., SpecE
     elif a == "select":
         s = allowed({"text", "timeout", "max", "region"}) if isinstance(arg, dict) else {"text": arg}
         _check_regex(s.get("text"), p, err, names)
+        if "max" in s and (isinstance(s["max"], bool) or not isinstance(s["max"], int) or not 0 < s["max"] <= 500):
+            raise err((*p, "max"), "max is a whole number of moves from 1 to 500")
         if "region" in s:
             _check_region(s["region"], (*p, "region"), err)
     elif a == "power":
@@ -280,7 +306,20 @@ class Runner:
         return _VAR.sub(repl, text)
 
     def sub_rx(self, text: str) -> str:
-        return _VAR.sub(lambda m: re.escape(str(self.vars.get(m.group(1), ""))), text)
+        def repl(m: re.Match[str]) -> str:
+            if self.vars.get(m.group(1)) is None:  # an empty pattern would match anything
+                raise RunFailed(f"playbook variable {{{m.group(1)}}} has no value (set it in the lab)")
+            return re.escape(str(self.vars[m.group(1)]))
+
+        return _VAR.sub(repl, text)
+
+    def sub_keys(self, spec: str) -> str:
+        """Variables in a key spec are text: a '<' or '>' in a value (a password) is typed, never a key."""
+        def repl(m: re.Match[str]) -> str:
+            value = self.sub(m.group(0))
+            return "".join("<lt>" if ch == "<" else "<gt>" if ch == ">" else ch for ch in value)
+
+        return _VAR.sub(repl, spec)
 
     def execute(self) -> None:
         try:
@@ -295,7 +334,7 @@ class Runner:
 
     def _steps(self, steps: list[Step]) -> None:
         for step in steps:
-            if step.when and not all(self.vars.get(k) in vals for k, vals in step.when.items()):
+            if not self._applies(step):
                 self.run.event(step.name, action=step.action, result="skipped", duration=0.0,
                                reason=f"when {step.when}")
                 continue
@@ -303,7 +342,14 @@ class Runner:
             if step.cleanup:
                 self.cleanups.append(step.cleanup)
 
+    def _applies(self, step: Step) -> bool:
+        return not step.when or all(str(self.vars.get(k)) in vals for k, vals in step.when.items())
+
     def _one(self, step: Step, cleanup: bool = False) -> None:
+        if cleanup and not self._applies(step):
+            self.run.event(step.name, action=step.action, cleanup=True, result="skipped", duration=0.0,
+                           reason=f"when {step.when}")
+            return
         c = self.console
         c.step = step.name
         t0 = time.monotonic()
@@ -329,6 +375,19 @@ class Runner:
             self.run.event(step.name, **fields, result="failed", duration=time.monotonic() - t0, error=str(exc),
                            where=f"{step.where[0]}:{step.where[1]}")
             raise RunFailed(f"step '{step.name}' ({step.where[0]}:{step.where[1]}): {exc}") from None
+        except InputError as exc:  # bad input met only now (a key spec, no serial console): exit 2, located
+            self.run.event(step.name, **fields, result="failed", duration=time.monotonic() - t0, error=str(exc),
+                           where=f"{step.where[0]}:{step.where[1]}")
+            raise InputError(f"step '{step.name}' ({step.where[0]}:{step.where[1]}): {exc}") from None
+        except Exception as exc:  # anything else still names the step and leaves its evidence
+            failed_shot = None
+            with contextlib.suppress(Exception):
+                failed_shot = c.screenshot(f"failed-{step.name}")
+            self.run.event(step.name, **fields, result="failed", duration=time.monotonic() - t0,
+                           error=f"{type(exc).__name__}: {exc}", where=f"{step.where[0]}:{step.where[1]}",
+                           screenshot=str(failed_shot) if failed_shot else None)
+            raise RunFailed(f"step '{step.name}' ({step.where[0]}:{step.where[1]}): "
+                            f"{type(exc).__name__}: {exc}") from None
         if ev is not None:
             fields.update(source=ev.source, matched=ev.matched, fuzzy=ev.fuzzy)
             shot = ev.matched if ev.source == "screenshot" else self.run.last_frame_path
@@ -342,11 +401,14 @@ class Runner:
             self._steps(step.children)
             return None
         if a == "keys":
-            c.send_keys(self.sub(arg))
+            c.send_keys(self.sub_keys(arg))
             return None
         if a == "type":
             t = arg if isinstance(arg, dict) else {"text": arg}
             text = self.sub(t["text"])
+            if t.get("secret"):  # a literal marked secret is scrubbed like the root password
+                self.secrets.append(text)
+                self.run.add_secrets([text])
             c.type_string(text, secret=bool(t.get("secret")) or any(s in text for s in self.secrets))
             return None
         if a == "wait":
@@ -387,7 +449,8 @@ class Runner:
                 self.vars[str(arg["as"])] = out
                 self.outputs[str(arg["as"])] = out
             if "expect" in arg and not find_text(self.sub_rx(arg["expect"]), out):
-                raise RunFailed(f"output of '{arg['command']}' does not match /{arg['expect']}/: {out[:300]!r}")
+                raise RunFailed(f"output of '{arg['command']}' does not match /{arg['expect']}/: "
+                                f"{_clip(self.run.scrub(out), 300)!r}")
             return Evidence("serial" if c.serial else "screen", out[:4000], 0.0)
         raise AssertionError(a)
 
@@ -482,7 +545,7 @@ def run_command(c: Console, command: str, prompt: str, timeout: float) -> str:
                         c.step, c.serial.stopped or "no text")
             return out
         shot = c.screenshot(f"run-{c.step}")
-        heard = c.serial.stopped or f"serial read {c.serial.text()[-120:]!r}"
+        heard = c.serial.stopped or f"serial read {c.run.scrub(c.serial.text())[-120:]!r}"
         raise WaitTimeout(c.step, f"prompt /{prompt}/ after '{command}' ({heard})", timeout, shot, c.last_text)
     c.wait_change(lambda: c.type_string(command + "\n"), timeout)
     c.wait_still(timeout, still_for=1.0)

@@ -43,9 +43,14 @@ class RunFolder:
 
     # -- secrets ------------------------------------------------------------------------------------
     def add_secrets(self, secrets: Iterable[str]) -> None:
+        """Each secret and the forms messages show it in: regex-escaped (a wait's pattern), repr'd
+        (an output excerpt), and both."""
         for s in secrets:
-            if s and s not in self._secrets:
-                self._secrets.append(s)
+            if not s:
+                continue
+            for form in {s, re.escape(s), repr(s)[1:-1], repr(re.escape(s))[1:-1]}:
+                if form not in self._secrets:
+                    self._secrets.append(form)
         self._secrets.sort(key=len, reverse=True)
 
     def scrub(self, text: str) -> str:

@@ -557,6 +557,8 @@ def _run_seat(lab: Lab, seat: Seat, options: UpOptions, secrets: list[str], vari
     if isinstance(failure, InputError):
         run.event(failed_step, phase="end", result="failed", error=scrub(str(failure)))
         _write_result(run.path, {"ok": False, "step": failed_step, "error": scrub(str(failure))})
+        if scrub(str(failure)) != str(failure):
+            raise InputError(scrub(str(failure))) from None
         raise failure  # bad input or a refused operation stays exit 2, after the cleanups
     message = str(failure) or type(failure).__name__
     shot = getattr(failure, "screenshot", None)  # a console wait's own screenshot

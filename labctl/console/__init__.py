@@ -84,6 +84,38 @@ class Evidence:
     fuzzy: bool = False
 
 
+def serial_regex(regex: str) -> str:
+    """A screen pattern as the serial console searches it: a run of spaces (outside [...] and
+    escapes) matches any whitespace, since a terminal wraps and pads lines; before a quantifier it
+    becomes one ``\\s``, so ``a *b`` stays a valid pattern."""
+    out: list[str] = []
+    i, in_class = 0, False
+    while i < len(regex):
+        ch = regex[i]
+        if ch == "\\" and i + 1 < len(regex):
+            out.append(regex[i: i + 2])
+            i += 2
+            continue
+        if in_class:
+            in_class = ch != "]"
+        elif ch == "[":
+            in_class = True
+            if regex[i + 1: i + 2] == "]":  # a ']' first in a class is literal
+                out.append("[]")
+                i += 2
+                continue
+        elif ch == " ":
+            j = i
+            while j < len(regex) and regex[j] == " ":
+                j += 1
+            out.append("\\s" if regex[j: j + 1] in ("*", "+", "?", "{") else "\\s+")
+            i = j
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
 class Console:
     def __init__(self, vnc: FrameSource, serial: SerialConsole | None, run: RunFolder, secrets: Sequence[str] = (),
                  timeout_scale: float = 1.0, ocr: Ocr | None = None,
@@ -193,7 +225,7 @@ class Console:
 
     # -- waits ----------------------------------------------------------------------------------------
     def _serial_rx(self, regex: str) -> re.Pattern[str]:
-        return re.compile(re.sub(r"(?<!\\) +", r"\\s+", regex), re.IGNORECASE)
+        return re.compile(serial_regex(regex), re.IGNORECASE)
 
     def wait_text(self, regex: str, timeout: float, region: Region | None = None, serial: bool = True) -> Evidence:
         """Until ``regex`` is on screen (OCR, fuzzy) — or on the serial console when allowed."""
@@ -247,9 +279,9 @@ class Console:
         t0 = time.monotonic()
         m = self.serial.wait(re.compile(regex), self._timeout(timeout))
         if m is None:
-            tail = self.serial.text()[-300:]
+            tail = self.run.scrub(self.serial.text())[-300:]  # scrubbed whole: a cut must not split a secret
             err = self._fail(f"serial text /{regex}/", self._timeout(timeout))
-            raise WaitTimeout(self.step, f"serial text /{regex}/ (serial tail: {self.run.scrub(tail)!r})",
+            raise WaitTimeout(self.step, f"serial text /{regex}/ (serial tail: {tail!r})",
                               self._timeout(timeout), err.screenshot, err.ocr_text)
         return Evidence("serial", m.group(0), time.monotonic() - t0)
 

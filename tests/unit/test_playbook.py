@@ -88,6 +88,15 @@ def test_interactive_playbook_loads() -> None:
     ("name: x\nsteps:\n  - keys: a\n    wait: {text: b}\n", 3, "exactly one action"),
     ("name: x\nsteps:\n  - power: sideways\n", 3, "reset, off or on"),
     ("name: x\nsteps: []\n", 2, "non-empty list"),
+    # found by a review: these passed the load and failed (or hung) only after the VM had booted
+    ("name: x\nsteps:\n  - wait: {text: never, timeout: .nan}\n", 3, "timeout"),
+    ("name: x\nsteps:\n  - wait: {text: never, timeout: .inf}\n", 3, "timeout"),
+    ("name: x\nsteps:\n  - wait: {text: 'Installing *(ESXi'}\n", 3, "bad regular expression"),
+    ("name: x\nsteps:\n  - wait: {any: {a: '(?P<k>x)', b: '(?P<k>y)'}}\n", 3, "do not combine"),
+    ("name: x\nsteps:\n  - wait: {needle: esxi-logo-typo}\n", 3, "needle 'esxi-logo-typo' not found"),
+    ("name: x\nsteps:\n  - select: {text: a, max: many}\n", 3, "max is a whole number"),
+    ("name: x\nsteps:\n  - wait: {any: {a: x, b: y}, as: r}\n  - when: {rr: a}\n    keys: '<enter>'\n", 4,
+     "unknown variable"),
 ])
 def test_errors_have_file_line(tmp_path: Path, body: str, line: int, needle: str) -> None:
     with pytest.raises(SpecError) as exc:
@@ -263,3 +272,70 @@ def test_run_without_a_prompt_anywhere_fails_with_a_screenshot(tmp_path: Path) -
         run_command(c, "esxcli system module list", r"\[root@[^\]]*\]", 1.0)  # type: ignore[arg-type]
     assert exc.value.screenshot is not None and ("screenshot", f"run-{c.step}") in c.calls
     assert "localhost login" in str(exc.value)
+
+
+def test_serial_form_of_a_pattern_stays_a_valid_pattern() -> None:
+    import re
+
+    from labctl.console import serial_regex
+
+    assert re.search(serial_regex("Installing *ESXi"), "Installing   ESXi")
+    assert re.search(serial_regex("ESXi Shell is Enabled"), "ESXi Shell\r\n is Enabled")
+    assert serial_regex("[a ]b") == "[a ]b" and serial_regex(r"a\ b") == r"a\ b"
+
+
+def test_secrets_never_leak_in_escaped_repr_or_cut_forms(tmp_path: Path) -> None:
+    pw = 'Ab1\\<b>&"x.$'
+    run = RunFolder(tmp_path / "run", secrets=[pw])
+    import re
+
+    for shown in (pw, re.escape(pw), repr(pw), repr(re.escape(pw))):
+        assert pw not in run.scrub(shown) and "Ab1" not in run.scrub(shown), shown
+    p = write(tmp_path, "name: t\nsteps:\n  - wait: {text: 'pw={root_password}', timeout: 1}\n")
+    c = FakeConsole(["nothing"], run)
+    with pytest.raises(WaitTimeout):
+        run_playbook(str(p), c, None, {"root_password": pw}, run, [pw])  # type: ignore[arg-type]
+    text = (run.path / "events.jsonl").read_text()
+    assert "Ab1" not in text, text
+
+
+def test_a_literal_marked_secret_is_not_in_the_step_name_or_events(tmp_path: Path) -> None:
+    p = write(tmp_path, "name: t\nsteps:\n  - type: {text: 'VMware1!', secret: true}\n"
+                        "  - wait: {text: 'VMware1!', timeout: 1}\n")
+    run = RunFolder(tmp_path / "run")
+    c = FakeConsole(["nothing"], run)
+    with pytest.raises(WaitTimeout):
+        run_playbook(str(p), c, None, {}, run, [])  # type: ignore[arg-type]
+    assert ("type", "<secret>") in c.calls
+    assert "VMware1" not in (run.path / "events.jsonl").read_text()
+
+
+def test_variables_in_keys_are_typed_not_parsed_and_empty_regex_variables_fail(tmp_path: Path) -> None:
+    p = write(tmp_path, "name: t\nsteps:\n  - keys: '{root_password}<enter>'\n")
+    run = RunFolder(tmp_path / "run")
+    c = FakeConsole([], run)
+    run_playbook(str(p), c, None, {"root_password": "My<Pass>word1"}, run, ["My<Pass>word1"])  # type: ignore[arg-type]
+    assert c.calls[0] == ("keys", "My<lt>Pass<gt>word1<enter>")
+    p = write(tmp_path, "name: t\nsteps:\n  - wait: {any: {a: x, b: y}, as: found, timeout: 1}\n"
+                        "    optional: true\n  - wait: {text: '{found}', timeout: 1}\n")
+    with pytest.raises(RunFailed, match=r"found.*has no value"):
+        run_playbook(str(p), FakeConsole(["nothing"], run), None, {}, run, [])  # type: ignore[arg-type]
+
+
+def test_when_compares_as_text_and_applies_to_cleanups(tmp_path: Path) -> None:
+    p = write(tmp_path, """
+name: t
+steps:
+  - when: {esxi: 6.7}
+    keys: '<f11>'
+  - keys: '<enter>'
+    cleanup: {when: {esxi: '7.0'}, screenshot: never}
+  - wait: {text: 'absent', timeout: 1}
+""")
+    run = RunFolder(tmp_path / "run")
+    c = FakeConsole(["x"] * 5, run)
+    with pytest.raises(WaitTimeout):
+        run_playbook(str(p), c, None, {"esxi": "6.7"}, run, [])  # type: ignore[arg-type]
+    assert ("keys", "<f11>") in c.calls  # 6.7 (a float in YAML) matches "6.7"
+    assert ("screenshot", "never") not in c.calls
+
