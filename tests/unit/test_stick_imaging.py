@@ -295,6 +295,20 @@ class _StopAfter(ops.Job):
         super().tick(n)
 
 
+def interrupted_restore(img: Path, dst: Path, after: int) -> ops.Job:
+    """Restore ``img`` onto ``dst`` and press Ctrl-C after ``after`` bytes; the job, for its state."""
+    data = imaging.open_image(str(img))
+    job = _StopAfter("dst")
+    job.limit = after
+    try:
+        with ops.open_target(Target(str(dst), False, dst.stat().st_size, True), data.manifest.size) as dev, \
+                pytest.raises(ops.Cancelled):
+            ops.restore(data, dev, zero_rest=False, job=job)
+    finally:
+        data.close()
+    return job
+
+
 def test_interrupted_restore_never_looks_like_a_valid_stick(image: tuple[Path, Path], tmp_path: Path) -> None:
     src, img = image
     dst = tmp_path / "dst.raw"
@@ -302,15 +316,7 @@ def test_interrupted_restore_never_looks_like_a_valid_stick(image: tuple[Path, P
     with open(dst, "r+b") as f:
         f.seek(P5)
         f.write(os.urandom(12 * MIB))
-    data = imaging.open_image(str(img))
-    job = _StopAfter("dst")
-    job.limit = 8 * MIB
-    try:
-        with ops.open_target(Target(str(dst), False, dst.stat().st_size, True), data.manifest.size) as dev, \
-                pytest.raises(ops.Cancelled):
-            ops.restore(data, dev, zero_rest=False, job=job)
-    finally:
-        data.close()
+    job = interrupted_restore(img, dst, after=8 * MIB)
     assert "GPT headers cleared" in job.state
     with pytest.raises(layouts.GptError):
         layouts.read_gpt(str(dst))
@@ -368,15 +374,7 @@ def test_interrupted_full_image_restore_never_looks_like_a_valid_stick(tmp_path:
     full = tmp_path / "full.img"
     assert main(["stick", "backup", str(src), str(full), "--full"]) == 0
     dst = junk_target(tmp_path / "dst.raw")
-    data = imaging.open_image(str(full))
-    job = _StopAfter("dst")
-    job.limit = 8 * MIB
-    try:
-        with ops.open_target(Target(str(dst), False, dst.stat().st_size, True), data.manifest.size) as dev, \
-                pytest.raises(ops.Cancelled):
-            ops.restore(data, dev, zero_rest=False, job=job)
-    finally:
-        data.close()
+    job = interrupted_restore(full, dst, after=8 * MIB)
     assert "GPT headers cleared" in job.state
     with pytest.raises(layouts.GptError):
         layouts.read_gpt(str(dst))
