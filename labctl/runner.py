@@ -392,7 +392,9 @@ def _watchdog(backend: QemuBackend | None, on_death: Callable[[], None] | None =
 
 
 @contextmanager
-def _sigterm_as_exception() -> Iterator[None]:
+def sigterm_as_exception() -> Iterator[None]:
+    """SIGTERM raises Terminated in the main thread while inside (elsewhere: nothing), so that
+    cleanups run as on Ctrl-C."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -502,7 +504,7 @@ def _run_seat(lab: Lab, seat: Seat, options: UpOptions, secrets: list[str], vari
     failure: BaseException | None = None
     failed_step = ""
     started = time.monotonic()
-    with _sigterm_as_exception():
+    with sigterm_as_exception():
         try:
             for step in steps:
                 failed_step = step.name

@@ -12,7 +12,6 @@ import sys
 import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from labctl.backends.qemu import QemuBackend, Runtime
@@ -124,44 +123,38 @@ def _up_parallel(args: argparse.Namespace, lab: Lab, seats: list[Seat], parallel
     """Seats in worker threads. Ctrl-C or SIGTERM sets the seats' cancel event (a seat that has not
     started its VM never does) and stops every seat's QEMU, so the workers fail fast, run their
     cleanups and record "interrupted"; then exit 130 or 143."""
-    from labctl.runner import Terminated
+    from labctl.runner import Terminated, sigterm_as_exception
 
     results: list[Any] = []
     failures: list[str] = []
-
-    def on_sigterm(signum: int, frame: FrameType | None) -> None:
-        raise Terminated()
-
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
     pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="seat")
     futures = {pool.submit(one, seat): seat for seat in seats}
-    try:
-        pending = set(futures)
-        while pending:
-            done, pending = wait(pending, timeout=0.5, return_when=FIRST_EXCEPTION)
-            for fut in done:
-                try:
-                    res = fut.result()
-                except RunFailed as exc:
-                    failures.append(str(exc))
-                    print(f"labctl: {exc}", file=sys.stderr)
-                    continue
-                results.append(res)
-                _report_up(args, res)
-    except BaseException as exc:
-        options.cancel_signal = signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
-        options.cancel.set()
-        for fut in futures:
-            fut.cancel()
-        for seat in seats:  # the workers see their QEMU die and clean up
-            _kill_seat(lab, seat)
-        pool.shutdown(wait=True, cancel_futures=True)
-        if isinstance(exc, Terminated):
-            print("labctl: terminated", file=sys.stderr)
-            raise SystemExit(143) from None
-        raise
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    with sigterm_as_exception():
+        try:
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, timeout=0.5, return_when=FIRST_EXCEPTION)
+                for fut in done:
+                    try:
+                        res = fut.result()
+                    except RunFailed as exc:
+                        failures.append(str(exc))
+                        print(f"labctl: {exc}", file=sys.stderr)
+                        continue
+                    results.append(res)
+                    _report_up(args, res)
+        except BaseException as exc:
+            options.cancel_signal = signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
+            options.cancel.set()
+            for fut in futures:
+                fut.cancel()
+            for seat in seats:  # the workers see their QEMU die and clean up
+                _kill_seat(lab, seat)
+            pool.shutdown(wait=True, cancel_futures=True)
+            if isinstance(exc, Terminated):
+                print("labctl: terminated", file=sys.stderr)
+                raise SystemExit(143) from None
+            raise
     pool.shutdown(wait=True)
     return results, failures
 
