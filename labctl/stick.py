@@ -208,12 +208,9 @@ def backup(source: str, image: str, *, full: bool, compress: bool, job: Job,
     )
     try:
         _commit_image(tmp, image, m)
-    except OSError as exc:
-        for leftover in (tmp, manifest_path(image) + f".partial-{os.getpid()}"):
-            with contextlib.suppress(OSError):
-                os.unlink(leftover)
+    except InputError:
         job.state = "source untouched; no image written (the temporary files were removed)"
-        raise InputError(f"{image}: could not write the image ({exc.strerror})") from None
+        raise
     if note:
         job.notes.append(note)
     job.state = "image complete"
@@ -289,17 +286,24 @@ def _copy_ranges(src: Dev, extents: list[Extent], tmp: str, size: int, compress:
 
 
 def _commit_image(tmp: str, image: str, m: Manifest) -> None:
-    """Old manifest out first, then the image, then the new manifest: a half image never has one."""
+    """Old manifest out first, then the image, then the new manifest: a half image never has one.
+    On failure both temporary files go (InputError naming the image)."""
     mpath = manifest_path(image)
     mtmp = mpath + f".partial-{os.getpid()}"
-    with open(mtmp, "w", encoding="utf-8") as f:
-        f.write(m.to_json())
-        f.flush()
-        os.fsync(f.fileno())
-    if os.path.exists(mpath):
-        os.unlink(mpath)
-    os.replace(tmp, image)
-    os.replace(mtmp, mpath)
+    try:
+        with open(mtmp, "w", encoding="utf-8") as f:
+            f.write(m.to_json())
+            f.flush()
+            os.fsync(f.fileno())
+        if os.path.exists(mpath):
+            os.unlink(mpath)
+        os.replace(tmp, image)
+        os.replace(mtmp, mpath)
+    except OSError as exc:
+        for leftover in (tmp, mtmp):
+            with contextlib.suppress(OSError):
+                os.unlink(leftover)
+        raise InputError(f"{image}: could not write the image ({exc.strerror})") from None
     dfd = os.open(os.path.dirname(os.path.abspath(image)), os.O_RDONLY)
     try:
         os.fsync(dfd)
