@@ -23,6 +23,7 @@ import struct
 import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from labctl.errors import InputError, RefusedError, RunFailed
@@ -165,6 +166,30 @@ class Dev:
             out.append((d - d % 512, h))
             pos = h
         return out
+
+
+QEMU_WRITE_PERM_BYTE = 101  # QEMU's image locking: a lock on byte 100 + n means "I hold permission n"; n=1 is write
+
+
+def held_for_writing(path: str, locks: str | None = None) -> bool:
+    """Whether a program holds ``path`` with QEMU's "I may write" lock (a VM running on it): a copy
+    taken now would be torn. Read from /proc/locks (``locks`` for tests)."""
+    try:
+        st = os.stat(path)
+        text = locks if locks is not None else Path("/proc/locks").read_text(encoding="ascii")
+    except OSError:
+        return False
+    me = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    for line in text.splitlines():
+        f = line.split()
+        if "->" in f:  # a waiter, not a holder
+            continue
+        if me in f:
+            i = f.index(me)
+            start, end = f[i + 1], f[i + 2]
+            if int(start) <= QEMU_WRITE_PERM_BYTE and (end == "EOF" or int(end) >= QEMU_WRITE_PERM_BYTE):
+                return True
+    return False
 
 
 def aligned_buffer(size: int = BLOCK) -> memoryview:

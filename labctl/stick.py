@@ -41,6 +41,7 @@ from labctl.imaging import (
     ImageData,
     Manifest,
     aligned_buffer,
+    held_for_writing,
     manifest_path,
 )
 
@@ -176,6 +177,9 @@ def backup(source: str, image: str, *, full: bool, compress: bool, job: Job,
     check_image_path(image)
     if os.path.exists(image) and os.path.samefile(source, image):
         raise InputError(f"{image} is the source itself")
+    if held_for_writing(source):
+        raise RefusedError(f"{source} is in use for writing by a running VM (QEMU): an image taken now would "
+                           "be torn; stop the VM first ('labctl down')")
     with Dev(source, exclusive=True) as src:
         size = src.size
         if size < 512 * 3:

@@ -189,7 +189,8 @@ def test_disks_and_files_backing_a_loop_device_are_refused(tmp_path: Path, loop:
 
 
 def test_file_in_use_by_a_running_qemu_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """QEMU locks the disk images it runs on (OFD locks); restore and wipe see the lock and refuse."""
+    """QEMU locks the disk images it runs on (OFD locks); restore and wipe see the lock and refuse, and
+    so does a backup (the VM may write while it is copied)."""
     qemu = shutil.which("qemu-system-x86_64")
     assert qemu is not None, "qemu-system-x86_64 is installed by .ci/run"
     src = make_stick(tmp_path / "src.raw")
@@ -211,6 +212,9 @@ def test_file_in_use_by_a_running_qemu_is_refused(tmp_path: Path, capsys: pytest
         assert "locked by another program (a running VM" in capsys.readouterr().err
         assert main(["stick", "wipe", str(target), "--yes", "--quick"]) == 2
         assert file_sha(target) == before
+        assert main(["stick", "backup", str(target), str(tmp_path / "torn.img")]) == 2  # a copy would be torn
+        assert "in use for writing by a running VM" in capsys.readouterr().err
+        assert not (tmp_path / "torn.img").exists()
     finally:
         vm.kill()
         vm.wait(timeout=30)

@@ -474,3 +474,19 @@ def test_ctrl_c_just_after_unpacking_a_compressed_image_leaves_no_copy(
     monkeypatch.setattr(cmd, "run_jobs", late_ctrl_c)
     assert main(["stick", "restore", str(img), str(tmp_path / "t.raw"), "--yes"]) == 130
     assert list(unpack.iterdir()) == []
+
+
+def test_held_for_writing_reads_qemus_write_permission_lock(tmp_path: Path) -> None:
+    """QEMU locks byte 100 + n for each permission n it holds; n=1 is write (byte 101)."""
+    f = tmp_path / "seat1.img"
+    f.write_bytes(b"")
+    st = os.stat(f)
+    me = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    reading = f"1: OFDLCK ADVISORY  READ -1 {me} 201 201\n2: OFDLCK ADVISORY  READ -1 {me} 100 100\n"
+    writing = f"1: OFDLCK ADVISORY  READ -1 {me} 201 201\n2: OFDLCK ADVISORY  READ -1 {me} 100 101\n"
+    other = "2: OFDLCK ADVISORY  READ -1 fe:00:1 100 101\n"
+    assert not imaging.held_for_writing(str(f), reading)
+    assert imaging.held_for_writing(str(f), writing)
+    assert not imaging.held_for_writing(str(f), other)
+    assert imaging.held_for_writing(str(f), f"3: POSIX  ADVISORY  WRITE 77 {me} 0 EOF\n")
+    assert not imaging.held_for_writing(str(tmp_path / "gone"), writing)
