@@ -53,12 +53,11 @@ COMMON = ("name", "when", "optional", "cleanup", "timeout")
 _VAR = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # what 'labctl up' gives every playbook besides its own variables and as: results
 LAB_VARIABLES = frozenset({"boot_options", "keyboard", "esxi", "media", "lab", "root_password", "seat"})
-WHEN_FACTS = LAB_VARIABLES
+DEFAULT_TIMEOUT = 30.0
 
 
 def _clip(text: str, n: int) -> str:
     return text if len(text) <= n else text[:n] + "..."
-DEFAULT_TIMEOUT = 30.0
 
 
 @dataclass
@@ -151,8 +150,8 @@ def _parse_step(raw: Any, p: PathKey, loc: Located, err: Callable[..., SpecError
         if not isinstance(when, dict) or not when:
             raise err((*p, "when"), "when is a mapping {VARIABLE: value or [values]}")
         for k in when:
-            if str(k) not in names and str(k) not in WHEN_FACTS:
-                raise err((*p, "when", k), f"unknown variable; known: {', '.join(sorted(names | WHEN_FACTS))}",
+            if str(k) not in names and str(k) not in LAB_VARIABLES:
+                raise err((*p, "when", k), f"unknown variable; known: {', '.join(sorted(names | LAB_VARIABLES))}",
                           key=True)
         step.when = {str(k): [str(x) for x in (v if isinstance(v, list) else [v])] for k, v in when.items()}
     if "cleanup" in raw:
@@ -334,22 +333,15 @@ class Runner:
 
     def _steps(self, steps: list[Step]) -> None:
         for step in steps:
-            if not self._applies(step):
-                self.run.event(step.name, action=step.action, result="skipped", duration=0.0,
-                               reason=f"when {step.when}")
-                continue
-            self._one(step)
-            if step.cleanup:
+            if self._one(step) and step.cleanup:
                 self.cleanups.append(step.cleanup)
 
-    def _applies(self, step: Step) -> bool:
-        return not step.when or all(str(self.vars.get(k)) in vals for k, vals in step.when.items())
-
-    def _one(self, step: Step, cleanup: bool = False) -> None:
-        if cleanup and not self._applies(step):
-            self.run.event(step.name, action=step.action, cleanup=True, result="skipped", duration=0.0,
-                           reason=f"when {step.when}")
-            return
+    def _one(self, step: Step, cleanup: bool = False) -> bool:
+        """Run one step; False when its when: does not apply (skipped, and its cleanup never armed)."""
+        if step.when and not all(str(self.vars.get(k)) in vals for k, vals in step.when.items()):
+            self.run.event(step.name, action=step.action, result="skipped", duration=0.0,
+                           reason=f"when {step.when}", **({"cleanup": True} if cleanup else {}))
+            return False
         c = self.console
         c.step = step.name
         t0 = time.monotonic()
@@ -357,36 +349,37 @@ class Runner:
         fields: dict[str, Any] = {"action": step.action, "start": started}
         if cleanup:
             fields["cleanup"] = True
+        where = f"{step.where[0]}:{step.where[1]}"
         try:
             ev = self._do(step)
         except WaitTimeout as exc:
             if step.optional:
                 self.run.event(step.name, **fields, result="skipped", duration=time.monotonic() - t0,
                                reason=str(exc), screenshot=str(exc.screenshot) if exc.screenshot else None)
-                return
+                return True
             self.run.event(step.name, **fields, result="failed", duration=time.monotonic() - t0, error=str(exc),
                            ocr=exc.ocr_text, screenshot=str(exc.screenshot) if exc.screenshot else None,
-                           where=f"{step.where[0]}:{step.where[1]}")
+                           where=where)
             raise
         except RunFailed as exc:
             if step.optional:
                 self.run.event(step.name, **fields, result="skipped", duration=time.monotonic() - t0, reason=str(exc))
-                return
+                return True
             self.run.event(step.name, **fields, result="failed", duration=time.monotonic() - t0, error=str(exc),
-                           where=f"{step.where[0]}:{step.where[1]}")
-            raise RunFailed(f"step '{step.name}' ({step.where[0]}:{step.where[1]}): {exc}") from None
+                           where=where)
+            raise RunFailed(f"step '{step.name}' ({where}): {exc}") from None
         except InputError as exc:  # bad input met only now (a key spec, no serial console): exit 2, located
             self.run.event(step.name, **fields, result="failed", duration=time.monotonic() - t0, error=str(exc),
-                           where=f"{step.where[0]}:{step.where[1]}")
-            raise InputError(f"step '{step.name}' ({step.where[0]}:{step.where[1]}): {exc}") from None
+                           where=where)
+            raise InputError(f"step '{step.name}' ({where}): {exc}") from None
         except Exception as exc:  # anything else still names the step and leaves its evidence
             failed_shot = None
             with contextlib.suppress(Exception):
                 failed_shot = c.screenshot(f"failed-{step.name}")
             self.run.event(step.name, **fields, result="failed", duration=time.monotonic() - t0,
-                           error=f"{type(exc).__name__}: {exc}", where=f"{step.where[0]}:{step.where[1]}",
+                           error=f"{type(exc).__name__}: {exc}", where=where,
                            screenshot=str(failed_shot) if failed_shot else None)
-            raise RunFailed(f"step '{step.name}' ({step.where[0]}:{step.where[1]}): "
+            raise RunFailed(f"step '{step.name}' ({where}): "
                             f"{type(exc).__name__}: {exc}") from None
         if ev is not None:
             fields.update(source=ev.source, matched=ev.matched, fuzzy=ev.fuzzy)
@@ -394,6 +387,7 @@ class Runner:
             if shot:
                 fields["screenshot"] = str(shot)
         self.run.event(step.name, **fields, result="ok", duration=round(time.monotonic() - t0, 3))
+        return True
 
     def _do(self, step: Step) -> Evidence | None:
         c, a, arg = self.console, step.action, step.arg

@@ -126,9 +126,13 @@ class UpOptions:
     cancel: threading.Event = field(default_factory=threading.Event)
     cancel_signal: int = signal.SIGINT
 
+    def cancel_exception(self) -> BaseException:
+        """What a cancelled seat raises: Terminated for SIGTERM, KeyboardInterrupt for Ctrl-C."""
+        return Terminated() if self.cancel_signal == signal.SIGTERM else KeyboardInterrupt()
+
     def check_cancel(self) -> None:
         if self.cancel.is_set():
-            raise Terminated() if self.cancel_signal == signal.SIGTERM else KeyboardInterrupt()
+            raise self.cancel_exception()
 
 
 @dataclass
@@ -252,6 +256,15 @@ class Playbook(Step):
         ref = playbook_ref(ctx.lab, self.playbook)
         ctx.run.event(self.name, playbook=ref)
         run_playbook(ref, ctx.console, ctx.backend, ctx.variables, ctx.run, ctx.secrets)
+
+
+def check_playbooks(lab: Lab) -> None:
+    """Load the lab's install and post-install playbooks: a bad one is exit 2 before any VM starts
+    (``up`` and ``validate``)."""
+    from labctl.playbook import LAB_VARIABLES, load
+
+    for name in [lab.install.playbook, *lab.post_install]:
+        load(playbook_ref(lab, name), known_vars=set(LAB_VARIABLES))
 
 
 def playbook_ref(lab: Lab, name: str) -> str:
@@ -528,7 +541,7 @@ def _run_seat(lab: Lab, seat: Seat, options: UpOptions, secrets: list[str], vari
             b = ctx.backend
             if options.cancel.is_set() and not isinstance(exc, KeyboardInterrupt | Terminated):
                 # the main thread was interrupted and killed this seat's QEMU: that is the story
-                failure = Terminated() if options.cancel_signal == signal.SIGTERM else KeyboardInterrupt()
+                failure = options.cancel_exception()
             elif b is not None and (isinstance(exc, _VmGone) or (
                     isinstance(exc, Exception) and not isinstance(exc, QemuDied) and b.died())):
                 failure = QemuDied(b.death_message())
@@ -557,10 +570,11 @@ def _run_seat(lab: Lab, seat: Seat, options: UpOptions, secrets: list[str], vari
         return str(run.scrub(text)) if hasattr(run, "scrub") else text
 
     if isinstance(failure, InputError):
-        run.event(failed_step, phase="end", result="failed", error=scrub(str(failure)))
-        _write_result(run.path, {"ok": False, "step": failed_step, "error": scrub(str(failure))})
-        if scrub(str(failure)) != str(failure):
-            raise InputError(scrub(str(failure))) from None
+        said = scrub(str(failure))
+        run.event(failed_step, phase="end", result="failed", error=said)
+        _write_result(run.path, {"ok": False, "step": failed_step, "error": said})
+        if said != str(failure):
+            raise InputError(said) from None
         raise failure  # bad input or a refused operation stays exit 2, after the cleanups
     message = str(failure) or type(failure).__name__
     shot = getattr(failure, "screenshot", None)  # a console wait's own screenshot

@@ -346,17 +346,15 @@ class Lab(_Model):
             raise ValueError("a lab has at least 1 seat")
         if len(v) > 64:
             raise ValueError(f"{len(v)} seats: at most 64 per lab file")
-        names = [s.name for s in v if s.name]
+        # as seat_list() names them: a given name may also equal a default one (lab-2), which would
+        # give two seats one stick and one .vmx
+        lab = info.data.get("name")
+        names = [str(s.name or (lab if len(v) == 1 else f"{lab}-{i}")) for i, s in enumerate(v, start=1)
+                 if s.name or lab]
         dup = {n for n in names if names.count(n) > 1}
         if dup:
-            raise ValueError(f"seat names must differ: {', '.join(sorted(dup))}")
-        lab = info.data.get("name")
-        if lab:  # a given name may also equal a default one (lab-2): one stick and one .vmx for two
-            names = [s.name or (lab if len(v) == 1 else f"{lab}-{i}") for i, s in enumerate(v, start=1)]
-            dup = {n for n in names if names.count(n) > 1}
-            if dup:
-                raise ValueError(f"seat names must differ: {', '.join(sorted(dup))} is also a default "
-                                 "seat name (lab name-N)")
+            raise ValueError(f"seat names must differ: {', '.join(sorted(dup))} (given twice, or also a "
+                             "default name lab-N)")
         return v
 
     # -- derived facts -------------------------------------------------------------------------

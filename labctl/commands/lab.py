@@ -25,11 +25,9 @@ def _load(path: str, strict: bool = False):  # type: ignore[no-untyped-def]
 
 def cmd_validate(args: argparse.Namespace) -> int:
     lab = _load(args.lab, strict=args.strict)
-    from labctl.playbook import LAB_VARIABLES, load
-    from labctl.runner import playbook_ref
+    from labctl.runner import check_playbooks
 
-    for name in [lab.install.playbook, *lab.post_install]:  # as 'up' loads them, before any VM starts
-        load(playbook_ref(lab, name), known_vars=set(LAB_VARIABLES))
+    check_playbooks(lab)
     seats = len(lab.seats)
     print(f"ok: {lab.name} (ESXi {lab.esxi}, backend {lab.backend}, {seats} seat{'s' if seats > 1 else ''})")
     return 0

@@ -67,11 +67,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         secrets.append(password)
         variables["root_password"] = password
     if not boot_only:  # a missing or malformed playbook is bad input (exit 2), found before any VM starts
-        from labctl.playbook import load
-        from labctl.runner import playbook_ref
+        from labctl.runner import check_playbooks
 
-        for name in [lab.install.playbook, *lab.post_install]:
-            load(playbook_ref(lab, name), known_vars=set(variables) | {"root_password", "seat"})
+        check_playbooks(lab)
     options = UpOptions(
         keep=bool(args.keep) or boot_only,
         boot_only=boot_only,

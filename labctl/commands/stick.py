@@ -255,15 +255,14 @@ def cmd_restore(args: argparse.Namespace) -> int:
         check.state = "image check stopped; no target written"
         return _interrupted([check])
     assert isinstance(img, imaging.ImageData)
-    devs: list[imaging.Dev] = []
+    devs: dict[str, imaging.Dev] = {}
     try:
         # block devices first (O_EXCL and the lock may still refuse), files (created or extended) last
         for t in sorted(targets, key=lambda t: not t.is_block):
-            devs.append(ops.open_target(t, m.size, m.sector_size))
-        devs.sort(key=lambda d: [t.path for t in targets].index(d.path))
-        return _restore_all(args, img, devs)
+            devs[t.path] = ops.open_target(t, m.size, m.sector_size)
+        return _restore_all(args, img, [devs[t.path] for t in targets])
     finally:
-        for d in devs:
+        for d in devs.values():
             d.close()
         img.close()
 
