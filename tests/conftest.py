@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+if str(REPO / "tests") not in sys.path:  # tests import shared helpers as harness.* (tests/harness/)
+    sys.path.insert(0, str(REPO / "tests"))
 
 
 @pytest.fixture(autouse=True)
