@@ -1,16 +1,41 @@
-"""The Backend contract: what the runner and the console may ask of a hypervisor.
+"""The Backend contract: everything the runner, the classroom and the commands may ask of a hypervisor.
 
-Two implementations: ``vmware`` (vmrun, .vmx) and ``qemu`` (QEMU + QMP). Anything platform-specific
-stays behind this protocol (Packer's Driver idea): the playbook talks to a Console, the runner to a
-Backend, never to vmrun or QMP directly.
+One object is one seat's VM on one hypervisor. Implementations live beside this module (``qemu.py``,
+``vmware.py``) and are found through the registry in ``labctl.backends`` (by name, or ``auto``); nothing
+outside ``labctl/backends`` imports a concrete backend (Packer's Driver idea: the playbook talks to a
+Console, the runner to a Backend, never to vmrun or QMP directly).
+
+Rules every implementation follows:
+
+- Every call is bounded in time; a failure raises ``labctl.errors.InputError`` (refused, exit 2) or
+  ``RunFailed`` (the VM did not do it, exit 1) with one line a user can act on.
+- Secrets (the VNC password) appear only in ``VncEndpoint.password``, never in facts, messages or logs.
+- ``start`` / ``prepare`` return *facts*: small JSON-able dicts the runner writes to the run's event log.
+- What a hypervisor cannot do is a ``Capabilities`` flag, checked by callers before they ask; asking anyway
+  raises ``Unsupported`` (an ``InputError``) naming the backend and the reason.
+
+This contract only grows: existing members keep their signatures; a new member is listed under
+"Changes" below when it is added.
+
+Changes: (none since the first version)
 """
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+
+from labctl.errors import InputError, RunFailed
+
+if TYPE_CHECKING:
+    from labctl.spec import Lab, Seat
+
+StopMode = Literal["hard", "soft"]
+Facts = dict[str, object]
+"""JSON-able facts for the run's event log (``events.jsonl``); never a secret."""
 
 
 class PowerState(StrEnum):
@@ -18,6 +43,25 @@ class PowerState(StrEnum):
     RUNNING = "running"
     PAUSED = "paused"
     UNKNOWN = "unknown"
+
+
+class VmDied(RunFailed):
+    """The VM (its hypervisor process) went away while labctl still needed it. The message is the
+    evidence: exit code or signal, the tail of the hypervisor's log, or who stopped it."""
+
+
+class Unsupported(InputError):
+    """The backend (or this host's edition of it) cannot do that, e.g. snapshots on VMware Player."""
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do on this host; callers check before they ask."""
+
+    snapshots: bool = False  # snapshot / revert / snapshots() (not Player, not a QEMU seat on a host stick)
+    screendump: bool = False  # a PNG of the screen without VNC (QMP screendump; vmrun has none without Tools)
+    attach: bool = True  # another labctl process can find and drive a running seat (down, send, status)
+    clone: bool = False
 
 
 @dataclass(frozen=True)
@@ -33,6 +77,11 @@ class VncEndpoint:
         where = self.socket_path or f"{self.host}:{self.port}"
         return f"VncEndpoint({where}, password={'set' if self.password else 'none'})"
 
+    @property
+    def url(self) -> str:
+        """``vnc://127.0.0.1:5901`` or ``unix:/path`` (no password: safe to print)."""
+        return f"unix:{self.socket_path}" if self.socket_path else f"vnc://{self.host}:{self.port}"
+
 
 @dataclass(frozen=True)
 class SerialEndpoint:
@@ -41,26 +90,164 @@ class SerialEndpoint:
     path: Path
 
 
+@dataclass(frozen=True)
+class StickView:
+    """The stick's bytes as the host can read them now: ``path`` is a raw readable file (the image itself
+    or a temporary raw view of it), or None with ``reason`` (a host stick passed through to a running VM,
+    a real device labctl will not open)."""
+
+    path: Path | None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class SeatImages:
+    """The files a seat's VM writes to (None: none of that kind, or a host device)."""
+
+    stick: Path | None
+    disk: Path | None
+
+
+@dataclass(frozen=True)
+class StopResult:
+    """How a ``stop`` went: ``how`` is 'soft' (the guest powered off), 'hard', or 'not running'."""
+
+    how: Literal["soft", "hard", "not running"]
+    seconds: float
+    pid: int | None = None  # the hypervisor process that was stopped, when there is one
+
+
 @runtime_checkable
 class Backend(Protocol):
     """One seat's VM on one hypervisor."""
 
     name: str
+    """The registry name ('qemu', 'vmware')."""
+    default_key_rate: float
+    """Keys per second the guest's console takes safely on this hypervisor (the lab may override)."""
+    capabilities: Capabilities
+    iso: Path | None
+    """The installer ISO put in the CD at ``start`` (the runner sets it after building the simulator)."""
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def prepare(self) -> Facts:
+        """Host-specific choices made once before ``start`` (QEMU: the accelerator probe; VMware: the
+        product, ws/player/fusion). Idempotent; the facts go to the event log."""
+        ...
 
     def define(self) -> None:
-        """Create the VM definition and its disks/stick images if missing (idempotent)."""
+        """Create the VM definition and its disk/stick images when missing (idempotent)."""
+        ...
 
-    def start(self) -> None:
-        """Power on with the ISO in the CD and the stick attached. Returns once VNC answers."""
+    def cleanup_stale(self) -> list[str]:
+        """Remove what a crashed run left (runtime records, sockets, lock files) when no VM of this seat
+        runs; the names of what it removed."""
+        ...
 
-    def stop(self, mode: Literal["hard", "soft"] = "soft", timeout: float = 60.0) -> None:
-        """Power off; soft asks the guest, and falls back to hard after ``timeout``."""
+    def start(self) -> Facts:
+        """Power on with the ISO in the CD and the stick attached; returns once VNC answers. An own VM
+        that the guest powered off is powered on again. Facts: pid, VNC display, seconds to VNC."""
+        ...
 
-    def reset(self, mode: Literal["hard", "soft"] = "hard") -> None:
-        """Press the reset button."""
+    def stop(self, mode: StopMode = "soft", timeout: float = 60.0) -> StopResult:
+        """Power off; soft asks the guest (ACPI power button) and falls back to hard after ``timeout``.
+        Never leaves the VM running; a VM that is off already is 'not running', not an error."""
+        ...
+
+    def kill(self) -> None:
+        """The last line of defence on every failure path: end the VM now, without asking."""
+        ...
+
+    def reset(self, mode: StopMode = "hard") -> None:
+        """Hard: the reset button. Soft: Ctrl+Alt+Del to the guest."""
+        ...
 
     def eject_cdrom(self) -> None:
-        """Take the installer ISO out (the seed's 'remove the installation media')."""
+        """Take the installer ISO out (the installer's 'remove the installation media')."""
+        ...
+
+    def reset_definition(self) -> list[str]:
+        """Put the VM definition back as rendered (QEMU: fresh UEFI variables; VMware: the .vmx and nvram
+        re-rendered), leaving images alone; what it did, as short phrases. The VM must be off."""
+        ...
+
+    # -- state --------------------------------------------------------------------------------------
+
+    def power_state(self) -> PowerState: ...
+
+    def alive(self) -> bool:
+        """The VM's process runs (cheap, no round trip to the hypervisor: polled by the supervisor)."""
+        ...
+
+    def died(self) -> bool:
+        """The VM is gone although nobody here asked it to stop."""
+        ...
+
+    def death_message(self) -> str:
+        """Why it died, with the evidence (exit code or signal, log tail, 'stopped by labctl down')."""
+        ...
+
+    def check(self) -> None:
+        """Raise ``VmDied`` with ``death_message()`` when the VM died on its own; else nothing."""
+        ...
+
+    @property
+    def started_here(self) -> bool:
+        """This object started the VM (as opposed to attaching to one another process started)."""
+        ...
+
+    def attach_running(self) -> bool:
+        """Bind this object to the seat's VM started by another labctl process (``up --keep``);
+        False when none runs."""
+        ...
+
+    def mark_stopped_by(self, verb: str) -> None:
+        """Before stopping a seat another labctl process runs: leave word of who did it, so that process's
+        ``death_message`` says 'stopped by labctl VERB' instead of 'crashed'."""
+        ...
+
+    def stop_strays(self) -> list[int]:
+        """Stop VM processes of this seat that no runtime record knows (a record lost in a crash), each
+        only after proving it is this seat's VM; the pids stopped."""
+        ...
+
+    def status_details(self) -> Facts:
+        """Backend-specific facts for ``labctl status`` (pid, accelerator, product, snapshots); no secrets."""
+        ...
+
+    def images(self) -> SeatImages: ...
+
+    # -- endpoints ------------------------------------------------------------------------------------
+
+    def vnc_endpoint(self) -> VncEndpoint:
+        """Where the running seat's screen is (InputError when it is not running)."""
+        ...
+
+    def vnc_display(self) -> str:
+        """The VNC address for messages ('127.0.0.1 port 5901 (display :1)'), no password; '-' when off."""
+        ...
+
+    def serial_endpoint(self) -> SerialEndpoint | None:
+        """None when the backend has no serial console to read."""
+        ...
+
+    def screendump(self, out: Path) -> Path:
+        """A PNG of the screen without VNC; ``Unsupported`` unless ``capabilities.screendump``."""
+        ...
+
+    # -- stick --------------------------------------------------------------------------------------
+
+    def stick_view(self) -> AbstractContextManager[StickView]:
+        """``with backend.stick_view() as view:`` the stick's bytes (``view.path``) for reading, or
+        ``view.path is None`` and ``view.reason`` (e.g. a host stick passed through while the VM runs)."""
+        ...
+
+    # -- snapshots (capabilities.snapshots) ---------------------------------------------------------
+
+    def snapshots(self) -> list[str]:
+        """Names, oldest first; [] when the backend has none."""
+        ...
 
     def snapshot(self, name: str) -> None: ...
 
@@ -68,12 +255,16 @@ class Backend(Protocol):
 
     def clone(self, dest: Path, linked: bool = True) -> Path: ...
 
-    def vnc_endpoint(self) -> VncEndpoint: ...
 
-    def serial_endpoint(self) -> SerialEndpoint | None:
-        """None when the backend has no serial console to read."""
+class BackendClass(Protocol):
+    """What the registry needs of a backend class (its class methods)."""
 
-    def power_state(self) -> PowerState: ...
+    def create(self, lab: Lab, seat: Seat, **options: object) -> Backend:
+        """A backend object for one seat. Options a backend does not know are ignored; known ones:
+        ``detached`` (bool: the VM outlives labctl, ``up --keep``), ``vnc_unix`` (bool), ``accel_cache``
+        (Path), ``iso`` (Path)."""
+        ...
 
-    def screendump(self, out: Path) -> Path:
-        """A PNG of the screen without VNC (QMP screendump); VMware raises NotImplementedError."""
+    def usable(self, lab: Lab) -> tuple[bool, str]:
+        """Whether this host can run the lab's seats on this backend, and why (or why not), cheaply."""
+        ...
