@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-MASK = "*****"
+from labctl.secrets import MASK
 
 
 class RunFolder:
