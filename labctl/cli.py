@@ -131,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("reset", "run:cmd_reset", "put seats back to their starting point")
     _lab_arg(p)
     _seats_arg(p)
+    p.add_argument("--yes", action="store_true", help="also empty image files labctl did not create")
 
     p = add("send", "console:cmd_send", "type keys on a running seat (Packer boot_command grammar)")
     _lab_arg(p)
@@ -204,6 +205,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="rebuild even when the cache is fresh")
     p.add_argument("--kickstart", metavar="KS.CFG", help="put a kickstart file on the ISO as /KS.CFG "
                    "(boot with ks=cdrom:/KS.CFG)")
+
+    iso = sub.add_parser("iso", help="remaster an ESXi installer ISO")
+    iso_sub = iso.add_subparsers(dest="iso_command", metavar="ACTION", parser_class=_Parser)
+    iso.set_defaults(func=lambda a: _missing_action(iso))
+    p = iso_sub.add_parser("kickstart", help="add KS.CFG and boot it unattended (ks=cdrom:/KS.CFG)",
+                           description="copy ISO with /KS.CFG added and ks=cdrom:/KS.CFG in the kernelopt of "
+                           "BOOT.CFG and EFI/BOOT/BOOT.CFG; both El Torito entries and the volume label are kept")
+    p.set_defaults(func=_handler("iso:cmd_kickstart"))
+    p.add_argument("iso", metavar="ISO")
+    p.add_argument("kickstart", metavar="KS.CFG")
+    p.add_argument("-o", "--output", metavar="OUT.iso", required=True, help="the remastered ISO")
+    p.add_argument("--boot-option", action="append", metavar="WORD",
+                   help="also add this word to kernelopt (repeatable), e.g. preferVMklinux=TRUE")
     return parser
 
 
