@@ -381,7 +381,9 @@ class Lab(_Model):
         if seat is not None:
             text = text.replace("{seat}", seat.name).replace("{n}", str(seat.index))
         p = Path(text)
-        return (p if p.is_absolute() else self.base_dir / p).resolve()
+        # os.path.realpath, unlike Path.resolve on 3.11, does not raise on a loop of symbolic links:
+        # the path stays unresolved there and the check that stats it names the loop
+        return Path(os.path.realpath(p if p.is_absolute() else self.base_dir / p))
 
     def iso_path(self, seat: Seat | None = None) -> Path | None:
         """The installer ISO for a seat, or None when the lab uses the simulator (built on demand)."""
@@ -449,7 +451,8 @@ def load_lab(path: str | Path, strict: bool = False) -> Lab:
         raise _first_error(exc, located) from None
     except ValueError as exc:  # a validator outside pydantic's wrapping (should not happen)
         raise SpecError(str(path), 1, 1, "(lab)", str(exc)) from None
-    lab._source = p.resolve()
+    lab._source = Path(os.path.realpath(p))
+    check_images(lab, located)
     for w in lab_warnings(lab, located):
         warnings.warn(w, LabWarning, stacklevel=2)
     if strict:
@@ -470,6 +473,17 @@ def lab_warnings(lab: Lab, located: Located) -> list[str]:
             "prefer {env: LAB_ROOT_PASSWORD} or {file: path}"
         )
     return out
+
+
+def check_images(lab: Lab, located: Located) -> None:
+    """Seat images are image files, never a device, the lab file, the ISO or another seat's image."""
+    from labctl.seatimages import ImageRefused, check_lab
+
+    try:
+        check_lab(lab)
+    except ImageRefused as exc:
+        line, col = located.where(exc.key)
+        raise SpecError(located.file, line, col, dotted(exc.key) or "(lab)", exc.reason) from None
 
 
 def check_files(lab: Lab, located: Located) -> None:

@@ -49,6 +49,7 @@ from labctl.backends.qemu_argv import (
 from labctl.backends.qmp import Qmp, QmpError
 from labctl.errors import InputError, RunFailed
 from labctl.private import vnc_password, write_private
+from labctl.seatimages import ensure_images
 from labctl.spec import Lab, Seat
 
 log = logging.getLogger(__name__)
@@ -258,6 +259,7 @@ class QemuBackend:
             write_private(f.vnc_password, vnc_password())
         else:
             os.chmod(f.vnc_password, 0o600)
+        ensure_images(self.lab, self.seat, f.local_disk)  # checked, created and recorded: labctl.seatimages
         image = self.seat.stick_image(self.lab)
         if image is not None and not image.exists():
             assert self.seat.stick.size is not None

@@ -14,6 +14,7 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from labctl import seatimages
 from labctl.backends.qemu import QemuBackend, Runtime
 from labctl.backends.qemu_argv import ovmf_files
 from labctl.commands.paths import output_folder
@@ -270,8 +271,19 @@ def cmd_status(args: argparse.Namespace) -> int:
 # -- reset ---------------------------------------------------------------------------------------
 
 
+def _check_reset_images(lab: Lab, seats: list[Seat], yes: bool) -> None:
+    """Every image reset would empty may be emptied (labctl made it, or --yes), before any seat is touched."""
+    for seat in seats:
+        b = QemuBackend(lab, seat)
+        snapshotted = bool(b.snapshots())
+        for img in seatimages.check_seat(lab, seat, b.files.local_disk):
+            if not (img.role == "stick" and snapshotted):
+                seatimages.check_reset(seat.state_dir, img, yes=yes)
+
+
 def cmd_reset(args: argparse.Namespace) -> int:
     lab, seats = _qemu_lab(args)
+    _check_reset_images(lab, seats, bool(getattr(args, "yes", False)))  # a refusal leaves every file as it was
     for seat in seats:
         b = QemuBackend(lab, seat)
         done: list[str] = []
@@ -283,23 +295,15 @@ def cmd_reset(args: argparse.Namespace) -> int:
         removed = b.cleanup_stale()
         if removed:
             done.append(f"removed stale {', '.join(removed)}")
-        image = seat.stick_image(lab)
-        if image is None:
+        if seat.stick_image(lab) is None:
             done.append("host stick left as it is (wipe it with 'labctl stick wipe DEV')")
-        else:
-            snaps = b.snapshots()
-            if snaps:
+        snaps = b.snapshots()
+        for img in seatimages.check_seat(lab, seat, b.files.local_disk):
+            if img.role == "stick" and snaps:
                 b.revert(snaps[0])
                 done.append(f"stick reverted to its snapshot '{snaps[0]}' (changes since then discarded)")
-            else:
-                image.unlink(missing_ok=True)
-                b.define()
-                done.append(f"stick image {image} recreated blank ({(seat.stick.size or 0) / 2**30:g} GiB, sparse)")
-        disk = lab.vm.disk
-        if disk is not None:
-            path = lab.resolve(disk.image, seat) if disk.image else b.files.local_disk
-            path.unlink(missing_ok=True)
-            done.append("local disk recreated blank")
+            else:  # in place, and only what labctl made (or --yes)
+                done.append(seatimages.recreate_blank(seat.state_dir, img, yes=bool(getattr(args, "yes", False))))
         _, vars_template = ovmf_files(lab)
         b.files.state_dir.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(vars_template, b.files.ovmf_vars)
