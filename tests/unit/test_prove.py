@@ -35,8 +35,8 @@ lrwxrwxrwx    1 root     root           6 Dec  1 10:02 locker -> /store
 lrwxrwxrwx    1 root     root          12 Dec  1 10:02 scratch -> /tmp/scratch
 drwxrwxrwt    1 root     root         512 Dec  1 10:02 tmp
 """
-LS_ROOT_DATASTORE = LS_ROOT_STICK.replace(
-    "12 Dec  1 10:02 scratch -> /tmp/scratch", "57 Dec  1 10:09 scratch -> /vmfs/volumes/5c1a7b3e-91d2e6f0-4b1c-000c29a1b2c3/.locker")
+LOCKER = "/vmfs/volumes/5c1a7b3e-91d2e6f0-4b1c-000c29a1b2c3/.locker"
+LS_ROOT_DATASTORE = LS_ROOT_STICK.replace("12 Dec  1 10:02 scratch -> /tmp/scratch", f"57 Dec  1 10:09 scratch -> {LOCKER}")
 
 
 def table_text(total: int, media: layouts.Media) -> str:
