@@ -36,7 +36,8 @@ lrwxrwxrwx    1 root     root          12 Dec  1 10:02 scratch -> /tmp/scratch
 drwxrwxrwt    1 root     root         512 Dec  1 10:02 tmp
 """
 LOCKER = "/vmfs/volumes/5c1a7b3e-91d2e6f0-4b1c-000c29a1b2c3/.locker"
-LS_ROOT_DATASTORE = LS_ROOT_STICK.replace("12 Dec  1 10:02 scratch -> /tmp/scratch", f"57 Dec  1 10:09 scratch -> {LOCKER}")
+LS_ROOT_DATASTORE = LS_ROOT_STICK.replace("12 Dec  1 10:02 scratch -> /tmp/scratch",
+                                          f"57 Dec  1 10:09 scratch -> {LOCKER}")
 
 
 def table_text(total: int, media: layouts.Media) -> str:
