@@ -239,3 +239,67 @@ def write(proof: Proof, run_dir: Path) -> tuple[Path, Path]:
     js.write_text(json.dumps(proof.to_json(), indent=1) + "\n")
     txt.write_text(proof.text())
     return js, txt
+
+
+# -- the playbook step ---------------------------------------------------------------------------------
+
+STEP_KEYS = frozenset({"getptbl", "ls", "media", "disk", "scratch", "host"})
+
+
+def check_step(arg: object) -> str | None:
+    """What is wrong with a ``prove_layout:`` step's mapping (None when it is fine), for the playbook loader."""
+    if not isinstance(arg, dict):
+        return "prove_layout takes a mapping with " + ", ".join(sorted(STEP_KEYS))
+    unknown = [k for k in arg if k not in STEP_KEYS]
+    if unknown:
+        return f"unknown prove_layout option {unknown[0]!r}; use {', '.join(sorted(STEP_KEYS))}"
+    for k in ("getptbl", "ls", "media", "disk", "scratch"):
+        if k in arg and not isinstance(arg[k], str):
+            return f"prove_layout.{k} is text"
+    if "host" in arg and not isinstance(arg["host"], bool):
+        return "prove_layout.host is true or false (put the host-side GPT beside the guest's table)"
+    return None
+
+
+def run_step(arg: dict[str, Any], variables: dict[str, Any], run_dir: Path, backend: Any = None) -> Proof:
+    """A ``prove_layout:`` step: the outputs of earlier ``run`` steps (``as: getptbl``, ``as: ls_root``; other
+    names with ``getptbl:`` / ``ls:``) proven against ``media`` (``{media}``, the lab's verify.media), written
+    into the run folder. ``scratch:`` ``/tmp/scratch`` or ``.locker`` (a datastore's) checks the scratch link.
+    ``host: true`` (the default) puts the host-side GPT beside it when the backend can read the disk.
+    RunFailed (naming partition and field) when the guest's layout differs."""
+    from labctl.errors import RunFailed
+
+    var = arg.get("getptbl", "getptbl")
+    if var not in variables:
+        raise RunFailed(f"prove_layout: no output named {var!r}; run 'partedUtil getptbl' with as: {var} first")
+    media = str(arg.get("media") or variables.get("media") or "usb")
+    if media not in ("usb", "hdd"):
+        raise RunFailed(f"prove_layout: media is usb or hdd, not {media!r}")
+    ls_var = arg.get("ls", "ls_root")
+    ls_text = variables.get(ls_var)
+    host = _host_table(backend, media) if arg.get("host", True) else None
+    try:
+        proof = prove(str(variables[var]), media,  # type: ignore[arg-type]
+                      disk=str(arg.get("disk") or "install disk"), ls_root=None if ls_text is None else str(ls_text),
+                      expect_scratch=arg.get("scratch") or None, host_table=host)
+    except InputError as exc:
+        raise RunFailed(str(exc)) from None
+    write(proof, run_dir)
+    if not proof.ok:
+        raise RunFailed(proof.summary() + f" (table: {run_dir / PROOF_TEXT})")
+    return proof
+
+
+def _host_table(backend: Any, media: str) -> layouts.Table | None:
+    """The install disk's GPT as the host reads it: the stick image for usb, the local disk image for hdd;
+    None where the host cannot read it (a passed-through stick, a VMware seat)."""
+    if backend is None:
+        return None
+    try:
+        if media == "usb":
+            with backend.stick_view() as view:
+                return layouts.read_gpt(str(view.path)).table() if view.path is not None else None
+        disk = backend.images().disk
+        return layouts.read_gpt(str(disk)).table() if disk is not None else None
+    except (InputError, AttributeError, OSError, NotImplementedError):
+        return None
