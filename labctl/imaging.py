@@ -43,6 +43,66 @@ def manifest_path(image: str) -> str:
     return image + ".manifest.json"
 
 
+# ------------------------------------------------------------------------------ temporary files
+# A temporary file's name carries its maker's pid and process start time ("tag"), so that a later
+# run can tell the leftovers of a killed one (SIGKILL, a power cut) from a run still going, and
+# remove them: backups write ".IMG.partial-TAG" beside IMG, restores unpack into the temp folder.
+
+UNPACK_PREFIX = "labctl-unpack-"
+
+
+def _starttime(pid: int) -> int | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+        return int(text[text.rindex(")") + 2:].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def temp_tag(pid: int | None = None) -> str:
+    """The tag for temporary file names of this process (or ``pid``): pid and start time."""
+    pid = os.getpid() if pid is None else pid
+    return f"{pid}.{_starttime(pid)}"
+
+
+def _tag_alive(tag: str) -> bool:
+    pid, _, start = tag.partition(".")
+    if not pid.isdigit():
+        return True  # not one of ours: leave it
+    return start == "" or str(_starttime(int(pid))) == start
+
+
+def remove_stale(folder: str, prefix: str) -> list[str]:
+    """Remove this user's regular files ``PREFIX<tag>...`` in ``folder`` whose process is gone."""
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    for name in names:
+        if not name.startswith(prefix):
+            continue
+        tag = name[len(prefix):].split("-", 1)[0]
+        path = os.path.join(folder, name)
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or _tag_alive(tag):
+            continue
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+            removed.append(path)
+    return removed
+
+
+def unpack_folder() -> str:
+    """Where a compressed image is unpacked: $LABCTL_TMP, else the temp folder. Names there are made
+    with O_EXCL (mkstemp) and stale ones are removed only when they are this user's regular files
+    (in a sticky /tmp nobody else can swap them)."""
+    return os.environ.get("LABCTL_TMP") or tempfile.gettempdir()
+
+
 # --------------------------------------------------------------------------------- device I/O
 
 
@@ -375,8 +435,9 @@ def open_image(image: str, progress: Any = None) -> ImageData:
 def _unpack_zstd(image: str, m: Manifest, progress: Any) -> ImageData:
     import zstandard
 
-    fd, tmp = tempfile.mkstemp(prefix="labctl-unpack-", suffix=".raw",
-                               dir=os.environ.get("LABCTL_TMP") or None)
+    folder = unpack_folder()
+    remove_stale(folder, UNPACK_PREFIX)
+    fd, tmp = tempfile.mkstemp(prefix=f"{UNPACK_PREFIX}{temp_tag()}-", suffix=".raw", dir=folder)
     try:
         os.ftruncate(fd, m.size)
         with open(image, "rb") as src, zstandard.ZstdDecompressor().stream_reader(src) as z:

@@ -43,6 +43,8 @@ from labctl.imaging import (
     aligned_buffer,
     held_for_writing,
     manifest_path,
+    remove_stale,
+    temp_tag,
 )
 
 BLIND_AFTER = 4  # whole-block mismatches in a row before writing without reading first
@@ -112,6 +114,30 @@ def plan_extents(gpt: layouts.Gpt | None, size: int, full: bool) -> list[Extent]
     return out
 
 
+def layout_problems(gpt: layouts.Gpt, size: int) -> list[str]:
+    """Why a GPT's extents cannot be copied as a GPT image: partitions that are empty, outside the
+    usable area or the disk, or overlap each other or the GPT areas (a table may be CRC-correct and
+    still say so). Empty when the extents are sound."""
+    ss = gpt.sector_size
+    out = []
+    spans = [(a * ss, (b + 1) * ss, name) for a, b, name in gpt.metadata_extents()]
+    for p in gpt.partitions:
+        if p.last_lba < p.first_lba:
+            out.append(f"partition {p.number} ends before it starts")
+            continue
+        if p.first_lba < gpt.first_usable or p.last_lba > gpt.last_usable:
+            out.append(f"partition {p.number} lies outside the usable area")
+        spans.append((p.first_lba * ss, (p.last_lba + 1) * ss, f"partition {p.number}"))
+    for _start, end, name in spans:
+        if end > size:
+            out.append(f"{name} ends beyond the disk")
+    spans.sort()
+    for (_, a_end, a), (b_start, _, b) in itertools.pairwise(spans):
+        if b_start < a_end:
+            out.append(f"{a} and {b} overlap")
+    return out
+
+
 def coredump_header_only(m: Manifest, keep: int = BLOCK) -> tuple[Manifest, int]:
     """The manifest a ``--coredump-header-only`` restore or verify holds the stick to, and the bytes
     it leaves alone.
@@ -168,15 +194,25 @@ def check_image_path(image: str) -> None:
                          "give a new file name for the image")
 
 
+def check_backup_paths(source: str, image: str) -> None:
+    """IMG and IMG.manifest.json may be written (new or regular files) and neither is the source."""
+    check_image_path(image)
+    check_image_path(manifest_path(image))
+    for own, what in ((image, "the image"), (manifest_path(image), "the image's manifest")):
+        if os.path.exists(own) and os.path.exists(source) and os.path.samefile(source, own):
+            raise InputError(f"{source} is {what} itself: a backup would replace its own source; "
+                             "give another image name")
+
+
 def backup(source: str, image: str, *, full: bool, compress: bool, job: Job,
            source_info: dict[str, Any] | None = None) -> Manifest:
     """Copy a stick (or stick image file) to IMG + IMG.manifest.json, sparse and GPT-aware."""
     folder = os.path.dirname(os.path.abspath(image))
     if not os.path.isdir(folder):
         raise InputError(f"{image}: folder {folder} does not exist")
-    check_image_path(image)
-    if os.path.exists(image) and os.path.samefile(source, image):
-        raise InputError(f"{image} is the source itself")
+    check_backup_paths(source, image)
+    for stale in remove_stale(folder, f".{os.path.basename(image)}.partial-"):
+        job.notes.append(f"removed {stale}, left by an interrupted backup")
     if held_for_writing(source):
         raise RefusedError(f"{source} is in use for writing by a running VM (QEMU): an image taken now would "
                            "be torn; stop the VM first ('labctl down')")
@@ -189,12 +225,15 @@ def backup(source: str, image: str, *, full: bool, compress: bool, job: Job,
             gpt: layouts.Gpt | None = layouts.read_gpt_from(src.read, size, src.sector, name=source)
         except layouts.GptError as exc:
             gpt, note = None, f"no usable GPT ({exc}); copied every byte (full image)"
+        if gpt is not None and not full and (bad := layout_problems(gpt, size)):
+            gpt, note = None, f"the GPT's CRCs check out but its layout does not ({'; '.join(bad)}); " \
+                              "copied every byte (full image)"
         if gpt is not None and gpt.problems and not full:
             job.notes += [f"GPT: {p}" for p in gpt.problems]
         extents = plan_extents(gpt, size, full)
         job.start_phase("reading", sum(e.length for e in extents))
         job.state = "source untouched; no image written yet"
-        tmp = os.path.join(folder, f".{os.path.basename(image)}.partial-{os.getpid()}")
+        tmp = os.path.join(folder, f".{os.path.basename(image)}.partial-{temp_tag()}")
         try:
             ranges = _copy_ranges(src, extents, tmp, size, compress, job)
         except BaseException:
@@ -293,9 +332,11 @@ def _commit_image(tmp: str, image: str, m: Manifest) -> None:
     """Old manifest out first, then the image, then the new manifest: a half image never has one.
     On failure both temporary files go (InputError naming the image)."""
     mpath = manifest_path(image)
-    mtmp = mpath + f".partial-{os.getpid()}"
+    folder, base = os.path.split(os.path.abspath(image))
+    mtmp = os.path.join(folder, f".{base}.partial-{temp_tag()}-manifest")
     try:
-        with open(mtmp, "w", encoding="utf-8") as f:
+        fd = os.open(mtmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(m.to_json())
             f.flush()
             os.fsync(f.fileno())
@@ -303,11 +344,13 @@ def _commit_image(tmp: str, image: str, m: Manifest) -> None:
             os.unlink(mpath)
         os.replace(tmp, image)
         os.replace(mtmp, mpath)
-    except OSError as exc:
+    except BaseException as exc:
         for leftover in (tmp, mtmp):
             with contextlib.suppress(OSError):
                 os.unlink(leftover)
-        raise InputError(f"{image}: could not write the image ({exc.strerror})") from None
+        if isinstance(exc, OSError):
+            raise InputError(f"{image}: could not write the image ({exc.strerror})") from None
+        raise
     dfd = os.open(os.path.dirname(os.path.abspath(image)), os.O_RDONLY)
     try:
         os.fsync(dfd)

@@ -3,18 +3,22 @@
 The work is in labctl.stick (operations), labctl.imaging (I/O, image format) and labctl.blockdev
 (discovery and the safety verdict). Long operations run in worker threads so Ctrl-C reaches the main
 thread, which cancels the jobs, waits for them to stop between blocks and says what state each
-target is in (exit 130).
+target is in (exit 130; SIGTERM is handled the same way and exits 143).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
 import os
+import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from types import FrameType
 from typing import Any, TypeVar
 
 from labctl import blockdev, imaging
@@ -59,22 +63,90 @@ def confirm(targets: Sequence[Target], *, yes: bool, action: str,
             raise RefusedError(f"{action} {t.path}: not confirmed; nothing written")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: the jobs stop between blocks, clean up, and labctl exits 143."""
+
+
+EXIT_TERMINATED = 143
+STOP_WAIT = 120.0  # seconds a cancelled job gets to reach its next block boundary (an fsync may be slow)
+
+
+@contextlib.contextmanager
+def sigterm_like_ctrl_c() -> Iterator[None]:
+    """While inside (main thread only), SIGTERM raises :class:`Terminated` as Ctrl-C raises KeyboardInterrupt."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_jobs(jobs: Sequence[tuple[ops.Job, Callable[[], T]]], *, quiet_mode: bool
              ) -> list[T | BaseException]:
-    """Run each job's function in a thread with one progress line per job; Ctrl-C cancels all."""
+    """Run each job's function in a thread with one progress line per job; Ctrl-C (or SIGTERM) cancels
+    all of them and returns only once every worker has finished its cleanup, then re-raises.
+
+    Each worker sets its own completion event last: after an interrupted ``Thread.join(timeout)``
+    Python 3.11 may report a thread as finished while it still runs, so joins are not trusted here.
+    """
     results: list[T | BaseException] = [RuntimeError("not run")] * len(jobs)
+    finished = [threading.Event() for _ in jobs]
 
     def work(i: int, fn: Callable[[], T]) -> None:
         try:
             results[i] = fn()
         except BaseException as exc:  # handed to the main thread
             results[i] = exc
+        finally:
+            finished[i].set()
 
     threads = [threading.Thread(target=work, args=(i, fn), daemon=True) for i, (_, fn) in enumerate(jobs)]
-    for t in threads:
-        t.start()
     progress: Any = None
-    if not quiet_mode:
+    try:
+        for t in threads:
+            t.start()
+        if not quiet_mode:
+            progress = _Progress(jobs)
+        while not all(ev.is_set() for ev in finished):
+            next(ev for ev in finished if not ev.is_set()).wait(0.1)
+            if progress is not None:
+                progress.update()
+    except KeyboardInterrupt:
+        for j, _ in jobs:
+            j.cancel.set()
+        _wait_stopped([ev for ev, t in zip(finished, threads, strict=True) if t.ident is not None])
+        raise
+    finally:
+        if progress is not None:
+            progress.stop()
+    return results
+
+
+def _wait_stopped(pending: list[threading.Event]) -> None:
+    """Wait (bounded, through further Ctrl-C or SIGTERM) until every started worker has finished."""
+    deadline = time.monotonic() + STOP_WAIT
+    while pending and time.monotonic() < deadline:
+        try:
+            pending[0].wait(0.1)
+        except KeyboardInterrupt:  # a second Ctrl-C: the cleanup still has to finish
+            continue
+        pending = [ev for ev in pending if not ev.is_set()]
+    if pending:
+        print(f"labctl: a job did not stop within {STOP_WAIT:g} s; its state below may be out of date",
+              file=sys.stderr)
+
+
+class _Progress:
+    """One rich progress bar per job, redrawn from the jobs' counters."""
+
+    def __init__(self, jobs: Sequence[tuple[ops.Job, Any]]) -> None:
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -85,40 +157,46 @@ def run_jobs(jobs: Sequence[tuple[ops.Job, Callable[[], T]]], *, quiet_mode: boo
             TransferSpeedColumn,
         )
 
-        progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(binary_units=True),
+        self.jobs = [j for j, _ in jobs]
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(binary_units=True),
                             TransferSpeedColumn(), TimeRemainingColumn(), transient=False,
                             console=Console(stderr=True))
-        progress.start()
-        tasks = [progress.add_task(j.label, total=max(j.total, 1)) for j, _ in jobs]
-        phases = ["" for _ in jobs]
-    try:
-        while any(t.is_alive() for t in threads):
-            for t in threads:
-                t.join(timeout=0.1)
-            if progress is not None:
-                for k, (task, (j, _)) in enumerate(zip(tasks, jobs, strict=True)):
-                    if j.phase != phases[k]:  # a new phase: fresh bar, speed and ETA
-                        phases[k] = j.phase
-                        progress.reset(task, total=max(j.total, 1), completed=j.done,
-                                       description=f"{j.label} {j.phase}")
-                    progress.update(task, total=max(j.total, 1), completed=j.done)
-    except KeyboardInterrupt:
-        for j, _ in jobs:
-            j.cancel.set()
-        for t in threads:
-            t.join()
-        raise
-    finally:
-        if progress is not None:
-            progress.stop()
-    return results
+        self.bar.start()
+        self.tasks = [self.bar.add_task(j.label, total=max(j.total, 1)) for j in self.jobs]
+        self.phases = ["" for _ in self.jobs]
+
+    def update(self) -> None:
+        for k, (task, j) in enumerate(zip(self.tasks, self.jobs, strict=True)):
+            if j.phase != self.phases[k]:  # a new phase: fresh bar, speed and ETA
+                self.phases[k] = j.phase
+                self.bar.reset(task, total=max(j.total, 1), completed=j.done, description=f"{j.label} {j.phase}")
+            self.bar.update(task, total=max(j.total, 1), completed=j.done)
+
+    def stop(self) -> None:
+        self.bar.stop()
 
 
-def _interrupted(jobs: Sequence[ops.Job]) -> int:
-    print("labctl: interrupted", file=sys.stderr)
+def _terminable(cmd: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """A stick command under :func:`sigterm_like_ctrl_c`; a SIGTERM outside a job is exit 143 too."""
+
+    @functools.wraps(cmd)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            with sigterm_like_ctrl_c():
+                return cmd(args)
+        except Terminated:
+            print("labctl: terminated", file=sys.stderr)
+            return EXIT_TERMINATED
+
+    return run
+
+
+def _interrupted(jobs: Sequence[ops.Job], exc: BaseException | None = None) -> int:
+    terminated = isinstance(exc, Terminated)
+    print("labctl: terminated" if terminated else "labctl: interrupted", file=sys.stderr)
     for j in jobs:
         print(f"labctl: {j.label}: {j.state}", file=sys.stderr)
-    return EXIT_INTERRUPTED
+    return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
 
 
 def _reraise(result: object) -> None:
@@ -184,14 +262,16 @@ def _source_info(path: str) -> dict[str, Any]:
     return {"kind": "block", "model": d.model, "serial": d.serial, "usb_id": d.usb_id, "tran": d.tran}
 
 
+@_terminable
 def cmd_backup(args: argparse.Namespace) -> int:
     info = _source_info(args.device)
-    ops.check_image_path(args.image)
-    if os.path.exists(args.image) and not args.yes:
+    ops.check_backup_paths(args.device, args.image)
+    existing = [p for p in (args.image, imaging.manifest_path(args.image)) if os.path.lexists(p)]
+    if existing and not args.yes:
         if not sys.stdin.isatty():
-            raise RefusedError(f"{args.image} exists; pass --yes to overwrite it")
-        if input(f"{args.image} exists. Overwrite it? [y/N] ").strip().lower() not in ("y", "yes"):
-            raise RefusedError(f"{args.image} exists; not overwritten")
+            raise RefusedError(f"{existing[0]} exists; pass --yes to overwrite it")
+        if input(f"{existing[0]} exists. Overwrite it? [y/N] ").strip().lower() not in ("y", "yes"):
+            raise RefusedError(f"{existing[0]} exists; not overwritten")
     job = ops.Job(os.path.basename(args.device))
     t0 = time.monotonic()
     try:
@@ -199,8 +279,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
                                                    compress=args.compress, job=job, source_info=info))],
                          quiet_mode=quiet(args))
         _reraise(res)
-    except KeyboardInterrupt:
-        return _interrupted([job])
+    except KeyboardInterrupt as exc:
+        return _interrupted([job], exc)
     assert isinstance(res, imaging.Manifest)
     m = res
     for note in job.notes:
@@ -234,6 +314,7 @@ def _check_targets(paths: Sequence[str], image: str, need: int, allow_non_usb: b
     return targets
 
 
+@_terminable
 def cmd_restore(args: argparse.Namespace) -> int:
     m = imaging.Manifest.load(args.image)
     targets = _check_targets(args.devices, args.image, m.size, args.allow_non_usb, args.allow_large)
@@ -249,11 +330,11 @@ def cmd_restore(args: argparse.Namespace) -> int:
     try:  # the image first: a corrupt image must not even create or extend a target file
         [img] = run_jobs([(check, open_it)], quiet_mode=quiet(args))
         _reraise(img)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         for done in opened:
             done.close()
         check.state = "image check stopped; no target written"
-        return _interrupted([check])
+        return _interrupted([check], exc)
     assert isinstance(img, imaging.ImageData)
     devs: dict[str, imaging.Dev] = {}
     try:
@@ -278,8 +359,8 @@ def _restore_all(args: argparse.Namespace, img: imaging.ImageData, devs: list[im
 
     try:
         results = run_jobs([(j, one(d, j)) for d, j in zip(devs, jobs, strict=True)], quiet_mode=quiet(args))
-    except KeyboardInterrupt:
-        return _interrupted(jobs)
+    except KeyboardInterrupt as exc:
+        return _interrupted(jobs, exc)
     rc = EXIT_OK
     errors: list[BaseException] = []
     for j, r in zip(jobs, results, strict=True):
@@ -308,6 +389,7 @@ def _restore_all(args: argparse.Namespace, img: imaging.ImageData, devs: list[im
 # ---------------------------------------------------------------------------------------- wipe
 
 
+@_terminable
 def cmd_wipe(args: argparse.Namespace) -> int:
     t = blockdev.resolve_target(args.device, allow_non_usb=args.allow_non_usb, allow_large=args.allow_large)
     if not t.exists:
@@ -319,8 +401,8 @@ def cmd_wipe(args: argparse.Namespace) -> int:
         try:
             [res] = run_jobs([(job, lambda: ops.wipe(dev, quick=args.quick, job=job))], quiet_mode=quiet(args))
             _reraise(res)
-        except KeyboardInterrupt:
-            return _interrupted([job])
+        except KeyboardInterrupt as exc:
+            return _interrupted([job], exc)
     print(f"wipe {t.path}: wrote {_mb(job.bytes_written)} of zeros"
           f"{' (GPT areas and each partition start)' if args.quick else ''}; {time.monotonic() - t0:.1f} s")
     return EXIT_OK
@@ -329,6 +411,7 @@ def cmd_wipe(args: argparse.Namespace) -> int:
 # -------------------------------------------------------------------------------------- verify
 
 
+@_terminable
 def cmd_verify(args: argparse.Namespace) -> int:
     m = imaging.Manifest.load(args.image)
     if args.coredump_header_only:
@@ -338,9 +421,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
         try:
             [res] = run_jobs([(job, lambda: ops.verify(m, dev, job))], quiet_mode=quiet(args))
             _reraise(res)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             job.state = "verification stopped (nothing written)"
-            return _interrupted([job])
+            return _interrupted([job], exc)
     assert isinstance(res, list)
     if res:
         print(f"verify {args.image} vs {args.device}: DIFFERENT")
