@@ -185,14 +185,25 @@ class UsbPassthrough(_Model):
 
 
 class Stick(_Model):
-    """The USB stick: a host stick passed through, or an image file (qemu backend)."""
+    """The USB stick: a host stick passed through, or an image file (qemu backend); ``none`` for a lab that
+    installs onto vm.disk with no stick at all."""
 
     usb: UsbPassthrough | None = None
     image: PathStr | None = Field(None, description="image file; {seat} and {name} are replaced per seat")
     size: Size | None = Field(None, description="size of the image file, e.g. 16G (the seed's 16 GB stick)")
+    none: bool = Field(False, description="no stick (written 'stick: none'): the install goes to vm.disk")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _none_word(cls, v: Any) -> Any:
+        return {"none": True} if v in ("none", "None") else v
 
     @model_validator(mode="after")
     def _one_kind(self) -> Stick:
+        if self.none:
+            if self.usb is not None or self.image is not None or self.size is not None:
+                raise ValueError("stick: none has no usb, image or size")
+            return self
         if (self.usb is None) == (self.image is None):
             raise ValueError("a stick is either usb: {vendor_id, product_id} or image: FILE with size:")
         if self.image is not None and self.size is None:
@@ -233,6 +244,11 @@ class Install(_Model):
         description="{env: VAR}, {file: path} or prompt; plain text works but warns"
     )
     keyboard: str = "US Default"
+    kickstart: PathStr | None = Field(
+        None, description="a kickstart file (relative to the lab): up remasters the ISO with it as /KS.CFG and "
+                          "ks=cdrom:/KS.CFG in its kernelopt, cached by content hash")
+    existing: Literal["overwrite", "stop"] = Field(
+        "overwrite", description="the stick already holds ESXi (the installer's 'ESXi Found'): overwrite it, or stop")
 
     @field_validator("playbook")
     @classmethod
@@ -338,6 +354,12 @@ class Lab(_Model):
             if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", item):
                 raise ValueError(f"{item!r} is not a playbook name")
         return v
+
+    @model_validator(mode="after")
+    def _no_stick_needs_a_disk(self) -> Lab:
+        if self.stick.none and self.vm.disk is None:
+            raise ValueError("stick: none needs a local disk to install onto (vm.disk: {size: 10G})")
+        return self
 
     @field_validator("seats")
     @classmethod
@@ -494,6 +516,10 @@ def check_files(lab: Lab, located: Located) -> None:
             key: PathKey = ("seats", seat.index - 1, "iso") if seat.override.iso else ("iso",)
             line, col = located.where(key)
             raise SpecError(located.file, line, col, dotted(key), f"ISO not found: {iso}")
+    if lab.install.kickstart is not None and not lab.resolve(lab.install.kickstart).is_file():
+        line, col = located.where(("install", "kickstart"))
+        raise SpecError(located.file, line, col, "install.kickstart",
+                        f"no such file: {lab.resolve(lab.install.kickstart)}")
     secret = lab.install.root_password
     if secret.file is not None and not lab.resolve(secret.file).is_file():
         line, col = located.where(("install", "root_password", "file"))

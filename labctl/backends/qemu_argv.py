@@ -190,7 +190,7 @@ def build_argv(
             "-drive", f"if=none,id=stick,format={stick.format},file={_opt(str(stick.path))}",
             "-device", "usb-storage,bus=usb.0,drive=stick,id=stick0,removable=on,bootindex=1",
         ]
-    else:
+    elif not seat.stick.none:  # stick: none installs onto vm.disk
         usb = seat.stick.usb
         assert usb is not None, "a seat without a stick image has a host stick"
         if usb.path is not None:
