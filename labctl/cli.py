@@ -116,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", action="store_true", help="leave the VM running after success")
     p.add_argument("--boot-only", action="store_true",
                    help="start the VM with the ISO and leave it running (for send/screenshot/wait); no playbooks")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout (the result per seat)")
 
     p = add("down", "run:cmd_down", "stop the lab's VMs and clean up after a crashed run")
     _lab_arg(p)
@@ -123,15 +124,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hard", action="store_true", help="power off at once (no ACPI power button first)")
     p.add_argument("--timeout", type=seconds, default=20.0, metavar="S",
                    help="seconds the guest gets to power off before a hard stop (default: 20)")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout (the result per seat)")
 
     p = add("status", "run:cmd_status", "power state, VNC endpoint, stick and run folder per seat")
     _lab_arg(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--show-password", action="store_true", help="also print each running seat's VNC password")
+    p.add_argument("--backend", choices=["vmware", "qemu", "auto"], help="override the lab's backend")
 
     p = add("reset", "run:cmd_reset", "put seats back to their starting point")
     _lab_arg(p)
     _seats_arg(p)
     p.add_argument("--yes", action="store_true", help="also empty image files labctl did not create")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout (the result per seat)")
 
     p = add("send", "console:cmd_send", "type keys on a running seat (Packer boot_command grammar)")
     _lab_arg(p)
@@ -195,13 +200,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--coredump-header-only", action="store_true",
                    help="check core dump partitions as a restore with the same option left them")
 
-    sim = sub.add_parser("sim", help="the ESXi 6.7 installer simulator")
+    sim = sub.add_parser("sim", help="the ESXi installer simulator (6.7 or 8.0)")
     sim_sub = sim.add_subparsers(dest="sim_command", metavar="ACTION", parser_class=_Parser)
     sim.set_defaults(func=lambda a: _missing_action(sim))
     p = sim_sub.add_parser("build", help="build the simulator ISO", description="build the simulator ISO")
     p.set_defaults(func=_handler("sim:cmd_build"))
     p.add_argument("-o", "--output", metavar="ISO", help="where to put the ISO (default: print the cached path)")
     p.add_argument("--speed", choices=["fast", "real"], default="fast", help="install durations (default fast)")
+    p.add_argument("--esxi", choices=["6.7", "8.0"], default="6.7", help="the ESXi release to imitate (default 6.7)")
     p.add_argument("--force", action="store_true", help="rebuild even when the cache is fresh")
     p.add_argument("--kickstart", metavar="KS.CFG", help="put a kickstart file on the ISO as /KS.CFG "
                    "(boot with ks=cdrom:/KS.CFG)")

@@ -1,4 +1,4 @@
-"""sim build: build (or reuse from the cache) the ESXi 6.7 installer simulator ISO."""
+"""sim build: build (or reuse from the cache) the ESXi installer simulator ISO (6.7 or 8.0)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     output = output_file(args.output, "-o") if getattr(args, "output", None) else None
     kickstart = input_file(args.kickstart, "--kickstart") if getattr(args, "kickstart", None) else None
-    iso = build_iso(speed=args.speed, output=output, force=bool(args.force), kickstart=kickstart, progress=progress)
+    iso = build_iso(speed=args.speed, output=output, force=bool(args.force), kickstart=kickstart, progress=progress,
+                    esxi=getattr(args, "esxi", "6.7"))
     print(iso)
     return 0

@@ -1,4 +1,7 @@
-"""Build the ESXi 6.7 installer simulator ISO (``labctl sim build``).
+"""Build the ESXi installer simulator ISO (``labctl sim build [--esxi 6.7|8.0]``).
+
+One source tree serves every profile: the build selects the profile's table (``src/lib/profile.c``)
+with ``-DSIM_ESXI=67|80`` and lays out the partition payloads the profile's installer copies.
 
 Two gnu-efi applications share the C library in ``src/lib``: the installer (``src/installer``, the El
 Torito EFI boot image of the ISO) and the installed system (``src/esxi``, written by the installer as
@@ -27,9 +30,10 @@ from pathlib import Path
 from labctl.errors import InputError, RunFailed
 
 SRC = Path(__file__).resolve().parent / "src"
-BUILD_FORMAT = "4"  # bump when the build recipe changes in a way the sources do not show
+BUILD_FORMAT = "5"  # bump when the build recipe changes in a way the sources do not show
 SOURCE_DATE_EPOCH = 1534204800  # 2018-08-14, ESXi 6.7.0 GA build 8169922's era
 SPEEDS = ("fast", "real")
+PROFILES = ("6.7", "8.0")
 APT_PACKAGES = "gcc binutils gnu-efi xorriso mtools dosfstools"
 
 EFI_INC = Path("/usr/include/efi")
@@ -61,13 +65,60 @@ class FatPayload:
     dirs: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class Profile:
+    """What the build needs to know of a profile (the screens' texts live in src/lib/profile.c)."""
+
+    esxi: str
+    define: int  # -DSIM_ESXI=
+    build: str  # boot.cfg build=
+    volume: str  # ISO volume label
+    payload_sectors: dict[int, int]  # FAT payloads: partition -> sectors
+
+
+PROFILE_DATA = {
+    # reference/esxi-6.7-installer.md §3: 1 64-8191, 5 8224-520191, 6 520224-1032191, 8 1257504-1843199,
+    # 2 7086080-15472639
+    "6.7": Profile("6.7", 67, "6.7.0-8169922", "ESXI-6.7.0-SIM",
+                   {1: 8191 - 64 + 1, 5: 520191 - 8224 + 1, 6: 1032191 - 520224 + 1, 8: 1843199 - 1257504 + 1,
+                    2: 15472639 - 7086080 + 1}),
+    # ESXi 8.0: 1 64-204863 (100 MiB); bootbanks 500 MiB, 1 GiB or 4 GiB by media size: the file systems
+    # are made at the smallest (500 MiB) and fit every bootbank
+    "8.0": Profile("8.0", 80, "8.0.3-24677879", "ESXI-8.0U3E-SIM", {1: 204863 - 64 + 1, 5: 1024000, 6: 1024000}),
+}
+
+
+def profile(esxi: str) -> Profile:
+    if esxi not in PROFILE_DATA:
+        raise InputError(f"esxi must be one of {', '.join(PROFILES)}, not {esxi!r}")
+    return PROFILE_DATA[esxi]
+
+
 def _field(name: str, width: int) -> str:
     """A placeholder the installer overwrites in place: @@NAME@@ padded with spaces to width."""
     token = f"@@{name}@@"
     return token + " " * (width - len(token))
 
 
-def boot_cfg() -> bytes:
+def iso_boot_cfg(esxi: str = "6.7") -> bytes:
+    """BOOT.CFG and EFI/BOOT/BOOT.CFG of the ISO, as on VMware's: the installer's boot loader reads its
+    title, timeout and kernelopt (a remastered ISO adds ks=cdrom:/KS.CFG to kernelopt)."""
+    lines = [
+        "bootstate=0",
+        "title=Loading ESXi installer",
+        "timeout=5",
+        "prefix=",
+        "kernel=/b.b00",
+        "kernelopt=runweasel cdromBoot",
+        "modules=/jumpstrt.gz --- /useropts.gz --- /features.gz --- /k.b00 --- /chardevs.b00 --- /s.v00"
+        " --- /weaselin.t00 --- /imgdb.tgz --- /imgpayld.tgz",
+        f"build={profile(esxi).build}",
+        "updated=0",
+    ]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def boot_cfg(esxi: str = "6.7") -> bytes:
     lines = [
         "bootstate=0",
         "title=Loading VMware ESXi",
@@ -77,14 +128,15 @@ def boot_cfg() -> bytes:
         "kernelopt=" + _field("KERNELOPT", 200),
         "modules=/jumpstrt.gz --- /useropts.gz --- /features.gz --- /k.b00 --- /chardevs.b00 --- /s.v00"
         " --- /esx_dvfi.v00 --- /state.tgz",
-        "build=6.7.0-8169922",
+        f"build={profile(esxi).build}",
         "updated=1",
     ]
     return ("\n".join(lines) + "\n").encode()
 
 
-def state_cfg() -> bytes:
-    """Settings state of the installed system (key=value, values padded with spaces: trim them)."""
+def state_cfg(esxi: str = "6.7") -> bytes:
+    """Settings state of the installed system (key=value, values padded with spaces: trim them).
+    8.0 has no preferVmklinux (vmklinux is gone)."""
     lines = [
         "# labctl ESXi simulator state: key=value, trailing spaces are padding",
         "version=1",
@@ -92,7 +144,10 @@ def state_cfg() -> bytes:
         "install.media=" + _field("MEDIA", 8),
         "keyboard=" + _field("KEYBOARD", 40),
         "rootpw=" + _field("ROOTPW", 40),
-        "kernel.preferVmklinux=" + _field("PREFERVMKLINUX", 8),
+    ]
+    if esxi == "6.7":
+        lines.append("kernel.preferVmklinux=" + _field("PREFERVMKLINUX", 8))
+    lines += [
         "module.vmkusb.enabled=TRUE",
         "shell.enabled=FALSE",
         "ssh.enabled=FALSE",
@@ -107,15 +162,17 @@ def state_cfg() -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def payloads(esxi_efi: bytes) -> list[FatPayload]:
-    """Partition images (sizes from reference §3)."""
-    return [
-        FatPayload(1, 8191 - 64 + 1, "ESXI", {"EFI/BOOT/BOOTX64.EFI": esxi_efi}, ("EFI", "EFI/BOOT")),
-        FatPayload(5, 520191 - 8224 + 1, "BOOTBANK", {"boot.cfg": boot_cfg(), "state.cfg": state_cfg()}),
-        FatPayload(6, 1032191 - 520224 + 1, "ALTBOOTBANK", {}),
-        FatPayload(8, 1843199 - 1257504 + 1, "STORE", {}, ("packages", "var", "var/db", "locker")),
-        FatPayload(2, 15472639 - 7086080 + 1, "SCRATCH", {}, ("log", "var", "var/tmp", "core", "downloads")),
+def payloads(esxi_efi: bytes, esxi: str = "6.7") -> list[FatPayload]:
+    """Partition images of the profile (sizes in PROFILE_DATA)."""
+    sectors = profile(esxi).payload_sectors
+    all_payloads = [
+        FatPayload(1, sectors[1], "ESXI", {"EFI/BOOT/BOOTX64.EFI": esxi_efi}, ("EFI", "EFI/BOOT")),
+        FatPayload(5, sectors[5], "BOOTBANK", {"boot.cfg": boot_cfg(esxi), "state.cfg": state_cfg(esxi)}),
+        FatPayload(6, sectors[6], "ALTBOOTBANK", {}),
+        FatPayload(8, sectors.get(8, 0), "STORE", {}, ("packages", "var", "var/db", "locker")),
+        FatPayload(2, sectors.get(2, 0), "SCRATCH", {}, ("log", "var", "var/tmp", "core", "downloads")),
     ]
+    return [p for p in all_payloads if p.number in sectors]
 
 
 def cache_dir() -> Path:
@@ -131,9 +188,9 @@ def source_files() -> list[Path]:
     return sorted(p for p in SRC.rglob("*") if p.is_file() and p.suffix in (".c", ".h"))
 
 
-def build_key(speed: str, kickstart: bytes | None, serial_bootloader: bool = False) -> str:
+def build_key(speed: str, kickstart: bytes | None, serial_bootloader: bool = False, esxi: str = "6.7") -> str:
     h = hashlib.sha256()
-    h.update(f"format={BUILD_FORMAT}\nspeed={speed}\nserial_bootloader={serial_bootloader}\n".encode())
+    h.update(f"format={BUILD_FORMAT}\nspeed={speed}\nserial_bootloader={serial_bootloader}\nesxi={esxi}\n".encode())
     h.update(Path(__file__).read_bytes())
     for p in source_files():
         h.update(str(p.relative_to(SRC)).encode() + b"\0")
@@ -181,9 +238,10 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _compile(tools: dict[str, str], src: Path, obj: Path, speed: str, serial_bootloader: bool) -> None:
+def _compile(tools: dict[str, str], src: Path, obj: Path, speed: str, serial_bootloader: bool,
+             esxi: str = "6.7") -> None:
     defs = [f"-DSIM_SPEED_REAL={1 if speed == 'real' else 0}",
-            f"-DSIM_SERIAL_BOOTLOADER={1 if serial_bootloader else 0}"]
+            f"-DSIM_SERIAL_BOOTLOADER={1 if serial_bootloader else 0}", f"-DSIM_ESXI={profile(esxi).define}"]
     _run([tools["gcc"], *CFLAGS, *defs, f"-ffile-prefix-map={SRC}=sim", "-c", str(src), "-o", str(obj)],
          env=_env())
 
@@ -199,7 +257,8 @@ def _link(tools: dict[str, str], objs: Sequence[Path], out: Path) -> bytes:
     return out.read_bytes()
 
 
-def compile_apps(tools: dict[str, str], work: Path, speed: str, serial_bootloader: bool = False) -> tuple[bytes, bytes]:
+def compile_apps(tools: dict[str, str], work: Path, speed: str, serial_bootloader: bool = False,
+                 esxi: str = "6.7") -> tuple[bytes, bytes]:
     """Compile the library once and both applications; returns (installer.efi, esxi.efi) bytes."""
     groups = {g: sorted((SRC / g).glob("*.c")) for g in ("lib", "installer", "esxi")}
     jobs: list[tuple[Path, Path]] = []
@@ -207,7 +266,7 @@ def compile_apps(tools: dict[str, str], work: Path, speed: str, serial_bootloade
         (work / g).mkdir(parents=True, exist_ok=True)
         jobs += [(f, work / g / (f.stem + ".o")) for f in files]
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
-        for fut in [pool.submit(_compile, tools, s, o, speed, serial_bootloader) for s, o in jobs]:
+        for fut in [pool.submit(_compile, tools, s, o, speed, serial_bootloader, esxi) for s, o in jobs]:
             fut.result()
 
     def objs(*gs: str) -> list[Path]:
@@ -270,14 +329,18 @@ def strip_zeros(path: Path) -> bytes:
 
 
 def build_into(tools: dict[str, str], work: Path, speed: str, kickstart: bytes | None,
-               progress: Callable[[str], None], serial_bootloader: bool = False) -> Path:
-    progress("compiling the installer and the installed system")
-    installer, esxi = compile_apps(tools, work, speed, serial_bootloader)
+               progress: Callable[[str], None], serial_bootloader: bool = False, esxi: str = "6.7") -> Path:
+    prof = profile(esxi)
+    progress(f"compiling the ESXi {esxi} installer and installed system")
+    installer, esxi_efi = compile_apps(tools, work, speed, serial_bootloader, esxi)
     tree = work / "iso"
     (tree / "PAYLOAD").mkdir(parents=True)
+    (tree / "EFI" / "BOOT").mkdir(parents=True)
+    (tree / "BOOT.CFG").write_bytes(iso_boot_cfg(esxi))
+    (tree / "EFI" / "BOOT" / "BOOT.CFG").write_bytes(iso_boot_cfg(esxi))
 
     progress("building the partition images")
-    for i, p in enumerate(payloads(esxi)):
+    for i, p in enumerate(payloads(esxi_efi, esxi)):
         img = work / f"p{p.number}.full"
         make_fat(tools, img, p.sectors, p.label, p.files, p.dirs, work, 0x67000000 + i)
         (tree / "PAYLOAD" / f"P{p.number}.IMG").write_bytes(strip_zeros(img))
@@ -291,7 +354,7 @@ def build_into(tools: dict[str, str], work: Path, speed: str, kickstart: bytes |
     if kickstart is not None:
         (tree / "KS.CFG").write_bytes(kickstart)
     (tree / "README.TXT").write_bytes(
-        b"labctl ESXi 6.7.0 installer simulator (not VMware software). Boot it with UEFI.\n"
+        f"labctl ESXi {prof.build} installer simulator (not VMware software). Boot it with UEFI.\n".encode()
     )
     for entry in sorted(tree.rglob("*")):
         _fixed_time(entry)
@@ -299,7 +362,7 @@ def build_into(tools: dict[str, str], work: Path, speed: str, kickstart: bytes |
 
     progress("writing the ISO")
     iso = work / "out.iso"
-    _run([tools["xorriso"], "-as", "mkisofs", "-quiet", "-o", str(iso), "-V", "ESXI-6.7.0-SIM",
+    _run([tools["xorriso"], "-as", "mkisofs", "-quiet", "-o", str(iso), "-V", prof.volume,
           "-sysid", "", "-appid", "LABCTL ESXI SIMULATOR", "-publisher", "", "-preparer", "",
           "-e", "EFIBOOT.IMG", "-no-emul-boot", "-hide", "EFIBOOT.IMG", str(tree)], env=_env(), timeout=300)
     return iso
@@ -307,15 +370,17 @@ def build_into(tools: dict[str, str], work: Path, speed: str, kickstart: bytes |
 
 def build_iso(speed: str = "fast", output: Path | None = None, force: bool = False,
               kickstart: Path | None = None, progress: Callable[[str], None] | None = None,
-              serial_bootloader: bool = False) -> Path:
+              serial_bootloader: bool = False, esxi: str = "6.7") -> Path:
     """Build (or reuse from the cache) the simulator ISO; returns its path (output when given).
 
+    esxi: the profile, "6.7" (default) or "8.0".
     kickstart: a file put on the ISO9660 tree as /KS.CFG (boot with ks=cdrom:/KS.CFG).
     serial_bootloader: test aid; the boot loader stage also prints to the serial console (the real
     esx-boot, and the default build, draw it on the graphics console only).
     """
     if speed not in SPEEDS:
         raise InputError(f"speed must be one of {', '.join(SPEEDS)}, not {speed!r}")
+    prof = profile(esxi)
     ks_bytes: bytes | None = None
     if kickstart is not None:
         try:
@@ -324,13 +389,13 @@ def build_iso(speed: str = "fast", output: Path | None = None, force: bool = Fal
             raise InputError(f"{kickstart}: cannot read the kickstart file: {exc.strerror}") from exc
     report = progress or (lambda _msg: None)
     cdir = cache_dir()
-    key = build_key(speed, ks_bytes, serial_bootloader)
-    cached = cdir / f"esxi67-sim-{speed}{'-serialboot' if serial_bootloader else ''}-{key}.iso"
+    key = build_key(speed, ks_bytes, serial_bootloader, esxi)
+    cached = cdir / f"esxi{prof.define}-sim-{speed}{'-serialboot' if serial_bootloader else ''}-{key}.iso"
     if force or not cached.exists():
         tools = find_tools()
         cdir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=".build-", dir=cdir) as tmp:
-            iso = build_into(tools, Path(tmp), speed, ks_bytes, report, serial_bootloader)
+            iso = build_into(tools, Path(tmp), speed, ks_bytes, report, serial_bootloader, esxi)
             part = cdir / f".{cached.name}.{os.getpid()}.part"
             shutil.move(str(iso), part)
             os.replace(part, cached)

@@ -2,27 +2,11 @@
  * esx-boot countdown, the loading screens, and what this boot runs with (the "Runtime" values). Also the
  * way down: save the state (auto-backup), then restart or power off. */
 #include "esxi.h"
+#include "../lib/bootcfg.h"
 
 static CHAR16 bootcfg_title[80];
 static CHAR16 bootcfg_kernelopt[BOOTOPTS_CAP];
-
-/* Value of "key=" line in boot.cfg text (trimmed; installer placeholders read as empty). */
-static BOOLEAN cfg_value(const CHAR8 *t, UINTN len, const CHAR8 *key, CHAR16 *out, UINTN cap) {
-    UINTN kl = alen(key), i = 0;
-    while (i < len) {
-        UINTN e = i;
-        while (e < len && t[e] != '\n') e++;
-        if (e - i > kl && CompareMem(t + i, key, kl) == 0 && t[i + kl] == '=') {
-            a2w(out, cap, t + i + kl + 1, e - i - kl - 1);
-            UINTN n = wlen(out);
-            while (n > 0 && (out[n - 1] == '\r' || out[n - 1] == ' ')) out[--n] = 0;
-            if (out[0] == '@' && out[1] == '@') out[0] = 0;
-            return TRUE;
-        }
-        i = e + 1;
-    }
-    return FALSE;
-}
+static UINTN bootcfg_timeout = 5;
 
 static void read_bootcfg(void) {
     wcopy(bootcfg_title, ARRAY_LEN(bootcfg_title), L"Loading VMware ESXi");
@@ -32,10 +16,14 @@ static void read_bootcfg(void) {
     CHAR8 *t = fs_read_all(root, BOOTCFG_FILE, &len);
     fs_close(root);
     if (!t) return;
-    CHAR16 title[80];
-    if (cfg_value(t, len, (const CHAR8 *)"title", title, ARRAY_LEN(title)) && title[0])
-        wcopy(bootcfg_title, ARRAY_LEN(bootcfg_title), title);
-    cfg_value(t, len, (const CHAR8 *)"kernelopt", bootcfg_kernelopt, ARRAY_LEN(bootcfg_kernelopt));
+    bootcfg_t *cfg = xalloc(sizeof *cfg);
+    wcopy(cfg->title, ARRAY_LEN(cfg->title), bootcfg_title);
+    cfg->timeout = bootcfg_timeout;
+    bootcfg_parse(t, len, cfg);
+    wcopy(bootcfg_title, ARRAY_LEN(bootcfg_title), cfg->title);
+    wcopy(bootcfg_kernelopt, ARRAY_LEN(bootcfg_kernelopt), cfg->kernelopt);
+    bootcfg_timeout = cfg->timeout;
+    xfree(cfg);
     FreePool(t);
 }
 
@@ -113,6 +101,7 @@ static void loading_screens(void) {
     for (UINTN i = 0; i < ARRAY_LEN(steps); i++) {
         CHAR16 line[80];
         if (i == 1 && !G->rt.vmkusb_loaded) continue; /* a disabled module is not loaded */
+        if (i == 2 && !PROFILE->has_vmklinux) continue; /* 7.0 and later have no vmklinux */
         SPrint(line, sizeof line, i < 6 ? L"Loading module %s ..." : L"Starting service %s ...", steps[i]);
         tui_text_w(14, 0, TUI_COLS, A_SCREEN, L"");
         tui_center(14, 0, TUI_COLS, A_SCREEN, line);
@@ -123,15 +112,17 @@ static void loading_screens(void) {
 void boot_run(void) {
     read_bootcfg();
     wcopy(G->options, BOOTOPTS_CAP, bootcfg_kernelopt);
-    bootloader_run(bootcfg_title, G->options, BOOTOPTS_CAP);
+    bootloader_run(bootcfg_title, G->options, BOOTOPTS_CAP, bootcfg_timeout);
     find_disks();
     /* Runtime values: the configured state, unless this boot's options say otherwise. */
     G->rt.prefer_vmklinux = st_bool(L"kernel.preferVmklinux", FALSE);
     CHAR16 v[16];
     if (bootopts_get(G->options, L"preferVmklinux", v, ARRAY_LEN(v)))
         G->rt.prefer_vmklinux = wcmp_ci(v, L"TRUE") == 0 || wcmp_ci(v, L"1") == 0;
+    if (!PROFILE->has_vmklinux) G->rt.prefer_vmklinux = FALSE; /* an unknown option, ignored */
     G->rt.vmkusb_loaded = st_bool(L"module.vmkusb.enabled", TRUE);
     pick_scratch();
+    G->rt.persistent = wstarts_ci(G->rt.scratch, L"/vmfs/volumes/");
     loading_screens();
 }
 

@@ -223,13 +223,30 @@ static void part_uuid(UINT32 num, CHAR16 *out, UINTN cap) {
     if (!out[0]) wcopy(out, cap, L"00000000-00000000-0000-000000000000");
 }
 
+BOOLEAN esxi_osdata_volume(CHAR16 *label, UINTN cap, CHAR16 *uuid, UINTN ucap) {
+    BOOLEAN ok = FALSE;
+    if (PROFILE->layout != LAYOUT_ESXI8 || G->boot_disk < 0) return FALSE;
+    const disk_t *d = &G->disks[G->boot_disk];
+    gpt_table *t = xalloc(sizeof *t);
+    UINT8 *sec = xalloc_pages(512);
+    const gpt_part *p = gpt_read(d, t) ? gpt_find(t, 7) : NULL;
+    if (p && CompareGuid((EFI_GUID *)&p->type, &GPT_TYPE_VMFSL) == 0 && !EFI_ERROR(disk_read(d, p->start + 2048, 1, sec))) {
+        a2w(label, cap, (const CHAR8 *)sec + 64, 47);
+        esxi_volume_uuid(&p->unique, uuid, ucap);
+        ok = label[0] != 0;
+    }
+    xfree_pages(sec, 512);
+    xfree(t);
+    return ok;
+}
+
 static void ls_root(void) {
     CHAR16 boot[80], alt[80], store[80], u[40];
     part_uuid(5, u, ARRAY_LEN(u));
     SPrint(boot, sizeof boot, L"/vmfs/volumes/%s", u);
     part_uuid(6, u, ARRAY_LEN(u));
     SPrint(alt, sizeof alt, L"/vmfs/volumes/%s", u);
-    part_uuid(8, u, ARRAY_LEN(u));
+    part_uuid(PROFILE->layout == LAYOUT_ESXI8 ? 7 : 8, u, ARRAY_LEN(u)); /* 8.0: the store is on OSData */
     SPrint(store, sizeof store, L"/vmfs/volumes/%s", u);
     if (ls_long) shell_out(L"total 565\r\n");
     ls_entry(L"lrwxrwxrwx", 1, wlen(alt), L"altbootbank", alt);
@@ -312,7 +329,8 @@ static void ls_disks(void) {
 }
 
 static void ls_volumes(void) {
-    CHAR16 u5[40], u6[40], u8[40];
+    CHAR16 u5[40], u6[40], u8[40], osd[64], osd_uuid[40];
+    BOOLEAN have_osdata = esxi_osdata_volume(osd, ARRAY_LEN(osd), osd_uuid, ARRAY_LEN(osd_uuid));
     part_uuid(5, u5, ARRAY_LEN(u5));
     part_uuid(6, u6, ARRAY_LEN(u6));
     part_uuid(8, u8, ARRAY_LEN(u8));
@@ -320,10 +338,44 @@ static void ls_volumes(void) {
     if (G->have_vmfs) ls_entry(L"drwxr-xr-t", 1, 73728, G->vmfs_uuid, NULL);
     ls_entry(L"drwxr-xr-x", 1, 8, u5, NULL);
     ls_entry(L"drwxr-xr-x", 1, 8, u6, NULL);
-    ls_entry(L"drwxr-xr-x", 1, 8, u8, NULL);
+    if (PROFILE->layout != LAYOUT_ESXI8) ls_entry(L"drwxr-xr-x", 1, 8, u8, NULL);
+    if (have_osdata) ls_entry(L"drwxr-xr-t", 1, 73728, osd_uuid, NULL);
     ls_entry(L"lrwxr-xr-x", 1, 35, L"BOOTBANK1", u5);
     ls_entry(L"lrwxr-xr-x", 1, 35, L"BOOTBANK2", u6);
+    if (have_osdata) ls_entry(L"lrwxr-xr-x", 1, 35, osd, osd_uuid);
     if (G->have_vmfs) ls_entry(L"lrwxr-xr-x", 1, 35, G->vmfs_name, G->vmfs_uuid);
+}
+
+/* vmkfstools -P <volume>: the file system of a datastore or of OSData (what a script checks before it
+ * moves scratch or logs there). */
+static void vmkfstools(UINTN argc, CHAR16 **argv) {
+    if (argc < 3 || StrCmp(argv[1], L"-P") != 0) {
+        shell_out(L"Usage: vmkfstools -P <path>   (the labctl simulator knows -P only)\r\n");
+        return;
+    }
+    const CHAR16 *path = argv[2];
+    CHAR16 osd[64], osd_uuid[40], name[80];
+    BOOLEAN have_osdata = esxi_osdata_volume(osd, ARRAY_LEN(osd), osd_uuid, ARRAY_LEN(osd_uuid));
+    const CHAR16 *vol = wstarts_ci(path, L"/vmfs/volumes/") ? path + 14 : path;
+    UINTN n = 0;
+    while (vol[n] && vol[n] != '/' && n + 1 < ARRAY_LEN(name)) {
+        name[n] = vol[n];
+        n++;
+    }
+    name[n] = 0;
+    if (G->have_vmfs && (StrCmp(name, G->vmfs_name) == 0 || StrCmp(name, G->vmfs_uuid) == 0)) {
+        shell_out(L"VMFS-6.82 (Raw Major Version: 24) file system spanning 1 partitions.\r\n");
+        shell_out(L"File system label (if any): %s\r\n", G->vmfs_name);
+        shell_out(L"Mode: public\r\nUUID: %s\r\n", G->vmfs_uuid);
+        return;
+    }
+    if (have_osdata && (StrCmp(name, osd) == 0 || StrCmp(name, osd_uuid) == 0)) {
+        shell_out(L"VMFS-L-1.00 (Raw Major Version: 24) file system spanning 1 partitions.\r\n");
+        shell_out(L"File system label (if any): %s\r\n", osd);
+        shell_out(L"Mode: private\r\nUUID: %s\r\n", osd_uuid);
+        return;
+    }
+    shell_out(L"Error: No such file or directory\r\n");
 }
 
 static void ls(UINTN argc, CHAR16 **argv) {
@@ -371,6 +423,8 @@ BOOLEAN cmd_run(UINTN argc, CHAR16 **argv) {
     const CHAR16 *c = argv[0];
     if (StrCmp((CHAR16 *)c, L"partedUtil") == 0 || StrCmp((CHAR16 *)c, L"/bin/partedUtil") == 0) {
         parted(argc, argv);
+    } else if (StrCmp((CHAR16 *)c, L"vmkfstools") == 0) {
+        vmkfstools(argc, argv);
     } else if (StrCmp((CHAR16 *)c, L"ls") == 0) {
         ls(argc, argv);
     } else if (StrCmp((CHAR16 *)c, L"reboot") == 0) {
@@ -379,7 +433,7 @@ BOOLEAN cmd_run(UINTN argc, CHAR16 **argv) {
         esxi_shutdown(FALSE);
     } else if (StrCmp((CHAR16 *)c, L"vmware") == 0) {
         if (argc > 1 && (StrCmp(argv[1], L"-v") == 0 || StrCmp(argv[1], L"-vl") == 0))
-            shell_out(L"VMware ESXi " ESXI_VERSION L" build-" ESXI_BUILD L"\r\n");
+            shell_out(L"VMware ESXi %s build-%s\r\n", ESXI_VERSION, ESXI_BUILD);
         else
             shell_out(L"Usage: vmware -v | -l\r\n");
     } else if (StrCmp((CHAR16 *)c, L"/sbin/auto-backup.sh") == 0 || StrCmp((CHAR16 *)c, L"auto-backup.sh") == 0) {
@@ -396,8 +450,8 @@ BOOLEAN cmd_run(UINTN argc, CHAR16 **argv) {
         shell_out(HOSTNAME L"\r\n");
     } else if (StrCmp((CHAR16 *)c, L"uname") == 0) {
         if (argc > 1 && StrCmp(argv[1], L"-a") == 0)
-            shell_out(L"VMkernel localhost " ESXI_VERSION L" #1 SMP Release build-" ESXI_BUILD
-                      L" Jun  5 2018 18:08:46 x86_64 x86_64 x86_64 ESXi\r\n");
+            shell_out(L"VMkernel localhost %s #1 SMP Release build-%s %s x86_64 x86_64 x86_64 ESXi\r\n",
+                      ESXI_VERSION, ESXI_BUILD, PROFILE->id == 80 ? L"Dec 12 2024 10:33:41" : L"Jun  5 2018 18:08:46");
         else
             shell_out(L"VMkernel\r\n");
     } else {

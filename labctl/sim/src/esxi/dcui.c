@@ -29,6 +29,12 @@ static void draw_main(void) {
     tui_text(14, 2, A_SCREEN, L"To manage this host go to:");
     tui_text(15, 2, A_SCREEN, L"http://10.0.2.15/ (DHCP)");
     tui_text(16, 2, A_SCREEN, L"http://[fe80::5054:ff:fe12:3456]/ (STATIC)");
+    if (PROFILE->degraded_alert && !G->rt.persistent) {
+        /* a USB/SD host without a datastore for scratch and logs (8.0) */
+        tui_text(18, 2, A_SCREEN, L"ALERT: No persistent storage available for system logs and data. ESX is");
+        tui_text(19, 2, A_SCREEN, L"operating with limited system storage space, logs and system data will be");
+        tui_text(20, 2, A_SCREEN, L"lost on reboot.");
+    }
     tui_text(24, 0, A_FOOT, L"<F2> Customize System/View Logs");
     tui_text(24, 55, A_FOOT, L"<F12> Shut Down/Restart");
 }

@@ -21,11 +21,13 @@ typedef struct {
     const CHAR16 *help;
     const opt_t *opts;
     cmd_fn fn;
+    UINTN since;            /* profile id it appeared in (0: every profile) */
 } cmd_t;
 
 typedef struct {
     const CHAR16 *path;
     const CHAR16 *help;
+    UINTN since;
 } ns_t;
 
 static void out_error_usage(const cmd_t *c, const CHAR16 *fmt, const CHAR16 *arg);
@@ -34,15 +36,20 @@ static void out_error_usage(const cmd_t *c, const CHAR16 *fmt, const CHAR16 *arg
 
 typedef struct {
     const CHAR16 *name, *type, *dflt, *desc;
+    BOOLEAN vmklinux;       /* exists only while vmklinux does (6.7) */
 } ksetting_t;
 
 static const ksetting_t ksettings[] = {
-    {L"iovDisableIR", L"Bool", L"FALSE", L"Disable Interrupt Routing in the IOMMU."},
-    {L"noIOMMU", L"Bool", L"FALSE", L"Disable IOMMU."},
-    {L"preferVmklinux", L"Bool", L"FALSE", L"Boost priority of vmklinux drivers to trump native drivers."},
-    {L"vga", L"Bool", L"TRUE", L"Use VGA text console."},
+    {L"iovDisableIR", L"Bool", L"FALSE", L"Disable Interrupt Routing in the IOMMU.", 0},
+    {L"noIOMMU", L"Bool", L"FALSE", L"Disable IOMMU.", 0},
+    {L"preferVmklinux", L"Bool", L"FALSE", L"Boost priority of vmklinux drivers to trump native drivers.", TRUE},
+    {L"vga", L"Bool", L"TRUE", L"Use VGA text console.", 0},
 };
 static CHAR16 kruntime[ARRAY_LEN(ksettings)][16];
+
+static BOOLEAN kvisible(UINTN i) {
+    return !ksettings[i].vmklinux || PROFILE->has_vmklinux;
+}
 
 static const CHAR16 *kconfigured(UINTN i) {
     CHAR16 key[64];
@@ -73,7 +80,7 @@ static void kernel_list(const CHAR16 *const *v) {
     const CHAR16 *cells[ARRAY_LEN(ksettings) * 6];
     UINTN n = 0;
     for (UINTN i = 0; i < ARRAY_LEN(ksettings); i++) {
-        if (v[0] && StrCmp((CHAR16 *)v[0], (CHAR16 *)ksettings[i].name) != 0) continue;
+        if (!kvisible(i) || (v[0] && StrCmp((CHAR16 *)v[0], (CHAR16 *)ksettings[i].name) != 0)) continue;
         const CHAR16 *row[6] = {ksettings[i].name, ksettings[i].type, kconfigured(i), kruntime[i], ksettings[i].dflt,
                                 ksettings[i].desc};
         CopyMem(&cells[n * 6], row, sizeof row);
@@ -84,7 +91,7 @@ static void kernel_list(const CHAR16 *const *v) {
 
 static void kernel_set(const CHAR16 *const *v) {
     for (UINTN i = 0; i < ARRAY_LEN(ksettings); i++) {
-        if (StrCmp((CHAR16 *)v[0], (CHAR16 *)ksettings[i].name) != 0) continue;
+        if (!kvisible(i) || StrCmp((CHAR16 *)v[0], (CHAR16 *)ksettings[i].name) != 0) continue;
         CHAR16 key[64];
         const CHAR16 *val = v[1];
         if (StrCmp((CHAR16 *)ksettings[i].type, L"Bool") == 0) {
@@ -105,12 +112,13 @@ static void kernel_set(const CHAR16 *const *v) {
 
 typedef struct {
     const CHAR16 *name;
-    UINTN kind; /* 0 always loaded, 1 vmkusb, 2 a vmklinux USB driver (loaded when vmkusb is not in charge) */
+    UINTN kind; /* 0 always loaded, 1 vmkusb, 2 a vmklinux USB driver (loaded when vmkusb is not in charge),
+                 * 3 vmklinux itself; 2 and 3 exist only while vmklinux does (6.7) */
 } module_t;
 
 static const module_t modules[] = {
-    {L"vmkernel", 0}, {L"chardevs", 0}, {L"user", 0}, {L"procfs", 0}, {L"vmkplexer", 0}, {L"vmklinux_9", 0},
-    {L"vmklinux_9_2_0_0", 0}, {L"vmklinux_9_2_1_0", 0}, {L"vmklinux_9_2_2_0", 0}, {L"vmklinux_9_2_3_0", 0},
+    {L"vmkernel", 0}, {L"chardevs", 0}, {L"user", 0}, {L"procfs", 0}, {L"vmkplexer", 0}, {L"vmklinux_9", 3},
+    {L"vmklinux_9_2_0_0", 3}, {L"vmklinux_9_2_1_0", 3}, {L"vmklinux_9_2_2_0", 3}, {L"vmklinux_9_2_3_0", 3},
     {L"random", 0}, {L"usb", 2}, {L"ehci-ehci-hcd", 2}, {L"xhci-xhci", 2}, {L"usb-storage", 2}, {L"hid", 0},
     {L"dm", 0}, {L"nmp", 0}, {L"vmw_satp_local", 0}, {L"vmw_satp_default_aa", 0}, {L"vmw_psp_lib", 0},
     {L"vmw_psp_fixed", 0}, {L"vmw_psp_rr", 0}, {L"vmw_psp_mru", 0}, {L"vmw_satp_alua", 0}, {L"vmkusb", 1},
@@ -118,6 +126,10 @@ static const module_t modules[] = {
     {L"iscsi_trans", 0}, {L"lvmdriver", 0}, {L"vmfs3", 0}, {L"nfsclient", 0}, {L"nfs41client", 0},
     {L"etherswitch", 0}, {L"netsched", 0}, {L"cbt", 0}, {L"vsan", 0}, {L"vsanutil", 0},
 };
+
+static BOOLEAN mod_visible(UINTN i) {
+    return PROFILE->has_vmklinux || modules[i].kind < 2;
+}
 
 static BOOLEAN mod_enabled(UINTN i) {
     CHAR16 key[64];
@@ -129,13 +141,14 @@ static BOOLEAN mod_loaded(UINTN i) {
     switch (modules[i].kind) {
     case 1: return G->rt.vmkusb_loaded;
     case 2: return !G->rt.vmkusb_loaded || G->rt.prefer_vmklinux;
+    case 3: return TRUE;
     default: return TRUE;
     }
 }
 
 static INTN find_module(const CHAR16 *name) {
     for (UINTN i = 0; i < ARRAY_LEN(modules); i++)
-        if (StrCmp((CHAR16 *)name, (CHAR16 *)modules[i].name) == 0) return (INTN)i;
+        if (mod_visible(i) && StrCmp((CHAR16 *)name, (CHAR16 *)modules[i].name) == 0) return (INTN)i;
     return -1;
 }
 
@@ -151,6 +164,7 @@ static void module_list(const CHAR16 *const *v) {
         return;
     }
     for (UINTN i = 0; i < ARRAY_LEN(modules); i++) {
+        if (!mod_visible(i)) continue;
         BOOLEAN en = mod_enabled(i), ld = mod_loaded(i);
         if (want_en && (StrCmp((CHAR16 *)want_en, L"TRUE") == 0) != en) continue;
         if (want_ld && (StrCmp((CHAR16 *)want_ld, L"TRUE") == 0) != ld) continue;
@@ -173,7 +187,7 @@ static void module_get(const CHAR16 *const *v) {
     kv_print(L"Module", modules[i].name);
     kv_print(L"Module File", file);
     kv_print(L"License", StrCmp((CHAR16 *)modules[i].name, L"vmkusb") == 0 ? L"BSD" : L"VMware");
-    kv_print(L"Version", L"0.1-1vmw.670.0.0.8169922");
+    kv_print(L"Version", PROFILE->module_version);
     kv_print(L"Build Type", L"release");
     kv_print(L"Provided Namespaces", L"");
     kv_print(L"Required Namespaces", L"com.vmware.driverAPI@9.2.3.0, com.vmware.vmkapi@v2_5_0_0");
@@ -202,22 +216,29 @@ static void module_set(const CHAR16 *const *v) {
 typedef struct {
     const CHAR16 *path, *type, *state_key, *dflt, *desc;
     UINTN max;
+    UINTN since;            /* profile id it appeared in (0: every profile) */
 } adv_t;
 
 static const adv_t advs[] = {
     {L"/ScratchConfig/ConfiguredScratchLocation", L"string", L"scratch.configured", L"",
-     L"The directory configured to be used for scratch space. Changes will take effect on next reboot.", 0},
+     L"The directory configured to be used for scratch space. Changes will take effect on next reboot.", 0, 0},
     {L"/ScratchConfig/CurrentScratchLocation", L"string", NULL, L"",
-     L"The directory currently being used for scratch space.", 0},
+     L"The directory currently being used for scratch space.", 0, 0},
     {L"/Syslog/global/logHost", L"string", L"syslog.loghost", L"",
      L"The remote host to output logs to. Reset to default is null. Multiple hosts are supported and must be "
-     L"separated with comma (,). Example: udp://hostName1:514, hostName2, ssl://hostName3:1514", 0},
+     L"separated with comma (,). Example: udp://hostName1:514, hostName2, ssl://hostName3:1514", 0, 0},
     {L"/Syslog/global/logDir", L"string", L"syslog.logdir", L"[] /scratch/log",
      L"Datastore path of directory to output logs to. Reset to default on null. Example: [datastoreName] "
-     L"/logdir", 0},
+     L"/logdir", 0, 0},
     {L"/UserVars/SuppressShellWarning", L"integer", L"adv.UserVars.SuppressShellWarning", L"0",
-     L"Don't show warning for enabled local and remote shell access", 1},
+     L"Don't show warning for enabled local and remote shell access", 1, 0},
+    {L"/UserVars/ToolsRamdisk", L"integer", L"adv.UserVars.ToolsRamdisk", L"0",
+     L"Use VMware Tools repository from /tools ramdisk. Changes will take effect on next reboot.", 1, 80},
 };
+
+static BOOLEAN adv_visible(UINTN i) {
+    return advs[i].since == 0 || PROFILE->id >= advs[i].since;
+}
 
 static const CHAR16 *adv_value(UINTN i) {
     if (!advs[i].state_key) return G->rt.scratch;
@@ -228,7 +249,7 @@ static const CHAR16 *adv_value(UINTN i) {
 static void adv_list(const CHAR16 *const *v) {
     BOOLEAN any = FALSE;
     for (UINTN i = 0; i < ARRAY_LEN(advs); i++) {
-        if (v[0] && StrCmp((CHAR16 *)v[0], (CHAR16 *)advs[i].path) != 0) continue;
+        if (!adv_visible(i) || (v[0] && StrCmp((CHAR16 *)v[0], (CHAR16 *)advs[i].path) != 0)) continue;
         BOOLEAN is_int = StrCmp((CHAR16 *)advs[i].type, L"integer") == 0;
         CHAR16 num[16];
         if (any) shell_out(L"\r\n");
@@ -251,7 +272,7 @@ static void adv_list(const CHAR16 *const *v) {
 static void adv_set(const CHAR16 *const *v) {
     /* v: default, int-value, option, string-value */
     for (UINTN i = 0; i < ARRAY_LEN(advs); i++) {
-        if (StrCmp((CHAR16 *)v[2], (CHAR16 *)advs[i].path) != 0) continue;
+        if (!adv_visible(i) || StrCmp((CHAR16 *)v[2], (CHAR16 *)advs[i].path) != 0) continue;
         BOOLEAN is_int = StrCmp((CHAR16 *)advs[i].type, L"integer") == 0;
         if (!advs[i].state_key) {
             shell_out(L"Error: Unable to set option %s: it is read-only\r\n", v[2]);
@@ -397,6 +418,106 @@ static void coredump_set(const CHAR16 *const *v) {
     }
 }
 
+/* ---------------------------------------------------------------- core dump file (7.0 and later) */
+
+/* The volume a dump file goes to: -d as given (the datastore's name or UUID, or the OSData volume),
+ * else the datastore, else OSData. FALSE when there is no such volume. */
+static BOOLEAN dump_volume(const CHAR16 *want, CHAR16 *uuid_out, UINTN cap) {
+    CHAR16 label[64], uuid[40];
+    BOOLEAN osdata = esxi_osdata_volume(label, ARRAY_LEN(label), uuid, ARRAY_LEN(uuid));
+    if (want) {
+        if (G->have_vmfs && (StrCmp((CHAR16 *)want, G->vmfs_name) == 0 || StrCmp((CHAR16 *)want, G->vmfs_uuid) == 0)) {
+            wcopy(uuid_out, cap, G->vmfs_uuid);
+            return TRUE;
+        }
+        if (osdata && (StrCmp((CHAR16 *)want, label) == 0 || StrCmp((CHAR16 *)want, uuid) == 0)) {
+            wcopy(uuid_out, cap, uuid);
+            return TRUE;
+        }
+        return FALSE;
+    }
+    if (G->have_vmfs) {
+        wcopy(uuid_out, cap, G->vmfs_uuid);
+        return TRUE;
+    }
+    if (osdata) wcopy(uuid_out, cap, uuid);
+    return osdata;
+}
+
+static void coredump_file_add(const CHAR16 *const *v) {
+    /* v: auto, datastore, enable, file, size */
+    CHAR16 uuid[40], path[200];
+    const CHAR16 *have = st_get(L"coredump.file.path");
+    if (!dump_volume(v[1], uuid, ARRAY_LEN(uuid))) {
+        shell_out(L"Unable to create a dump file: Unable to find datastore %s\r\n", v[1] ? v[1] : L"(none)");
+        return;
+    }
+    SPrint(path, sizeof path, L"/vmfs/volumes/%s/vmkdump/%s.dumpfile", uuid, v[3] ? v[3] : L"localhost");
+    if (have && have[0]) {
+        shell_out(StrCmp((CHAR16 *)have, path) == 0 ? L"Unable to create a dump file: File already exists\r\n"
+                                                    : L"Unable to create a dump file: a dump file is already configured\r\n");
+        return;
+    }
+    if (v[4]) {
+        for (const CHAR16 *q = v[4]; *q; q++)
+            if (*q < '0' || *q > '9') {
+                shell_out(L"Error: Invalid data constraint for parameter 'size'. Expected a number\r\n");
+                return;
+            }
+    }
+    const CHAR16 *en = v[2] ? parse_bool(v[2]) : L"FALSE";
+    if (!en) {
+        shell_out(L"Error: Invalid data constraint for parameter 'enable'. Expected one of: true, false\r\n");
+        return;
+    }
+    st_set(L"coredump.file.path", path);
+    st_set(L"coredump.file.size", v[4] ? v[4] : L"2560");
+    st_set(L"coredump.file.enabled", en);
+}
+
+static void coredump_file_list(const CHAR16 *const *v) {
+    static const CHAR16 *hdr[] = {L"Path", L"Active", L"Configured", L"Size"};
+    const CHAR16 *path = st_get(L"coredump.file.path"), *mb = st_get(L"coredump.file.size");
+    CHAR16 size[24];
+    const CHAR16 *cells[4];
+    if (!path || !path[0]) {
+        table_print(hdr, NULL, 4, cells, 0);
+        return;
+    }
+    UINT64 bytes = 0;
+    for (const CHAR16 *q = mb ? mb : L"0"; *q >= '0' && *q <= '9'; q++) bytes = bytes * 10 + (*q - '0');
+    SPrint(size, sizeof size, L"%ld", bytes << 20);
+    BOOLEAN on = st_bool(L"coredump.file.enabled", FALSE);
+    cells[0] = path;
+    cells[1] = on ? L"true" : L"false";
+    cells[2] = on ? L"true" : L"false";
+    cells[3] = size;
+    table_print(hdr, NULL, 4, cells, 1);
+}
+
+static void coredump_file_set(const CHAR16 *const *v) {
+    /* v: enable, path, smart, unconfigure */
+    const CHAR16 *path = st_get(L"coredump.file.path");
+    if (v[3] && parse_bool(v[3]) && StrCmp((CHAR16 *)parse_bool(v[3]), L"TRUE") == 0) {
+        st_set(L"coredump.file.enabled", L"FALSE");
+        return;
+    }
+    if (!v[0]) {
+        shell_out(L"Error: At least one option is required.\r\n");
+        return;
+    }
+    const CHAR16 *en = parse_bool(v[0]);
+    if (!en) {
+        shell_out(L"Error: Invalid data constraint for parameter 'enable'. Expected one of: true, false\r\n");
+        return;
+    }
+    if (StrCmp((CHAR16 *)en, L"TRUE") == 0 && (!path || !path[0] || (v[1] && StrCmp((CHAR16 *)v[1], (CHAR16 *)path) != 0))) {
+        shell_out(L"Unable to configure a dump file: No suitable dump file was found.\r\n");
+        return;
+    }
+    st_set(L"coredump.file.enabled", en);
+}
+
 static void vsan_trace_get(const CHAR16 *const *v) {
     CHAR16 dir[200];
     if (StrnCmp(G->rt.scratch, L"/tmp/", 5) == 0)
@@ -412,8 +533,10 @@ static void vsan_trace_get(const CHAR16 *const *v) {
 static void version_get(const CHAR16 *const *v) {
     kv_print(L"Product", L"VMware ESXi");
     kv_print(L"Version", ESXI_VERSION);
-    kv_print(L"Build", L"Releasebuild-" ESXI_BUILD);
-    kv_print(L"Update", L"0");
+    CHAR16 build[32];
+    SPrint(build, sizeof build, L"Releasebuild-%s", ESXI_BUILD);
+    kv_print(L"Build", build);
+    kv_print(L"Update", PROFILE->id == 80 ? L"3" : L"0");
     kv_print(L"Patch", L"0");
 }
 
@@ -452,46 +575,63 @@ static const opt_t o_coredump_set[] = {
     {'i', L"server-ipv4", L"str", FALSE, L"IPv4 address of the remote dump server (deprecated: use --server-ip)."},
     {'j', L"server-ip", L"str", FALSE, L"IP address of the remote dump server (IPv4 or IPv6)."},
     {'o', L"server-port", L"long", FALSE, L"Port on which the network dump server is listening."}, {0}};
+static const opt_t o_dumpfile_add[] = {
+    {'a', L"auto", L"bool", FALSE, L"Automatically create a file if none found."},
+    {'d', L"datastore", L"str", FALSE, L"Manually specify the datastore the dump file is created in."},
+    {'e', L"enable", L"bool", FALSE, L"Enable diagnostic file after creation."},
+    {'f', L"file", L"str", FALSE, L"Manually specify the file name of the created dump file."},
+    {'s', L"size", L"long", FALSE, L"Manually set the size in MB of the created dump file."}, {0}};
+static const opt_t o_dumpfile_set[] = {
+    {'e', L"enable", L"bool", FALSE, L"Enable or disable the VMkernel dump file."},
+    {'p', L"path", L"str", FALSE, L"The path of the VMkernel dump file to use."},
+    {'s', L"smart", L"bool", FALSE, L"Select the best available file using the smart selection algorithm."},
+    {'u', L"unconfigure", L"bool", FALSE, L"Unconfigure the current VMkernel dump file."}, {0}};
 static const opt_t o_none[] = {{0}};
 
 static const cmd_t cmds[] = {
-    {L"system settings kernel list", L"List VMkernel kernel settings.", o_kernel_list, kernel_list},
-    {L"system settings kernel set", L"Set a VMKernel setting.", o_kernel_set, kernel_set},
+    {L"system settings kernel list", L"List VMkernel kernel settings.", o_kernel_list, kernel_list, 0},
+    {L"system settings kernel set", L"Set a VMKernel setting.", o_kernel_set, kernel_set, 0},
     {L"system settings advanced list", L"List the advanced options available from the VMkernel.", o_adv_list,
-     adv_list},
-    {L"system settings advanced set", L"Set the value of an advanced option.", o_adv_set, adv_set},
-    {L"system module list", L"List the VMkernel modules that the system knows about.", o_module_list, module_list},
-    {L"system module get", L"Show information for a VMkernel module.", o_module_get, module_get},
-    {L"system module set", L"Allow enabling and disabling of a VMkernel module.", o_module_set, module_set},
-    {L"system syslog config get", L"Show the current global configuration values.", o_none, syslog_get},
-    {L"system syslog config set", L"Set global log configuration options.", o_syslog_set, syslog_set},
+     adv_list, 0},
+    {L"system settings advanced set", L"Set the value of an advanced option.", o_adv_set, adv_set, 0},
+    {L"system module list", L"List the VMkernel modules that the system knows about.", o_module_list, module_list, 0},
+    {L"system module get", L"Show information for a VMkernel module.", o_module_get, module_get, 0},
+    {L"system module set", L"Allow enabling and disabling of a VMkernel module.", o_module_set, module_set, 0},
+    {L"system syslog config get", L"Show the current global configuration values.", o_none, syslog_get, 0},
+    {L"system syslog config set", L"Set global log configuration options.", o_syslog_set, syslog_set, 0},
     {L"system syslog reload", L"Reload the log daemon to apply any new configuration options.", o_none,
-     syslog_reload},
+     syslog_reload, 0},
     {L"system coredump network get", L"Get the currently configured parameters for network coredump, if enabled.",
-     o_none, coredump_get},
+     o_none, coredump_get, 0},
     {L"system coredump network set", L"Set the parameters used for network core dump.", o_coredump_set,
-     coredump_set},
-    {L"system version get", L"Display the product name, version and build information.", o_none, version_get},
-    {L"vsan trace get", L"Get the vSAN tracing configuration.", o_none, vsan_trace_get},
+     coredump_set, 0},
+    {L"system coredump file add", L"Create a VMkernel dump file.", o_dumpfile_add, coredump_file_add, 80},
+    {L"system coredump file list", L"List the active and configured VMkernel dump files.", o_none, coredump_file_list,
+     80},
+    {L"system coredump file set", L"Set the active and configured VMkernel dump file.", o_dumpfile_set,
+     coredump_file_set, 80},
+    {L"system version get", L"Display the product name, version and build information.", o_none, version_get, 0},
+    {L"vsan trace get", L"Get the vSAN tracing configuration.", o_none, vsan_trace_get, 0},
 };
 
 static const ns_t namespaces[] = {
-    {L"", L""},
+    {L"", L"", 0},
     {L"system", L"VMKernel system properties and commands for configuring properties of the kernel core system "
-                L"and related system services."},
-    {L"system settings", L"Operations to manage system settings."},
-    {L"system settings kernel", L"VMKernel kernel settings."},
+                L"and related system services.", 0},
+    {L"system settings", L"Operations to manage system settings.", 0},
+    {L"system settings kernel", L"VMKernel kernel settings.", 0},
     {L"system settings advanced", L"The advanced settings are a set of VMkernel options that can be configured "
-                                  L"by the user."},
+                                  L"by the user.", 0},
     {L"system module", L"VMKernel system properties and commands for configuring properties of the kernel core "
-                       L"system."},
-    {L"system syslog", L"System log management operations."},
-    {L"system syslog config", L"Log configuration operations."},
-    {L"system coredump", L"Operations to manage the system's coredump partition and network dump."},
-    {L"system coredump network", L"Operations to manage network coredump."},
-    {L"system version", L"Commands to get version information."},
-    {L"vsan", L"VMware vSAN commands."},
-    {L"vsan trace", L"Commands for vSAN trace configuration."},
+                       L"system.", 0},
+    {L"system syslog", L"System log management operations.", 0},
+    {L"system syslog config", L"Log configuration operations.", 0},
+    {L"system coredump", L"Operations to manage the system's coredump partition and network dump.", 0},
+    {L"system coredump file", L"Operations to manage the VMkernel dump files.", 80},
+    {L"system coredump network", L"Operations to manage network coredump.", 0},
+    {L"system version", L"Commands to get version information.", 0},
+    {L"vsan", L"VMware vSAN commands.", 0},
+    {L"vsan trace", L"Commands for vSAN trace configuration.", 0},
 };
 
 static const CHAR16 *last_word(const CHAR16 *p) {
@@ -501,15 +641,23 @@ static const CHAR16 *last_word(const CHAR16 *p) {
     return w;
 }
 
+static BOOLEAN ns_visible(UINTN i) {
+    return namespaces[i].since == 0 || PROFILE->id >= namespaces[i].since;
+}
+
+static BOOLEAN cmd_visible(UINTN i) {
+    return cmds[i].since == 0 || PROFILE->id >= cmds[i].since;
+}
+
 static INTN find_ns(const CHAR16 *path) {
     for (UINTN i = 0; i < ARRAY_LEN(namespaces); i++)
-        if (StrCmp((CHAR16 *)path, (CHAR16 *)namespaces[i].path) == 0) return (INTN)i;
+        if (ns_visible(i) && StrCmp((CHAR16 *)path, (CHAR16 *)namespaces[i].path) == 0) return (INTN)i;
     return -1;
 }
 
 static INTN find_cmd(const CHAR16 *path) {
     for (UINTN i = 0; i < ARRAY_LEN(cmds); i++)
-        if (StrCmp((CHAR16 *)path, (CHAR16 *)cmds[i].path) == 0) return (INTN)i;
+        if (cmd_visible(i) && StrCmp((CHAR16 *)path, (CHAR16 *)cmds[i].path) == 0) return (INTN)i;
     return -1;
 }
 
@@ -553,18 +701,18 @@ static void ns_usage(INTN ns) {
     BOOLEAN header = FALSE;
     if (path[0]) {
         for (UINTN i = 0; i < ARRAY_LEN(namespaces); i++)
-            if (is_child(path, namespaces[i].path)) {
+            if (ns_visible(i) && is_child(path, namespaces[i].path)) {
                 if (!header) shell_out(L"Available Namespaces:\r\n");
                 header = TRUE;
                 col_line(last_word(namespaces[i].path), namespaces[i].help);
             }
     } else {
         for (UINTN i = 0; i < ARRAY_LEN(namespaces); i++)
-            if (is_child(path, namespaces[i].path)) col_line(namespaces[i].path, namespaces[i].help);
+            if (ns_visible(i) && is_child(path, namespaces[i].path)) col_line(namespaces[i].path, namespaces[i].help);
     }
     header = FALSE;
     for (UINTN i = 0; i < ARRAY_LEN(cmds); i++)
-        if (is_child(path, cmds[i].path)) {
+        if (cmd_visible(i) && is_child(path, cmds[i].path)) {
             if (!header) shell_out(L"%sAvailable Commands:\r\n", path[0] ? L"\r\n" : L"");
             header = TRUE;
             col_line(last_word(cmds[i].path), cmds[i].help);

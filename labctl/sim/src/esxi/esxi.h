@@ -1,5 +1,6 @@
-/* esxi.h - the installed ESXi 6.7 system (reference §4): boot screen, DCUI, consoles, ESXi Shell, esxcli,
- * and the settings state kept on the bootbank (partition 5). One file per screen or concern. */
+/* esxi.h - the installed ESXi system (reference §4): boot screen, DCUI, consoles, ESXi Shell, esxcli,
+ * and the settings state kept on the bootbank (partition 5). One file per screen or concern; what differs
+ * between releases comes from PROFILE (lib/profile.h). */
 #ifndef SIM_ESXI_H
 #define SIM_ESXI_H
 
@@ -7,10 +8,11 @@
 #include "../lib/disks.h"
 #include "../lib/fsfile.h"
 #include "../lib/gpt.h"
+#include "../lib/profile.h"
 
-#define ESXI_TITLE L"VMware ESXi 6.7.0 (VMKernel Release Build 8169922)"
-#define ESXI_VERSION L"6.7.0"
-#define ESXI_BUILD L"8169922"
+#define ESXI_TITLE (PROFILE->title)
+#define ESXI_VERSION (PROFILE->version)
+#define ESXI_BUILD (PROFILE->build)
 #define HOSTNAME L"localhost"
 #define STATE_FILE L"state.cfg"
 #define BOOTCFG_FILE L"boot.cfg"
@@ -29,6 +31,7 @@ typedef struct {
     BOOLEAN prefer_vmklinux;
     BOOLEAN vmkusb_loaded;
     CHAR16 scratch[160];        /* /tmp/scratch or /vmfs/volumes/<uuid>/.locker */
+    BOOLEAN persistent;         /* scratch lies on a datastore: no degraded-storage alert (8.0) */
 } runtime_t;
 
 typedef struct {
@@ -100,5 +103,8 @@ const disk_t *esxi_find_disk(const CHAR16 *name);   /* by mpx./vml. name or /dev
 void esxi_vml_name(const disk_t *d, CHAR16 *out, UINTN cap);
 void esxi_volume_uuid(const EFI_GUID *g, CHAR16 *out, UINTN cap);   /* 8-8-4-12 lowercase hex */
 void hex_lower(CHAR16 *out, const UINT8 *b, UINTN n);
+/* 8.0: the boot disk's OSData volume (partition 7, VMFS-L): its label (LOCKER-... / OSDATA-..., read from
+ * the volume header the installer wrote) and UUID. FALSE when there is none. */
+BOOLEAN esxi_osdata_volume(CHAR16 *label, UINTN cap, CHAR16 *uuid, UINTN ucap);
 
 #endif

@@ -63,7 +63,7 @@ void shell_out(const CHAR16 *fmt, ...) {
 
 static void login_prompt(void) {
     vt_clear();
-    vt_puts(L"ESXi " ESXI_VERSION L" http://www.vmware.com\r\n");
+    vt_printf(L"ESXi %s http://www.vmware.com\r\n", ESXI_VERSION);
     vt_puts(L"Copyright (c) 2007-2018 VMware, Inc.\r\n\r\n");
     vt_puts(HOSTNAME L" login: ");
     line[0] = 0;

@@ -6,7 +6,8 @@ screen_id scr_confirm(inst_t *s) {
         dlg_t d;
         CHAR16 line[96];
         dlg_open(&d, 70, 14, L"Confirm Install", L"(Esc) Cancel      (F9) Back      (F11) Install");
-        dlg_line(&d, 3, A_DIALOG, L"The installer is configured to install ESXi 6.7.0 on:");
+        SPrint(line, sizeof line, L"The installer is configured to install %s on:", inst_release());
+        dlg_line(&d, 3, A_DIALOG, line);
         SPrint(line, sizeof line, L"%s.", s->target.name);
         dlg_center(&d, 5, A_ACCENT, line);
         dlg_line(&d, 7, A_DIALOG, L"Warning: This disk will be repartitioned.");

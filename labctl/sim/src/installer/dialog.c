@@ -44,3 +44,9 @@ void dlg_message(const CHAR16 *title, const CHAR16 *const *lines, UINTN n) {
         if (tui_read_key(&k, 0) && k.ch == CH_ENTER) return;
     }
 }
+
+const CHAR16 *inst_release(void) {
+    static CHAR16 text[24];
+    if (!text[0]) SPrint(text, sizeof text, L"ESXi %s", PROFILE->version);
+    return text;
+}

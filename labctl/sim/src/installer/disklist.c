@@ -30,17 +30,20 @@ static void details(inst_t *s, const disk_t *d) {
     SPrint(l[3], sizeof l[3], L"Capacity:        %s", size);
     SPrint(l[4], sizeof l[4], L"Path:            %s", d->name + 4);
     SPrint(l[5], sizeof l[5], L"ESX(i) Found:    %s",
-           (ex == EXIST_ESXI || ex == EXIST_ESXI_VMFS) ? L"ESXi 6.7.0" : L"None");
+           (ex == EXIST_ESXI || ex == EXIST_ESXI_VMFS) ? inst_release() : L"None");
     SPrint(l[6], sizeof l[6], L"Datastores:      %s", vmfs ? L"datastore1" : L"None");
     for (UINTN i = 0; i < 7; i++) lines[i] = l[i];
     dlg_message(L"Disk Details", lines, 7);
 }
 
 static void too_small(void) {
-    static const CHAR16 *const msg[] = {
-        L"The selected disk does not meet the minimum space requirements for ESXi 6.7.0.",
-    };
-    dlg_message(L"Error", msg, 1);
+    const CHAR16 *msg[] = {PROFILE->too_small};
+    dlg_message(PROFILE->too_small_title, msg, 1);
+}
+
+BOOLEAN inst_disk_big_enough(const disk_t *d) {
+    return d->block_size == 512 && d->sectors * d->block_size >= PROFILE->min_bytes &&
+           d->sectors >= gpt_min_sectors();
 }
 
 screen_id scr_disks(inst_t *s) {
@@ -81,14 +84,16 @@ screen_id scr_disks(inst_t *s) {
                 break;
             } else if (k.ch == CH_ENTER && s->n_visible) {
                 disk_t *t = &s->all[s->visible[s->sel]];
-                if (t->sectors * t->block_size < gpt_min_sectors() * 512 || t->block_size != 512) {
+                if (!inst_disk_big_enough(t)) {
                     too_small();
                     break;
                 }
                 s->target = *t;
+                s->osdata = *t;
                 BOOLEAN vmfs = FALSE;
                 s->existing = inst_probe_existing(t, &vmfs);
                 s->mode = MODE_INSTALL_OVERWRITE;
+                if (PROFILE->osdata_screen && t->usb) return SCR_OSDATA;
                 return s->existing == EXIST_NONE ? SCR_KEYBOARD : SCR_EXISTING;
             }
         }

@@ -2,11 +2,12 @@
 #include "installer.h"
 
 /* Placeholder text written for the simulator (not VMware's licence). */
+/* "@V" stands for the profile's release ("ESXi 6.7.0"). */
 static const CHAR16 *const eula_text[] = {
     L"END USER LICENSE AGREEMENT (SIMULATOR)",
     L"",
-    L"This is the labctl ESXi 6.7.0 installer simulator. It reproduces the",
-    L"screens, keys and disk layouts of the VMware ESXi 6.7.0 installer for",
+    L"This is the labctl @V installer simulator. It reproduces the",
+    L"screens, keys and disk layouts of the VMware @V installer for",
     L"training and testing. It is not VMware software and installs no",
     L"hypervisor: it writes the partition layout of an ESXi installation and",
     L"a small program that behaves like the installed system.",
@@ -20,7 +21,7 @@ static const CHAR16 *const eula_text[] = {
     L"(F11) on the Confirm Install screen.",
     L"",
     L"3. NO WARRANTY. The simulator is provided as is, without warranty of",
-    L"any kind. It only imitates the behaviour documented for ESXi 6.7.0",
+    L"any kind. It only imitates the behaviour documented for @V",
     L"and may differ from it in details that no exercise depends on.",
     L"",
     L"4. TRADEMARKS. VMware and ESXi are trademarks of their owners. Their",
@@ -38,6 +39,22 @@ static const CHAR16 *const eula_text[] = {
 
 #define EULA_ROWS 12
 
+/* A line of the text with @V replaced by the release. */
+static const CHAR16 *eula_line(UINTN i, CHAR16 *buf, UINTN cap) {
+    const CHAR16 *src = eula_text[i];
+    UINTN o = 0;
+    for (UINTN k = 0; src[k] && o + 1 < cap; k++) {
+        if (src[k] == '@' && src[k + 1] == 'V') {
+            for (const CHAR16 *r = inst_release(); *r && o + 1 < cap; r++) buf[o++] = *r;
+            k++;
+        } else {
+            buf[o++] = src[k];
+        }
+    }
+    buf[o] = 0;
+    return buf;
+}
+
 screen_id scr_eula(inst_t *s) {
     UINTN top = 0, n = ARRAY_LEN(eula_text);
     for (;;) {
@@ -45,8 +62,11 @@ screen_id scr_eula(inst_t *s) {
         dlg_open(&d, 76, 20, L"End User License Agreement (EULA)",
                  L"(ESC) Do not Accept      (F11) Accept and Continue");
         for (;;) {
-            for (UINTN r = 0; r < EULA_ROWS; r++)
-                tui_text_w(d.row + 3 + r, d.col + 2, d.w - 4, A_DIALOG, top + r < n ? eula_text[top + r] : L"");
+            for (UINTN r = 0; r < EULA_ROWS; r++) {
+                CHAR16 buf[96];
+                tui_text_w(d.row + 3 + r, d.col + 2, d.w - 4, A_DIALOG,
+                           top + r < n ? eula_line(top + r, buf, ARRAY_LEN(buf)) : L"");
+            }
             dlg_center(&d, 3 + EULA_ROWS + 1, A_DIALOG, L"Use the arrow keys to scroll the EULA text");
             tui_key k;
             if (!tui_read_key(&k, 0)) continue;

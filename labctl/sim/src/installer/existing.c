@@ -26,7 +26,8 @@ existing_kind inst_probe_existing(const disk_t *d, BOOLEAN *vmfs) {
     *vmfs = inst_has_vmfs(d);
     if (d->block_size == 512 && gpt_read(d, t)) {
         const gpt_part *p1 = gpt_find(t, 1), *p5 = gpt_find(t, 5);
-        BOOLEAN esxi = p1 && p5 && p1->start == 64 && p5->start == 8224 &&
+        /* the bootbank where 6.x (8224) or 7.0/8.0 (208896) put it */
+        BOOLEAN esxi = p1 && p5 && p1->start == 64 && (p5->start == 8224 || p5->start == 208896) &&
                        CompareGuid((EFI_GUID *)&p1->type, &GPT_TYPE_ESP) == 0;
         if (esxi) k = *vmfs ? EXIST_ESXI_VMFS : EXIST_ESXI;
         else if (*vmfs) k = EXIST_VMFS;

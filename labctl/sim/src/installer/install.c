@@ -1,5 +1,7 @@
-/* install.c - write the ESXi layout: GPT (§3), partition payloads copied raw from the ISO, p7 zeroed,
- * the VMFS-like header on p3. Placeholders @@NAME@@ in the payloads (boot.cfg, state.cfg) are filled in. */
+/* install.c - write the profile's ESXi layout. 6.x: GPT (§3), partition payloads copied raw from the ISO,
+ * p7 zeroed, the VMFS-like header on p3. 7.0/8.0: GPT (1, 5, 6, 7, maybe 8), payloads on 1, 5, 6, a
+ * VMFS-L-like header on OSData (7), the VMFS-like header on the datastore (8). Placeholders @@NAME@@ in
+ * the payloads (boot.cfg, state.cfg) are filled in. */
 #include "installer.h"
 
 #define CHUNK_CD_BLOCKS 512 /* 1 MiB */
@@ -71,6 +73,40 @@ static EFI_STATUS copy_payload(inst_t *s, const CHAR16 *file, const gpt_part *pa
     return st;
 }
 
+/* OSData (VMFS-L): its first MiB zeroed, then a header with the volume label ESXi gives it. */
+static EFI_STATUS write_osdata(inst_t *s, const gpt_part *p) {
+    static const CHAR16 hex[] = L"0123456789abcdef";
+    UINT8 *sec = xalloc_pages(512);
+    CHAR8 label[48];
+    const UINT8 *g = (const UINT8 *)&p->unique;
+    UINTN o = 0;
+    const CHAR8 *prefix = s->target.usb ? (const CHAR8 *)"LOCKER-" : (const CHAR8 *)"OSDATA-";
+    for (UINTN i = 0; prefix[i]; i++) label[o++] = prefix[i];
+    for (UINTN i = 0; i < 16; i++) {
+        if (i == 4 || i == 8 || i == 10) label[o++] = '-';
+        label[o++] = (CHAR8)hex[g[i] >> 4];
+        label[o++] = (CHAR8)hex[g[i] & 15];
+    }
+    label[o] = 0;
+    EFI_STATUS st = disk_zero(&s->target, p->start, 2048 + 1);
+    *(UINT32 *)sec = VMFS_LVM_MAGIC;
+    CopyMem(sec + 16, "labctl simulator VMFS-L (ESX-OSData)", 36);
+    CopyMem(sec + 64, label, o + 1);
+    if (!EFI_ERROR(st)) st = disk_write(&s->target, p->start + 2048, 1, sec);
+    xfree_pages(sec, 512);
+    return st;
+}
+
+static BOOLEAN install_layout(inst_t *s, gpt_table *t) {
+    if (PROFILE->layout == LAYOUT_ESXI8) {
+        CHAR16 v[16];
+        media_size sms = bootopts_get(s->options, L"systemMediaSize", v, ARRAY_LEN(v)) ? gpt_media_size(v)
+                                                                                      : SMS_DEFAULT;
+        return gpt_esxi8_layout(s->target.sectors, sms, t);
+    }
+    return gpt_esxi_layout(s->target.sectors, s->target.usb, t);
+}
+
 static EFI_STATUS write_vmfs(inst_t *s, const gpt_part *p) {
     UINT8 *sec = xalloc_pages(512);
     EFI_STATUS st = disk_zero(&s->target, p->start, 2048 + 1);
@@ -114,14 +150,15 @@ EFI_STATUS install_to_disk(inst_t *s, progress_fn progress, CHAR16 *err, UINTN e
     CHAR16 hash[26];
     err[0] = 0;
 
-    if (!gpt_esxi_layout(s->target.sectors, usb, t)) {
-        SPrint(err, errcap * sizeof(CHAR16), L"The selected disk does not meet the minimum space requirements for ESXi 6.7.0.");
+    if (!install_layout(s, t)) {
+        wcopy(err, errcap, PROFILE->too_small);
         xfree(t);
         return EFI_VOLUME_FULL;
     }
+    UINT32 datastore = PROFILE->layout == LAYOUT_ESXI8 ? 8 : 3;
     if (s->novmfs) /* kickstart --novmfsondisk */
         for (UINTN i = 0; i < t->count; i++)
-            if (t->parts[i].num == 3) t->count = i;
+            if (t->parts[i].num == datastore) t->count = i;
 
     ZeroMem(patches, sizeof patches);
     patches[0].name = (const CHAR8 *)"KERNELOPT";
@@ -148,6 +185,19 @@ EFI_STATUS install_to_disk(inst_t *s, progress_fn progress, CHAR16 *err, UINTN e
         const gpt_part *p = &t->parts[i];
         CHAR16 file[24];
         SPrint(file, sizeof file, L"/PAYLOAD/P%d.IMG", p->num);
+        if (PROFILE->layout == LAYOUT_ESXI8 && p->num >= 7) { /* OSData, datastore: no payloads */
+            if (p->num == 7) {
+                step(&pr, 5, L"Creating the OSData volume");
+                st = write_osdata(s, p);
+            } else {
+                step(&pr, 5, L"Creating the VMFS datastore");
+                if (!keep_vmfs) st = write_vmfs(s, p);
+            }
+            if (EFI_ERROR(st) && !err[0]) SPrint(err, errcap * sizeof(CHAR16), L"cannot write %s (%r)", s->target.name, st);
+            sim_delay(0, 9000);
+            step(&pr, 5, L"");
+            continue;
+        }
         switch (p->num) {
         case 1: step(&pr, 5, L"Installing the boot loader"); st = copy_payload(s, file, p, NULL, 0, err, errcap); break;
         case 5: step(&pr, 5, L"Installing the boot bank"); st = copy_payload(s, file, p, all, ARRAY_LEN(all), err, errcap); break;

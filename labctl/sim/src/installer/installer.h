@@ -1,5 +1,6 @@
-/* installer.h - the ESXi 6.7 installer (weasel) screens as a state machine (reference §2).
- * Each screen is one function taking the state and returning the next screen. */
+/* installer.h - the ESXi installer (weasel) screens as a state machine (reference §2). Each screen is one
+ * function taking the state and returning the next screen; what differs between releases (texts, rules)
+ * is read from PROFILE (lib/profile.h). */
 #ifndef SIM_INSTALLER_H
 #define SIM_INSTALLER_H
 
@@ -7,12 +8,11 @@
 #include "../lib/disks.h"
 #include "../lib/gpt.h"
 #include "../lib/iso9660.h"
-
-#define VERSION_TEXT L"ESXi 6.7.0"
+#include "../lib/profile.h"
 #define PW_CAP 65
 
 typedef enum {
-    SCR_WELCOME, SCR_EULA, SCR_SCAN, SCR_DISKS, SCR_EXISTING, SCR_KEYBOARD, SCR_PASSWORD,
+    SCR_WELCOME, SCR_EULA, SCR_SCAN, SCR_DISKS, SCR_OSDATA, SCR_EXISTING, SCR_KEYBOARD, SCR_PASSWORD,
     SCR_SYSSCAN, SCR_CONFIRM, SCR_PROGRESS, SCR_COMPLETE, SCR_REBOOT
 } screen_id;
 
@@ -31,6 +31,7 @@ typedef struct {
     UINTN n_visible;
     UINTN sel;                      /* index into visible[] */
     disk_t target;
+    disk_t osdata;                  /* where OSData goes (8.0): the target unless another disk was chosen */
     existing_kind existing;
     install_mode mode;
     BOOLEAN novmfs;                 /* kickstart --novmfsondisk */
@@ -69,6 +70,7 @@ screen_id scr_welcome(inst_t *s);
 screen_id scr_eula(inst_t *s);
 screen_id scr_scan(inst_t *s);
 screen_id scr_disks(inst_t *s);
+screen_id scr_osdata(inst_t *s);
 screen_id scr_existing(inst_t *s);
 screen_id scr_keyboard(inst_t *s);
 screen_id scr_password(inst_t *s);
@@ -77,8 +79,13 @@ screen_id scr_confirm(inst_t *s);
 screen_id scr_progress(inst_t *s);
 screen_id scr_complete(inst_t *s);
 
-/* sysscan.c: fills messages; returns number of errors (warnings counted in *warnings) */
-UINTN sysscan_check(CHAR16 msgs[][160], UINTN cap, UINTN *n_msgs, UINTN *warnings);
+/* sysscan.c: fills messages for the target (NULL: no target yet); returns number of errors (warnings
+ * counted in *warnings) */
+UINTN sysscan_check(const disk_t *target, CHAR16 msgs[][200], UINTN cap, UINTN *n_msgs, UINTN *warnings);
+/* disklist.c: the disk meets the profile's minimum size */
+BOOLEAN inst_disk_big_enough(const disk_t *d);
+/* "ESXi 6.7.0" */
+const CHAR16 *inst_release(void);
 /* password.c: the rule message for pw, or NULL when acceptable */
 const CHAR16 *password_problem(const CHAR16 *pw);
 /* install.c: write the disk; progress callback gets 0..100 */

@@ -186,8 +186,8 @@ void ks_run(inst_t *s, const CHAR16 *spec) {
         lines[0] = line;
         ks_fail(lines, 1);
     }
-    if (s->target.sectors * s->target.block_size < gpt_min_sectors() * 512 || s->target.block_size != 512) {
-        lines[0] = L"The selected disk does not meet the minimum space requirements for ESXi 6.7.0.";
+    if (!inst_disk_big_enough(&s->target)) {
+        lines[0] = PROFILE->too_small;
         ks_fail(lines, 1);
     }
     BOOLEAN vmfs = FALSE;
@@ -205,9 +205,9 @@ void ks_run(inst_t *s, const CHAR16 *spec) {
     if (s->target.usb && !ks->novmfs)
         SPrint(s->warning, sizeof s->warning, L"Warning: the disk (%s) does not support VMFS.", s->target.name);
 
-    CHAR16 msgs[4][160];
+    CHAR16 msgs[4][200];
     UINTN n = 0, warnings = 0;
-    if (sysscan_check(msgs, ARRAY_LEN(msgs), &n, &warnings)) {
+    if (sysscan_check(&s->target, msgs, ARRAY_LEN(msgs), &n, &warnings)) {
         for (UINTN i = 0; i < n; i++) lines[i] = msgs[i];
         ks_fail(lines, n);
     }

@@ -1,6 +1,8 @@
-/* main.c - installer entry: boot loader stage, then kickstart or the interactive screens. */
+/* main.c - installer entry: boot loader stage (title, kernelopt and timeout from the CD's EFI/BOOT/BOOT.CFG,
+ * as esx-boot reads them), then kickstart (ks= in the options) or the interactive screens. */
 #include "installer.h"
 #include "../lib/acpi.h"
+#include "../lib/bootcfg.h"
 
 static void kernel_boot_screen(void) {
     tui_clear(A_SCREEN);
@@ -14,7 +16,7 @@ static void kernel_boot_screen(void) {
     }
     tui_clear(A_SCREEN);
     tui_fill(0, 0, TUI_COLS, 1, A_DCUI_TOP);
-    tui_center(0, 0, TUI_COLS, A_DCUI_TOP, L"VMware ESXi 6.7.0 (VMKernel Release Build 8169922)");
+    tui_center(0, 0, TUI_COLS, A_DCUI_TOP, PROFILE->title);
     tui_center(11, 0, TUI_COLS, A_ACCENT, L"Loading VMware ESXi installer");
     tui_center(13, 0, TUI_COLS, A_SCREEN, L"Starting up services...");
     sim_delay(300, 15000);
@@ -26,14 +28,23 @@ EFI_STATUS efi_main(EFI_HANDLE image, EFI_SYSTEM_TABLE *systab) {
     InitializeLib(image, systab);
     CALL(BS->SetWatchdogTimer, 4, 0, 0, 0, NULL);
     s = xalloc(sizeof *s);
-    wcopy(s->options, BOOTOPTS_CAP, L"runweasel cdromBoot");
+    bootcfg_t *cfg = xalloc(sizeof *cfg);
+    /* what the ISO's BOOT.CFG says; these values only when the CD has none */
+    wcopy(cfg->title, ARRAY_LEN(cfg->title), L"Loading ESXi installer");
+    wcopy(cfg->kernelopt, ARRAY_LEN(cfg->kernelopt), L"runweasel cdromBoot");
+    cfg->timeout = 5;
     tui_init();
-    bootloader_run(L"Loading ESXi installer", s->options, BOOTOPTS_CAP);
+    s->have_cd = disks_find_cdrom(&s->cd);
+    if (s->have_cd) bootcfg_read_cd(&s->cd, cfg);
+    wcopy(s->options, BOOTOPTS_CAP, cfg->kernelopt);
+    bootloader_run(cfg->title, s->options, BOOTOPTS_CAP, cfg->timeout);
+    xfree(cfg);
     acpi_on_power_button(sys_poweroff); /* the kernel is up: the power button powers the installer off */
-    s->prefer_vmklinux = bootopts_is(s->options, L"preferVMklinux", L"TRUE");
+    /* 6.7 lists the stick only with the legacy drivers; 8.0 has none and ignores the option like any
+     * unknown one */
+    s->prefer_vmklinux = PROFILE->has_vmklinux && bootopts_is(s->options, L"preferVMklinux", L"TRUE");
     s->keyboard = keyboard_default();
     kernel_boot_screen();
-    s->have_cd = disks_find_cdrom(&s->cd);
     if (bootopts_get(s->options, L"ks", ks, ARRAY_LEN(ks))) ks_run(s, ks);
 
     screen_id next = SCR_WELCOME;
@@ -43,6 +54,7 @@ EFI_STATUS efi_main(EFI_HANDLE image, EFI_SYSTEM_TABLE *systab) {
         case SCR_EULA: next = scr_eula(s); break;
         case SCR_SCAN: next = scr_scan(s); break;
         case SCR_DISKS: next = scr_disks(s); break;
+        case SCR_OSDATA: next = scr_osdata(s); break;
         case SCR_EXISTING: next = scr_existing(s); break;
         case SCR_KEYBOARD: next = scr_keyboard(s); break;
         case SCR_PASSWORD: next = scr_password(s); break;

@@ -1,4 +1,4 @@
-/* progress.c - "Installing ESXi 6.7.0" with a progress bar while install.c writes the disk. */
+/* progress.c - "Installing ESXi 6.7.0" (the profile's release) with a progress bar while install.c writes the disk. */
 #include "installer.h"
 
 #define BAR_W 50
@@ -25,8 +25,9 @@ static void error_screen(const CHAR16 *err) {
 }
 
 screen_id scr_progress(inst_t *s) {
-    CHAR16 err[160];
-    dlg_open(&progress_dlg, 70, 12, L"Installing ESXi 6.7.0", NULL);
+    CHAR16 err[160], title[40];
+    SPrint(title, sizeof title, L"Installing %s", inst_release());
+    dlg_open(&progress_dlg, 70, 12, title, NULL);
     if (s->warning[0]) tui_text(progress_dlg.row + 9, progress_dlg.col + 2, A_DIALOG, s->warning);
     draw_progress(0, L"");
     if (EFI_ERROR(install_to_disk(s, draw_progress, err, ARRAY_LEN(err)))) error_screen(err);

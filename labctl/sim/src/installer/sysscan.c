@@ -3,7 +3,7 @@
 
 #define MIN_RAM_BYTES (4ULL << 30)
 
-UINTN sysscan_check(CHAR16 msgs[][160], UINTN cap, UINTN *n_msgs, UINTN *warnings) {
+UINTN sysscan_check(const disk_t *target, CHAR16 msgs[][200], UINTN cap, UINTN *n_msgs, UINTN *warnings) {
     UINTN errors = 0;
     UINT64 ram = sys_ram_bytes();
     UINTN cpus = sys_cpu_count();
@@ -13,18 +13,24 @@ UINTN sysscan_check(CHAR16 msgs[][160], UINTN cap, UINTN *n_msgs, UINTN *warning
     if (ram < MIN_RAM_BYTES - MIN_RAM_BYTES / 32 && *n_msgs < cap) {
         CHAR16 have[16];
         fmt_capacity(have, ARRAY_LEN(have), ram);
-        SPrint(msgs[(*n_msgs)++], 160 * sizeof(CHAR16),
+        SPrint(msgs[(*n_msgs)++], 200 * sizeof(CHAR16),
                L"<MEMORY_SIZE ERROR: This host has %s of RAM. 3.87 GiB are needed.>", have);
         errors++;
     }
     if (cpus < 2 && *n_msgs < cap) {
-        SPrint(msgs[(*n_msgs)++], 160 * sizeof(CHAR16),
+        SPrint(msgs[(*n_msgs)++], 200 * sizeof(CHAR16),
                L"<CPU_CORES ERROR: This host has %d cpu core(s) which is less than recommended 2 cpu cores>", cpus);
         errors++;
     }
     if (!sys_has_hw_virt() && *n_msgs < cap) {
-        wcopy(msgs[(*n_msgs)++], 160,
+        wcopy(msgs[(*n_msgs)++], 200,
               L"<HARDWARE_VIRTUALIZATION WARNING: Hardware Virtualization is not a feature of the CPU, or is not enabled in the BIOS>");
+        (*warnings)++;
+    }
+    /* 8.0: below 32 GB the installer warns and goes on (reference: "Minimum disk") */
+    if (target && PROFILE->warn_below_bytes && target->sectors * target->block_size < PROFILE->warn_below_bytes &&
+        *n_msgs < cap) {
+        wcopy(msgs[(*n_msgs)++], 200, PROFILE->small_warning);
         (*warnings)++;
     }
     return errors;
@@ -51,13 +57,13 @@ static UINTN wrap(UINTN row, UINTN col, UINTN width, UINTN attr, const CHAR16 *m
 }
 
 screen_id scr_sysscan(inst_t *s) {
-    CHAR16 msgs[4][160];
+    CHAR16 msgs[4][200];
     UINTN n = 0, warnings = 0, errors;
     dlg_t d;
     dlg_open(&d, 50, 9, L"Scanning system...", NULL);
     dlg_center(&d, 4, A_DIALOG, L"Scanning system...");
     sim_delay(300, 5000);
-    errors = sysscan_check(msgs, ARRAY_LEN(msgs), &n, &warnings);
+    errors = sysscan_check(&s->target, msgs, ARRAY_LEN(msgs), &n, &warnings);
     if (n == 0) return SCR_CONFIRM;
     for (;;) {
         dlg_open(&d, 76, 18, L"Error(s)/Warning(s) Found During System Scan",

@@ -1,11 +1,14 @@
-/* welcome.c - "Welcome to the VMware ESXi 6.7.0 Installation" */
+/* welcome.c - "Welcome to the VMware ESXi 6.7.0 Installation" (the profile's release) */
 #include "installer.h"
 
 screen_id scr_welcome(inst_t *s) {
     for (;;) {
         dlg_t d;
-        dlg_open(&d, 64, 16, L"Welcome to the VMware ESXi 6.7.0 Installation", L"(Esc) Cancel      (Enter) Continue");
-        dlg_line(&d, 3, A_DIALOG, L"VMware ESXi 6.7.0 installs on most systems but only");
+        CHAR16 title[64], l1[64];
+        SPrint(title, sizeof title, L"Welcome to the VMware %s Installation", inst_release());
+        SPrint(l1, sizeof l1, L"VMware %s installs on most systems but only", inst_release());
+        dlg_open(&d, 64, 16, title, L"(Esc) Cancel      (Enter) Continue");
+        dlg_line(&d, 3, A_DIALOG, l1);
         dlg_line(&d, 4, A_DIALOG, L"systems on VMware's Compatibility Guide are supported.");
         dlg_line(&d, 6, A_DIALOG, L"Consult the VMware Compatibility Guide at:");
         dlg_line(&d, 7, A_DIALOG, L"http://www.vmware.com/resources/compatibility");

@@ -58,25 +58,25 @@ static BOOLEAN edit(const CHAR16 *loading, CHAR16 *options, UINTN cap) {
     return boot;
 }
 
-static void countdown(const CHAR16 *loading, CHAR16 *options, UINTN cap);
+static void countdown(const CHAR16 *loading, CHAR16 *options, UINTN cap, UINTN timeout);
 
-void bootloader_run(const CHAR16 *loading, CHAR16 *options, UINTN cap) {
+void bootloader_run(const CHAR16 *loading, CHAR16 *options, UINTN cap, UINTN timeout) {
     /* esx-boot draws on the graphics console only: nothing of it reaches a serial console (reference §1).
      * A build with -DSIM_SERIAL_BOOTLOADER=1 (tests) keeps it on ConOut. */
 #if !SIM_SERIAL_BOOTLOADER
     tui_graphics_only(TRUE);
 #endif
-    countdown(loading, options, cap);
+    if (timeout > 0) countdown(loading, options, cap, timeout);
     tui_clear(A_SCREEN);
     tui_graphics_only(FALSE);
     tui_clear(A_SCREEN);
 }
 
-static void countdown(const CHAR16 *loading, CHAR16 *options, UINTN cap) {
+static void countdown(const CHAR16 *loading, CHAR16 *options, UINTN cap, UINTN timeout) {
     tui_flush_keys();
     for (;;) {
         draw_countdown_frame(loading);
-        UINTN n = 5;
+        UINTN n = timeout;
         BOOLEAN restart = FALSE;
         draw_count(n);
         while (!restart) {
@@ -92,7 +92,7 @@ static void countdown(const CHAR16 *loading, CHAR16 *options, UINTN cap) {
                 restart = TRUE; /* Esc: back to a fresh countdown */
                 break;
             }
-            n = 5; /* any other key restarts the countdown */
+            n = timeout; /* any other key restarts the countdown */
             draw_count(n);
         }
     }

@@ -6,10 +6,11 @@
 
 #define BOOTOPTS_CAP 512
 
-/* Runs the countdown screen ("Automatic boot in N seconds...") with the <ENTER: Boot> and
- * <SHIFT+O: Edit boot options> hints. Enter boots, 'O' opens the editor on options (edited in place),
- * any other key restarts the countdown at 5. Returns when booting. loading: e.g. L"Loading ESXi installer". */
-void bootloader_run(const CHAR16 *loading, CHAR16 *options, UINTN cap);
+/* Runs the countdown screen ("Automatic boot in N seconds...", N = timeout, boot.cfg's timeout=) with the
+ * <ENTER: Boot> and <SHIFT+O: Edit boot options> hints. Enter boots, 'O' opens the editor on options
+ * (edited in place), any other key restarts the countdown at N. Returns when booting. loading: e.g.
+ * L"Loading ESXi installer". timeout 0 boots at once (esx-boot: no countdown). */
+void bootloader_run(const CHAR16 *loading, CHAR16 *options, UINTN cap, UINTN timeout);
 
 /* Value of word KEY=VALUE in options (key case-insensitive). FALSE if absent. */
 BOOLEAN bootopts_get(const CHAR16 *options, const CHAR16 *key, CHAR16 *value, UINTN cap);

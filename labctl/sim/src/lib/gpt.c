@@ -5,6 +5,7 @@ EFI_GUID GPT_TYPE_ESP = {0xC12A7328, 0xF81F, 0x11D2, {0xBA, 0x4B, 0x00, 0xA0, 0x
 EFI_GUID GPT_TYPE_LINUXNATIVE = {0xEBD0A0A2, 0xB9E5, 0x4433, {0x87, 0xC0, 0x68, 0xB6, 0xB7, 0x26, 0x99, 0xC7}};
 EFI_GUID GPT_TYPE_VMKDIAG = {0x9D275380, 0x40AD, 0x11DB, {0xBF, 0x97, 0x00, 0x0C, 0x29, 0x11, 0xD1, 0xB8}};
 EFI_GUID GPT_TYPE_VMFS = {0xAA31E02A, 0x400F, 0x11DB, {0x95, 0x90, 0x00, 0x0C, 0x29, 0x11, 0xD1, 0xB8}};
+EFI_GUID GPT_TYPE_VMFSL = {0x4EB2EA39, 0x7855, 0x4790, {0xA7, 0x9E, 0xFA, 0xE4, 0x95, 0xE2, 0x1F, 0x8D}};
 
 #define LAST_MINUS_34 0 /* end marker in the table: last usable LBA */
 
@@ -75,6 +76,55 @@ BOOLEAN gpt_esxi_layout(UINT64 total, BOOLEAN usb, gpt_table *out) {
         UINT64 end = esxi_rows[i].end == LAST_MINUS_34 ? last : esxi_rows[i].end;
         if (esxi_rows[i].start > last) break;
         add(out, esxi_rows[i].num, esxi_rows[i].start, end, esxi_rows[i].type, esxi_rows[i].attrs);
+    }
+    return TRUE;
+}
+
+/* ---- ESXi 7.0 / 8.0 (esxi-8.0 reference: "The rule the simulator follows") ---- */
+
+#define MIB_SECTORS 2048ULL
+#define E8_P1_START 64ULL
+#define E8_P1_END 204863ULL            /* 100 MiB system partition */
+#define E8_P5_START 208896ULL          /* 102 MiB */
+#define E8_BB_SMALL 1024000ULL         /* 500 MiB bootbanks on media under 10 GiB */
+#define E8_BB_MID 2097152ULL           /* 1 GiB under 28 GiB */
+#define E8_BB_LARGE 8386560ULL         /* 4 GiB less 1 MiB from 28 GiB, as published */
+#define E8_CAP_MIN 67108863ULL         /* systemMediaSize=min: OSData ends by 32 GiB */
+#define E8_CAP_SMALL 134217727ULL      /* small: 64 GiB */
+#define E8_CAP_DEFAULT 268435455ULL    /* default: 128 GiB */
+#define E8_DATASTORE_MIN 8388608ULL    /* 4 GiB: a datastore only from there (the published "over 142 GB") */
+
+media_size gpt_media_size(const CHAR16 *v) {
+    if (!v) return SMS_DEFAULT;
+    if (wcmp_ci(v, L"min") == 0) return SMS_MIN;
+    if (wcmp_ci(v, L"small") == 0) return SMS_SMALL;
+    if (wcmp_ci(v, L"max") == 0) return SMS_MAX;
+    return SMS_DEFAULT;
+}
+
+/* The next partition's start: a 1 MiB gap after prev_end, rounded up to a 1 MiB boundary. */
+static UINT64 next_start(UINT64 prev_end) {
+    UINT64 s = prev_end + 1 + MIB_SECTORS;
+    return (s + MIB_SECTORS - 1) / MIB_SECTORS * MIB_SECTORS;
+}
+
+BOOLEAN gpt_esxi8_layout(UINT64 total, media_size sms, gpt_table *out) {
+    ZeroMem(out, sizeof *out);
+    out->total = total;
+    new_guid(&out->disk_guid);
+    UINT64 last = total - 34;
+    UINT64 bb = total < 20971520ULL ? E8_BB_SMALL : total < 58720256ULL ? E8_BB_MID : E8_BB_LARGE;
+    UINT64 p6 = next_start(E8_P5_START + bb - 1), p7 = next_start(p6 + bb - 1);
+    if (total < 68 || p7 + MIB_SECTORS > last) return FALSE;
+    add(out, 1, E8_P1_START, E8_P1_END, &GPT_TYPE_ESP, GPT_ATTR_BOOTABLE);
+    add(out, 5, E8_P5_START, E8_P5_START + bb - 1, &GPT_TYPE_LINUXNATIVE, 0);
+    add(out, 6, p6, p6 + bb - 1, &GPT_TYPE_LINUXNATIVE, 0);
+    UINT64 cap = sms == SMS_MIN ? E8_CAP_MIN : sms == SMS_SMALL ? E8_CAP_SMALL : sms == SMS_MAX ? last : E8_CAP_DEFAULT;
+    UINT64 p7_end = last < cap ? last : cap;
+    add(out, 7, p7, p7_end, &GPT_TYPE_VMFSL, 0);
+    if (p7_end < last) {
+        UINT64 p8 = next_start(p7_end);
+        if (p8 <= last && last - p8 + 1 >= E8_DATASTORE_MIN) add(out, 8, p8, last, &GPT_TYPE_VMFS, 0);
     }
     return TRUE;
 }
@@ -234,6 +284,7 @@ const CHAR16 *gpt_type_name(const EFI_GUID *g) {
     if (CompareGuid((EFI_GUID *)g, &GPT_TYPE_LINUXNATIVE) == 0) return L"linuxNative";
     if (CompareGuid((EFI_GUID *)g, &GPT_TYPE_VMKDIAG) == 0) return L"vmkDiagnostic";
     if (CompareGuid((EFI_GUID *)g, &GPT_TYPE_VMFS) == 0) return L"vmfs";
+    if (CompareGuid((EFI_GUID *)g, &GPT_TYPE_VMFSL) == 0) return L"vmfsl";
     return NULL;
 }
 
