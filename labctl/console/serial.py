@@ -25,6 +25,7 @@ from typing import BinaryIO
 import pexpect
 import pexpect.fdpexpect
 
+from labctl.console.waiting import Deadline, poll_until
 from labctl.errors import RunFailed
 
 log = logging.getLogger(__name__)
@@ -128,27 +129,20 @@ class SerialConsole:
     @staticmethod
     def _is_file(path: Path, timeout: float) -> bool:
         """A regular file (wait, bounded, for the VM to create it), or not (a socket or pipe)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                return stat.S_ISREG(path.stat().st_mode)
-            except FileNotFoundError:
-                if time.monotonic() > deadline:
-                    raise
-            time.sleep(0.2)  # bounded retry while the VM creates its serial file
+        return poll_until(lambda: stat.S_ISREG(path.stat().st_mode), timeout, 0.2,
+                          f"serial endpoint {path}", retry_on=(FileNotFoundError,))
 
     def _connect(self, timeout: float) -> socket.socket:
-        deadline = time.monotonic() + timeout
-        while True:
+        def once() -> socket.socket:
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 s.connect(str(self.path))
-                return s
             except OSError:
                 s.close()
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)  # bounded retry while the VM creates its socket
+                raise
+            return s
+
+        return poll_until(once, timeout, 0.2, f"serial socket {self.path}", retry_on=(OSError,))
 
     def _read_file(self) -> str:
         """What the VM appended since the last read ('' when nothing yet). A regular file has no
@@ -239,17 +233,16 @@ class SerialConsole:
     def wait(self, regex: re.Pattern[str] | str, timeout: float) -> re.Match[str] | None:
         """Block until ``regex`` matches text after the mark (then move the mark past it), or timeout."""
         rx = re.compile(regex) if isinstance(regex, str) else regex
-        deadline = time.monotonic() + timeout
+        deadline = Deadline(timeout)
         with self._cond:
             while True:
                 m = rx.search(self._buf, self._mark)
                 if m:
                     self._mark = m.end()
                     return m
-                left = deadline - time.monotonic()
-                if left <= 0 or self._closed:
+                if deadline.expired() or self._closed:
                     return None
-                self._cond.wait(left)
+                self._cond.wait(deadline.left())
 
     def wait_changed(self, seen: int, timeout: float) -> int:
         """Block until the buffer grows past ``seen`` characters; return its length."""

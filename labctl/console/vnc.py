@@ -35,6 +35,7 @@ from numpy.typing import NDArray
 
 from labctl.backends.base import VncEndpoint
 from labctl.console.keys import Action, KeyEvent, Pause
+from labctl.console.waiting import Deadline, WaitExpired, poll_until
 from labctl.errors import RunFailed
 
 log = logging.getLogger(__name__)
@@ -163,21 +164,21 @@ class VncSession:
     def connect(self, alive: Callable[[], bool] | None = None) -> None:
         """Connect, retrying until ``reconnect_timeout`` (a VM that is still starting its VNC server),
         or until ``alive`` says the VM is gone (no point waiting out the budget for a dead QEMU)."""
-        deadline = time.monotonic() + self.reconnect_timeout
-        last: BaseException | None = None
-        while True:
+        deadline = Deadline(self.reconnect_timeout)
+
+        def once() -> bool:
             self._check_aborted()
             if alive is not None and not alive():
                 raise RunFailed("the VM stopped while its VNC console was being opened")
-            try:
-                self._connect_once(min(self.call_timeout, max(1.0, deadline - time.monotonic())))
-                return
-            except (OSError, TimeoutError, VncLost, FutureTimeout) as exc:
-                last = exc
-            if time.monotonic() >= deadline:
-                where = self.endpoint.socket_path or f"{self.endpoint.host}:{self.endpoint.port}"
-                raise RunFailed(f"cannot connect to VNC at {where}: {last}")
-            time.sleep(0.5)  # bounded retry interval, not a synchronisation sleep
+            self._connect_once(deadline.slice(self.call_timeout, least=1.0))
+            return True
+
+        try:  # 0.5 s: a bounded retry interval, not a synchronisation sleep
+            poll_until(once, self.reconnect_timeout, 0.5, "VNC connection",
+                       retry_on=(OSError, TimeoutError, VncLost, FutureTimeout))
+        except WaitExpired as exc:
+            where = self.endpoint.socket_path or f"{self.endpoint.host}:{self.endpoint.port}"
+            raise RunFailed(f"cannot connect to VNC at {where}: {exc.last}") from None
 
     def _connect_once(self, timeout: float) -> None:
         from twisted.internet import reactor
