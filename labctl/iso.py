@@ -251,3 +251,11 @@ def cached_kickstart_iso(source: Path, kickstart: Path, cache: Path, extra_optio
     if not out.is_file():
         remaster_kickstart(source, data, out, extra_options)
     return out
+
+
+def lab_kickstart_iso(kickstart: Path, source: Path, boot_options: str = "") -> Path:
+    """The ISO ``labctl up`` boots for a lab with ``install.kickstart``: ``source`` (the lab's ISO or the
+    built simulator) remastered with the kickstart and the lab's boot options, from labctl's cache."""
+    from labctl.sim.build import cache_dir
+
+    return cached_kickstart_iso(source, kickstart, cache_dir() / "kickstart", boot_options.split())

@@ -194,6 +194,24 @@ class BuildSimulator(Step):
         ctx.run.event(self.name, iso=str(ctx.iso), speed=ctx.lab.sim_speed, seconds=round(time.monotonic() - t0, 2))
 
 
+class KickstartIso(Step):
+    """install.kickstart: the ISO remastered with it (labctl.iso; cached by content hash)."""
+
+    name = "kickstart ISO"
+
+    def run(self, ctx: Context) -> None:
+        from labctl.iso import lab_kickstart_iso
+
+        assert ctx.backend is not None and ctx.lab.install.kickstart is not None
+        source = ctx.iso or ctx.lab.iso_path(ctx.seat)
+        assert source is not None
+        with ctx.options.build_lock:
+            ctx.iso = lab_kickstart_iso(ctx.lab.resolve(ctx.lab.install.kickstart), source,
+                                        ctx.lab.install.boot_options)
+        ctx.backend.iso = ctx.iso
+        ctx.run.event(self.name, iso=str(ctx.iso), source=str(source))
+
+
 class StartVm(Step):
     name = "start VM"
 
@@ -308,6 +326,8 @@ def build_steps(lab: Lab, options: UpOptions) -> list[Step]:
     steps: list[Step] = [Prepare()]
     if lab.uses_simulator:
         steps.append(BuildSimulator())
+    if lab.install.kickstart is not None:
+        steps.append(KickstartIso())
     steps.append(StartVm())
     if options.boot_only:
         return steps
