@@ -52,6 +52,7 @@ from labctl.secrets import Secrets
 log = logging.getLogger(__name__)
 
 NEEDLE_DIRS = (data_path("labs", "needles"),)
+SERIAL_SCREEN_WAIT = 1.0  # seconds a serial match waits for the screen to show it too (the kept screenshot)
 SHELL_PROMPT = r"\[root@[^\]]*\]\s?[#$]?"  # ESXi Shell's "[root@localhost:~]"
 
 
@@ -187,6 +188,7 @@ class Console:
         self.step = "console"
         self.last_text = ""
         self._needles: dict[str, Needle] = {}
+        self._seen: Frame | None = None  # the last frame a wait looked at
 
     @classmethod
     def open(cls, vnc: VncEndpoint, serial: SerialEndpoint | None, run: RunFolder, key_rate: float,
@@ -263,15 +265,32 @@ class Console:
         """The current screen (kept in the run folder when it changed)."""
         frame = self.vnc.frame()
         self.run.frame(frame)
+        self._seen = frame
         return frame
 
     def _evidence(self, source: str, matched: str, deadline: Deadline, fuzzy: bool = False, key: str | None = None,
                   also: tuple[str, ...] = ()) -> Evidence:
-        """A wait succeeded: keep the screen it saw (forced past the frame throttle, still deduplicated)."""
+        """A wait succeeded: keep the screen it saw (forced past the frame throttle, still deduplicated).
+        Serial evidence is often ahead of the screen: the screen kept is then the next change within
+        SERIAL_SCREEN_WAIT seconds (the report's thumbnail), not the one from before the text was drawn."""
+        seconds = deadline.elapsed()
         shot = None
         with contextlib.suppress(Exception):
-            shot = self.run.frame(self.vnc.frame(), force=True) or self.run.last_frame_path
-        return Evidence(source, matched, deadline.elapsed(), fuzzy, key, also, shot)
+            seen = self._seen
+            frame = self._screen_catching_up(seen) if source == "serial" and seen is not None else self.vnc.frame()
+            shot = self.run.frame(frame, force=True) or self.run.last_frame_path
+        return Evidence(source, matched, seconds, fuzzy, key, also, shot)
+
+    def _screen_catching_up(self, before: Frame) -> Frame:
+        """The first frame that differs from ``before`` (the last one the wait looked at) by more than a
+        blinking cursor (at once when the screen has moved on already), or the newest after the bound."""
+        bound = Deadline(SERIAL_SCREEN_WAIT)
+        while True:
+            no = self.vnc.frame_no
+            frame = self.vnc.frame()
+            if bound.left() <= 0 or compare(before, frame).significant:
+                return frame
+            self.vnc.wait_frame(no, bound.left())
 
     def screenshot(self, name: str) -> Path:
         """A fresh frame saved as ``NAME.png`` in the run folder."""
