@@ -157,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("layout", "layout:cmd_layout", "read a stick's GPT and compare it with ESXi's layout")
     p.add_argument("target", metavar="IMAGE_OR_DEVICE")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--expect", choices=["esxi6"], help="compare with a documented layout")
+    p.add_argument("--expect", choices=["esxi6", "esxi8"], help="compare with a documented layout "
+                   "(esxi6: ESXi 6.x, esxi8: ESXi 7.0/8.0)")
     p.add_argument("--media", choices=["usb", "hdd"], default="usb", help="medium for --expect (default usb)")
 
     stick = sub.add_parser("stick", help="USB stick imaging: list, backup, restore, wipe, verify")
@@ -233,7 +234,7 @@ def _missing_action(p: argparse.ArgumentParser) -> int:
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
-    level = logging.WARNING
+    level = logging.ERROR if quiet else logging.WARNING  # -q: not even a lab file's warning line
     if not quiet and verbose:
         level = logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="labctl: %(message)s" if verbose < 2 else "%(name)s: %(message)s")

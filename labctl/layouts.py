@@ -1,4 +1,4 @@
-"""GPT reader and writer, partedUtil ``getptbl`` format, and the documented ESXi 6.x layouts.
+"""GPT reader and writer, partedUtil ``getptbl`` format, and the documented ESXi layouts (6.x and 7.0/8.0).
 
 Dependency-free (stdlib only). Reads a GPT from an image file or a block device: the protective MBR,
 the primary and the backup header, the partition entries, every CRC32. Numbering follows partedUtil:
@@ -12,8 +12,9 @@ order (by start sector), as ``partedUtil getptbl`` does::
     ...
 
 The attribute column is partedUtil's one-byte flag: 128 when the GPT entry has the "legacy BIOS
-bootable" attribute (bit 2) set, else 0. The ESXi layouts are the table of
-reference/esxi-6.7-installer.md §3.
+bootable" attribute (bit 2) set, else 0. The ESXi 6.x layouts (``esxi6``) are the table of the 6.7
+installer's documentation; the 7.0/8.0 layouts (``esxi8``: 1, 5, 6, 7 = OSData, maybe 8 = datastore) follow
+the rule that fits every published 7.0/8.0 ``partedUtil getptbl`` output (see :func:`esxi8_layout`).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ ESP = "C12A7328F81F11D2BA4B00A0C93EC93B"
 BASIC_DATA = "EBD0A0A2B9E5443387C068B6B72699C7"
 VMK_DIAGNOSTIC = "9D27538040AD11DBBF97000C2911D1B8"
 VMFS = "AA31E02A400F11DB9590000C2911D1B8"
+VMFSL = "4EB2EA3978554790A79EFAE495E21F8D"  # ESXi 7.0+ OSData
 
 TYPE_NAMES = {
     ESP: "systemPartition",
@@ -441,6 +443,63 @@ _ESXI6: dict[int, tuple[int, int | None, str, int]] = {
 }
 _SMALL_SCRATCH_SECTORS = 8388608  # 4 GiB: scratch on a 5.2–8.5 GiB local disk (as the simulator writes it)
 Media = Literal["usb", "hdd"]
+LayoutName = Literal["esxi6", "esxi8"]
+MediaSize = Literal["min", "small", "default", "max"]
+LAYOUTS = ("esxi6", "esxi8")
+MEDIA_SIZES = ("min", "small", "default", "max")
+
+# ESXi 7.0/8.0 (sectors of 512 bytes)
+_E8_P1 = (64, 204863)  # 100 MiB system partition
+_E8_P5_START = 208896  # 102 MiB
+_E8_BOOTBANK = ((20971520, 1024000), (58720256, 2097152))  # (media under N sectors, bootbank sectors)
+_E8_BOOTBANK_LARGE = 8386560  # 4 GiB less 1 MiB, as published, from 28 GiB
+_E8_OSDATA_END = {"min": 67108863, "small": 134217727, "default": 268435455}  # systemMediaSize caps
+_E8_DATASTORE_MIN = 8388608  # 4 GiB: with the default cap a datastore appears from ~142 GB, as published
+_MIB = 2048
+# the 8.0 installer's minimum ("disk device does not support OSDATA" below): 8-10 GB media fail, 16 GB work,
+# and a stick sold as 16 GB holds 14.9-16.0 GB, so the line is 14 GB (the simulator's profile says the same)
+ESXI8_MIN_MEDIA_BYTES = 14_000_000_000
+
+
+def _next_start(prev_end: int) -> int:
+    """A 1 MiB gap after the previous partition, then the next 1 MiB boundary."""
+    s = prev_end + 1 + _MIB
+    return -(-s // _MIB) * _MIB
+
+
+def esxi8_bootbank_sectors(total_sectors: int) -> int:
+    """Bootbank (5 and 6) size: 500 MiB under 10 GiB, 1 GiB under 28 GiB, 4 GiB less 1 MiB from there."""
+    for below, sectors in _E8_BOOTBANK:
+        if total_sectors < below:
+            return sectors
+    return _E8_BOOTBANK_LARGE
+
+
+def esxi8_layout(total_sectors: int, system_media_size: MediaSize = "default") -> list[TableEntry]:
+    """The partitions ESXi 7.0/8.0 writes to a disk of ``total_sectors`` (USB and local alike).
+
+    1 at 64–204863; 5 from 208896; every later partition starts on a 1 MiB boundary after a 1 MiB gap;
+    bootbanks per :func:`esxi8_bootbank_sectors`; OSData (7, VMFS-L) to the last usable sector or to the
+    ``systemMediaSize`` cap (min 32 GiB, small 64 GiB, default 128 GiB; max: no cap); a datastore (8,
+    VMFS) after it when at least 4 GiB are left. E.g. a 32 GiB stick: 5 208896-8595455, 6
+    8597504-16984063, 7 16986112-total-34. The simulator writes the same (labctl/sim/src/lib/gpt.c).
+    """
+    if system_media_size not in MEDIA_SIZES:
+        raise InputError(f"systemMediaSize must be one of {', '.join(MEDIA_SIZES)}, not {system_media_size!r}")
+    last = total_sectors - 34
+    bb = esxi8_bootbank_sectors(total_sectors)
+    p6 = _next_start(_E8_P5_START + bb - 1)
+    p7 = _next_start(p6 + bb - 1)
+    if p7 + _MIB > last:
+        raise InputError(f"a disk of {total_sectors} sectors is too small for ESXi 8.0's layout")
+    p7_end = last if system_media_size == "max" else min(last, _E8_OSDATA_END[system_media_size])
+    rows = [(1, *_E8_P1, ESP, PARTED_BOOTABLE), (5, _E8_P5_START, _E8_P5_START + bb - 1, BASIC_DATA, 0),
+            (6, p6, p6 + bb - 1, BASIC_DATA, 0), (7, p7, p7_end, VMFSL, 0)]
+    if p7_end < last:
+        p8 = _next_start(p7_end)
+        if last - p8 + 1 >= _E8_DATASTORE_MIN:
+            rows.append((8, p8, last, VMFS, 0))
+    return [TableEntry(n, start, end, guid, type_name(guid), attr) for n, start, end, guid, attr in rows]
 
 
 def _tenths_gib(tenths: int) -> int:
@@ -448,8 +507,12 @@ def _tenths_gib(tenths: int) -> int:
     return tenths * 2097152 // 10
 
 
-def expected_layout(total_sectors: int, media: Media = "usb") -> list[TableEntry]:
-    """The partitions a fresh ESXi 6.x install writes to a disk of ``total_sectors`` (512 bytes).
+def expected_layout(total_sectors: int, media: Media = "usb", layout: LayoutName = "esxi6",
+                    system_media_size: MediaSize = "default") -> list[TableEntry]:
+    """The partitions a fresh ESXi install writes to a disk of ``total_sectors`` (512 bytes).
+
+    ``layout="esxi8"``: ESXi 7.0/8.0, the same on USB and local media (:func:`esxi8_layout`). The rest
+    of this docstring is ESXi 6.x (``esxi6``).
 
     USB/SD under 3.4 GiB: 1,5,6,7,8; USB/SD from 3.4 GiB: 1,5,6,7,8,9 (never 2 or 3 on USB); local
     disk over 8.5 GiB: 1,5,6,7,8,9,2,3; local disk 5.2–8.5 GiB: 1,5,6,7,8,2,3 with a 4 GiB scratch
@@ -459,6 +522,10 @@ def expected_layout(total_sectors: int, media: Media = "usb") -> list[TableEntry
     """
     if media not in ("usb", "hdd"):
         raise InputError(f"media must be 'usb' or 'hdd', not {media!r}")
+    if layout == "esxi8":
+        return esxi8_layout(total_sectors, system_media_size)
+    if layout != "esxi6":
+        raise InputError(f"layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
     last_usable = total_sectors - 34
     rows = [(n, *_ESXI6[n]) for n in (1, 5, 6, 7, 8)]
     if media == "usb" or total_sectors < _tenths_gib(52):

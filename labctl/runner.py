@@ -12,26 +12,28 @@ The flow (each a ``Step`` with ``run`` and ``cleanup``; cleanups run in reverse 
     verify        the stick's GPT against lab.verify (labctl.layouts)
     result        result.json in the run folder
 
-A failing step raises ``RunFailed("seat N: step 'S' failed: ...; last screenshot: PNG")`` (exit 1) after
-the cleanups ran; Ctrl-C runs the cleanups and ends with exit 130; SIGTERM does the same (exit 143).
-While a step runs in the main thread, a watchdog notices QEMU dying on its own and interrupts the step at
-once with QEMU's stderr tail (instead of waiting for a console timeout).
+A failing step raises ``SeatFailed("seat N: step 'S' failed: ...; last screenshot: PNG")`` (a RunFailed,
+exit 1) after the cleanups ran; Ctrl-C runs the cleanups and ends with exit 130; SIGTERM does the same
+(exit 143). While a step runs, a supervisor thread notices the VM dying on its own and makes the console
+give up at once, so the step fails with the backend's account of the death (exit status, log tail)
+instead of a console timeout. No signal handler is involved, so the same holds in worker threads.
+
+The runner knows backends only through ``labctl.backends.base.Backend`` and the registry
+(``labctl.backends``): which hypervisor runs a seat is the lab's ``backend:`` or ``--backend``.
 
 Attaching to a running seat (for ``labctl send/screenshot/wait`` in another process)::
 
     from labctl.runner import attach
     backend, vnc, serial = attach(lab, seat_index)   # InputError (exit 2) when the seat is not running
 
-``backend`` is a ``QemuBackend`` bound to the running QEMU (``screendump``, ``eject_cdrom``,
-``power_state`` ...), ``vnc`` a ``VncEndpoint`` (with the password: never log it), ``serial`` a
-``SerialEndpoint`` or None (QEMU's serial port is a file, so another process can follow it too).
+``backend`` is a ``Backend`` bound to the running VM (``screendump``, ``eject_cdrom``, ``power_state``
+...), ``vnc`` a ``VncEndpoint`` (with the password: never log it), ``serial`` a ``SerialEndpoint`` or None.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import shutil
 import signal
 import threading
 import time
@@ -43,40 +45,56 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NamedTuple
 
-from labctl.backends.base import SerialEndpoint, VncEndpoint
-from labctl.backends.qemu import QemuBackend, QemuDied
+from labctl.backends import Registry, choose, default_registry
+from labctl.backends.base import Backend, SerialEndpoint, VmDied, VncEndpoint
 from labctl.errors import InputError, NotBuiltError, RunFailed
 from labctl.spec import Lab, Seat
 
 log = logging.getLogger(__name__)
 
 DEFAULT_KEY_RATE = {"qemu": 30.0, "vmware": 10.0}
+"""Keys per second by backend name, for callers without a backend object; a backend's own
+``default_key_rate`` is the same figure."""
 
 
 # -- backend selection -------------------------------------------------------------------------------
 
 
-def backend_kind(lab: Lab, override: str | None = None) -> str:
-    """'qemu' or 'vmware' for the lab (``auto``: vmware when vmrun is found, else qemu)."""
-    kind = override or lab.backend
-    if kind == "auto":
-        vmrun = lab.vmware.vmrun or "vmrun"
-        kind = "vmware" if shutil.which(vmrun) else "qemu"
-    return kind
+def backend_kind(lab: Lab, override: str | None = None, registry: Registry | None = None) -> str:
+    """The backend's name for the lab (``auto``: the first usable one, see ``labctl.backends``)."""
+    choice = choose(lab, override, registry)
+    log.info("backend %s: %s", choice.name, choice.reason)
+    return choice.name
 
 
-def make_backend(lab: Lab, seat: Seat, override: str | None = None, **options: Any) -> QemuBackend:
-    kind = backend_kind(lab, override)
-    if kind == "vmware":
-        raise NotBuiltError("the VMware backend is not built yet; use backend: qemu (or --backend qemu)")
-    return QemuBackend(lab, seat, **options)
+def make_backend(lab: Lab, seat: Seat, override: str | None = None, registry: Registry | None = None,
+                 **options: object) -> Backend:
+    """One seat's backend object (nothing started)."""
+    registry = registry or default_registry()
+    return registry.create(lab, seat, backend_kind(lab, override, registry), **options)
+
+
+def playbook_variables(lab: Lab, seat: Seat, root_password: str | None) -> dict[str, object]:
+    """The variables every playbook of a seat sees (``{boot_options}`` ...). The one place they are
+    built; ``root_password`` is None for a boot-only run."""
+    variables: dict[str, object] = {
+        "boot_options": lab.install.boot_options,
+        "keyboard": lab.install.keyboard,
+        "esxi": lab.esxi,
+        "media": lab.verify.media,
+        "lab": lab.name,
+        "seat": seat.name,
+    }
+    if root_password is not None:
+        variables["root_password"] = root_password
+    return variables
 
 
 # -- attach ------------------------------------------------------------------------------------------
 
 
 class Attachment(NamedTuple):
-    backend: QemuBackend
+    backend: Backend
     vnc: VncEndpoint
     serial: SerialEndpoint | None
 
@@ -88,11 +106,13 @@ def seat_by_index(lab: Lab, seat_index: int) -> Seat:
     return seats[seat_index - 1]
 
 
-def attach(lab: Lab, seat_index: int = 1) -> Attachment:
+def attach(lab: Lab, seat_index: int = 1, registry: Registry | None = None) -> Attachment:
     """The running seat's backend and endpoints; InputError when it is not running."""
-    if backend_kind(lab) == "vmware":
-        raise NotBuiltError("the VMware backend is not built yet; use backend: qemu")
-    backend = QemuBackend.attach(lab, seat_by_index(lab, seat_index))
+    seat = seat_by_index(lab, seat_index)
+    backend = make_backend(lab, seat, registry=registry)
+    if not backend.attach_running():
+        raise InputError(
+            f"seat {seat.index} ({seat.name}) is not running; start it with 'labctl up {lab.source} --keep'")
     return Attachment(backend, backend.vnc_endpoint(), backend.serial_endpoint())
 
 
@@ -116,7 +136,9 @@ class UpOptions:
     keep: bool = False
     boot_only: bool = False  # start the VM and leave it running: no console, no playbooks
     runs_dir: Path | None = None
+    parallel: int = 0  # seats at once for labctl.classroom.run_seats (0: all)
     backend: str | None = None
+    registry: Registry | None = None  # where backends are found (tests register a fake one)
     vnc_unix: bool = False
     accel_cache: Path | None = None
     progress: Callable[[str], None] | None = None  # one line per step start (a terminal, not CI)
@@ -146,7 +168,7 @@ class Context:
     secrets: list[str]
     variables: dict[str, object]
     iso: Path | None = None
-    backend: QemuBackend | None = None
+    backend: Backend | None = None
     console: Any = None  # labctl.console.Console
     succeeded: bool = False
     result: dict[str, object] = field(default_factory=dict)
@@ -168,8 +190,9 @@ class Prepare(Step):
     name = "prepare"
 
     def run(self, ctx: Context) -> None:
-        ctx.backend = make_backend(ctx.lab, ctx.seat, ctx.options.backend, detached=ctx.options.keep,
-                                   vnc_unix=ctx.options.vnc_unix, accel_cache=ctx.options.accel_cache)
+        ctx.backend = make_backend(ctx.lab, ctx.seat, ctx.options.backend, ctx.options.registry,
+                                   detached=ctx.options.keep, vnc_unix=ctx.options.vnc_unix,
+                                   accel_cache=ctx.options.accel_cache)
         removed = ctx.backend.cleanup_stale()
         if removed:
             ctx.run.event(self.name, removed_stale=removed)
@@ -188,7 +211,7 @@ class BuildSimulator(Step):
             raise NotBuiltError("the simulator builder (labctl.sim.build) is not built yet") from None
         t0 = time.monotonic()
         with ctx.options.build_lock:
-            ctx.iso = Path(build_iso(ctx.lab.sim_speed))
+            ctx.iso = Path(build_iso(ctx.lab.sim_speed, esxi="8.0" if ctx.lab.esxi == "8.0" else "6.7"))
         assert ctx.backend is not None
         ctx.backend.iso = ctx.iso
         ctx.run.event(self.name, iso=str(ctx.iso), speed=ctx.lab.sim_speed, seconds=round(time.monotonic() - t0, 2))
@@ -218,26 +241,20 @@ class StartVm(Step):
     def run(self, ctx: Context) -> None:
         b = ctx.backend
         assert b is not None
-        verdict = b.choose_accel()
-        ctx.run.event(self.name, accel=verdict.accel, accel_reason=verdict.reason, accel_cached=verdict.cached,
-                      probe_seconds=round(verdict.seconds, 2))
-        b.start()
-        ctx.run.event(self.name, pid=b.pid(), vnc=b.vnc_display(), start_to_vnc_seconds=round(b.start_seconds or 0, 3),
-                      iso=str(b.iso) if b.iso else None)
+        ctx.run.event(self.name, **b.prepare())  # host-specific choices (QEMU: the accelerator)
+        ctx.run.event(self.name, **b.start())
 
     def cleanup(self, ctx: Context) -> None:
         b = ctx.backend
-        if b is None or not b.owns_process:  # never stop a VM this run did not start
+        if b is None or not b.started_here:  # never stop a VM this run did not start
             return
         if ctx.succeeded and (ctx.options.keep or ctx.options.boot_only):
-            ctx.run.event(self.name, left_running=True, pid=b.pid(), vnc=b.vnc_display())
+            ctx.run.event(self.name, left_running=True, vnc=b.vnc_display())
             return
-        if b.alive():
-            t0 = time.monotonic()
-            b.stop("hard")  # QMP quit: QEMU flushes the stick image and exits
-            ctx.run.event("stop VM", mode="hard", seconds=round(time.monotonic() - t0, 2))
-        else:
-            b.stop("hard")  # removes the runtime record and sockets
+        was_alive = b.alive()
+        res = b.stop("hard")  # QEMU: QMP quit, it flushes the stick image and exits; always forgets the VM
+        if was_alive:
+            ctx.run.event("stop VM", mode="hard", how=res.how, seconds=round(res.seconds, 2))
 
 
 class OpenConsole(Step):
@@ -249,7 +266,7 @@ class OpenConsole(Step):
         b = ctx.backend
         assert b is not None
         serial = b.serial_endpoint() if ctx.lab.console.serial else None
-        key_rate = ctx.lab.console.key_rate or DEFAULT_KEY_RATE[b.name]
+        key_rate = ctx.lab.console.key_rate or b.default_key_rate
         cancel = ctx.options.cancel
         ctx.console = Console.open(b.vnc_endpoint(), serial, ctx.run, key_rate=key_rate, secrets=ctx.secrets,
                                    timeout_scale=ctx.lab.console.timeout_scale,
@@ -304,15 +321,15 @@ class VerifyLayout(Step):
             return
         b = ctx.backend
         assert b is not None
-        if ctx.seat.stick_image(lab) is None:
-            ctx.run.event(self.name, skipped="a host stick: check it with 'labctl layout /dev/sdX --expect esxi6'")
-            ctx.result["layout"] = "not checked (host stick)"
-            return
         from labctl import layouts
 
-        with b.stick_raw_view() as raw:
-            gpt = layouts.read_gpt(str(raw))
-        diffs = layouts.compare(gpt, layouts.expected_layout(gpt.total_sectors, lab.verify.media))
+        with b.stick_view() as view:
+            if view.path is None:
+                ctx.run.event(self.name, skipped=view.reason)
+                ctx.result["layout"] = f"not checked ({view.reason})"
+                return
+            gpt = layouts.read_gpt(str(view.path))
+        diffs = layouts.compare(gpt, layouts.expected_layout(gpt.total_sectors, lab.verify.media, lab.verify.layout))
         (ctx.run.path / "stick-layout.txt").write_text(layouts.format_getptbl(gpt) + "\n")
         ctx.result["layout"] = diffs if diffs else "ok"
         ctx.run.event(self.name, layout=lab.verify.layout, media=lab.verify.media, differences=diffs,
@@ -341,24 +358,29 @@ def build_steps(lab: Lab, options: UpOptions) -> list[Step]:
 # -- supervision ---------------------------------------------------------------------------------
 
 
-class _VmGone(BaseException):
-    """Raised into the main thread when QEMU dies mid-step. A BaseException, so that a step's own
-    ``except Exception`` (a VNC reconnect loop) cannot swallow it; the runner turns it into RunFailed."""
-
-
 class Terminated(BaseException):
     """SIGTERM during a run: run the cleanups, then exit 143."""
 
 
+class SeatFailed(RunFailed):
+    """A seat's run failed at a step (after its cleanups ran). ``str()`` is the full message
+    (step, reason, last screenshot, run folder); the parts are attributes for summaries and JSON."""
+
+    def __init__(self, message: str, *, seat: Seat, step: str, reason: str, run_dir: Path,
+                 screenshot: Path | None = None) -> None:
+        super().__init__(message)
+        self.seat, self.step, self.reason, self.run_dir, self.screenshot = seat, step, reason, run_dir, screenshot
+
+
 def _console_give_up(ctx: Context) -> None:
-    """QEMU is gone: a console must not spend its reconnect budget on a VM that no longer exists
+    """The VM is gone: a console must not spend its reconnect budget on a VM that no longer exists
     (a playbook's cleanup screenshot would otherwise wait out the VNC reconnect timeout)."""
     console = ctx.console
     if console is None:
         return
     abort = getattr(console, "abort", None)
     if callable(abort):
-        abort("QEMU exited")
+        abort("the VM exited")
         return
     vnc = getattr(console, "vnc", None)
     if vnc is not None and hasattr(vnc, "reconnect_timeout"):
@@ -366,62 +388,28 @@ def _console_give_up(ctx: Context) -> None:
 
 
 @contextmanager
-def _watchdog(backend: QemuBackend | None, on_death: Callable[[], None] | None = None,
-              poll: float = 0.2) -> Iterator[None]:
-    """Interrupt the main thread as soon as QEMU dies on its own (main thread only; elsewhere only
-    ``on_death`` runs, so the step fails at its next console call)."""
+def supervise(backend: Backend | None, on_death: Callable[[], None], poll: float = 0.2) -> Iterator[None]:
+    """While a step runs: a thread polls ``backend.died()`` and calls ``on_death`` once when the VM died
+    on its own (the console then gives up, and the step fails at its next console call). The one
+    mechanism for every thread: no signal, no handler to restore."""
     if backend is None:
         yield
         return
-    if threading.current_thread() is not threading.main_thread():
-        stop_only = threading.Event()
-
-        def watch_only() -> None:
-            while not stop_only.wait(poll):
-                if backend.died():
-                    if on_death is not None:
-                        on_death()
-                    return
-
-        t = threading.Thread(target=watch_only, name="qemu-watchdog", daemon=True)
-        t.start()
-        try:
-            yield
-        finally:
-            stop_only.set()
-            t.join(2.0)
-        return
-    armed = threading.Event()
-    armed.set()
     stop = threading.Event()
-    main_ident = threading.main_thread().ident
-    assert main_ident is not None
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        if armed.is_set():
-            armed.clear()
-            raise _VmGone()
 
     def watch() -> None:
         while not stop.wait(poll):
             if backend.died():
-                if armed.is_set():
-                    if on_death is not None:
-                        on_death()
-                    signal.pthread_kill(main_ident, signal.SIGUSR1)
+                on_death()
                 return
 
-    previous = signal.signal(signal.SIGUSR1, handler)
-    thread = threading.Thread(target=watch, name="qemu-watchdog", daemon=True)
+    thread = threading.Thread(target=watch, name="vm-supervisor", daemon=True)
     thread.start()
     try:
         yield
     finally:
-        armed.clear()
         stop.set()
         thread.join(2.0)
-        # a late SIGUSR1 must never meet the default action (which ends the process)
-        signal.signal(signal.SIGUSR1, previous if callable(previous) else signal.SIG_IGN)
 
 
 @contextmanager
@@ -476,7 +464,9 @@ class SeatResult:
     ok: bool
     seconds: float
     message: str
-    backend: QemuBackend | None = None
+    backend: Backend | None = None
+    step: str | None = None  # the failed step (None when ok)
+    detail: str = ""  # a failure's full message: step, reason, last screenshot, run folder
 
 
 def run_seat(
@@ -547,7 +537,7 @@ def _run_seat(lab: Lab, seat: Seat, options: UpOptions, secrets: list[str], vari
                     options.progress(f"seat {seat.index} ({seat.name}): {step.name}")
                 options.check_cancel()
                 done.append(step)
-                with _watchdog(ctx.backend, on_death=lambda: _console_give_up(ctx)):
+                with supervise(ctx.backend, on_death=lambda: _console_give_up(ctx)):
                     step.run(ctx)
                     if ctx.backend is not None:
                         ctx.backend.check()
@@ -556,15 +546,14 @@ def _run_seat(lab: Lab, seat: Seat, options: UpOptions, secrets: list[str], vari
             ctx.succeeded = True
         except BaseException as exc:
             failure = exc
-            # judged before the cleanups stop the VM (and forget its pid): a seat in a worker thread learns
-            # of QEMU's death as a console error, the main thread as _VmGone; only the backend can say why
+            # judged before the cleanups stop the VM (and forget its pid): the step learns of the VM's
+            # death as a console error; only the backend can say why
             b = ctx.backend
             if options.cancel.is_set() and not isinstance(exc, KeyboardInterrupt | Terminated):
-                # the main thread was interrupted and killed this seat's QEMU: that is the story
+                # the main thread was interrupted and killed this seat's VM: that is the story
                 failure = options.cancel_exception()
-            elif b is not None and (isinstance(exc, _VmGone) or (
-                    isinstance(exc, Exception) and not isinstance(exc, QemuDied) and b.died())):
-                failure = QemuDied(b.death_message())
+            elif b is not None and isinstance(exc, Exception) and not isinstance(exc, VmDied) and b.died():
+                failure = VmDied(b.death_message())
         finally:
             cleanup_errors = _cleanup(done, ctx)
     seconds = time.monotonic() - t0
@@ -610,15 +599,17 @@ def _run_seat(lab: Lab, seat: Seat, options: UpOptions, secrets: list[str], vari
     _finish(run, "failed", full)
     _write_result(run.path, {"ok": False, "step": failed_step, "error": scrub(message),
                              "screenshot": str(png) if png else None, "seconds": round(seconds, 1)})
-    raise RunFailed(full) from failure
+    raise SeatFailed(full, seat=seat, step=failed_step, reason=scrub(message), run_dir=run.path,
+                     screenshot=png) from failure
 
 
 def _cleanup(done: list[Step], ctx: Context) -> list[str]:
     """Run the cleanups in reverse order; one failing (or a second Ctrl-C) does not skip the others."""
     errors: list[str] = []
-    if not ctx.succeeded and ctx.backend is not None and ctx.backend.alive():
+    b = ctx.backend
+    if not ctx.succeeded and b is not None and b.capabilities.screendump and b.alive():
         try:  # the screen at the moment of failure, when no step left one
-            ctx.backend.screendump(ctx.run.path / "failure.png")
+            b.screendump(ctx.run.path / "failure.png")
         except BaseException as exc:
             log.debug("failure screenshot: %s", exc)
     for step in reversed(done):
@@ -629,7 +620,7 @@ def _cleanup(done: list[Step], ctx: Context) -> list[str]:
             log.warning("cleanup of step '%s' failed: %s", step.name, exc)
     left_running = ctx.succeeded and (ctx.options.keep or ctx.options.boot_only)
     if not left_running and ctx.backend is not None and ctx.backend.alive():
-        ctx.backend.kill()  # last line of defence: never leave a QEMU behind
+        ctx.backend.kill()  # last line of defence: never leave a VM behind
     return errors
 
 

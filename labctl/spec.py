@@ -8,10 +8,12 @@ four keys. Every error is one line ``FILE:LINE:COL: field.path: message`` (``Spe
 from __future__ import annotations
 
 import difflib
+import errno
 import getpass
+import logging
 import os
 import re
-import warnings
+import stat
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -31,6 +33,8 @@ from pydantic import (
 
 from labctl.errors import InputError, SpecError
 from labctl.yamlsrc import Located, PathKey, dotted, load_located
+
+log = logging.getLogger(__name__)
 
 ESXI_VERSIONS = ("6.5", "6.7", "7.0", "8.0")
 GUEST_OS = {"6.5": "vmkernel65", "6.7": "vmkernel65", "7.0": "vmkernel7", "8.0": "vmkernel8"}
@@ -102,8 +106,37 @@ def _version(value: Any) -> str:
     return str(value)
 
 
+PLACEHOLDERS = ("seat", "name", "n")
+_PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
+_IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
 def _expanded(value: Any) -> Any:
-    return expand(value) if isinstance(value, str) else value
+    if not isinstance(value, str):
+        return value
+    for name in _PLACEHOLDER_RE.findall(value):
+        if name not in PLACEHOLDERS:
+            raise ValueError(f"unknown placeholder {{{name}}}; paths may use "
+                             + ", ".join(f"{{{p}}}" for p in PLACEHOLDERS))
+    return expand(value)
+
+
+def _secret_path(value: Any) -> Any:
+    """A password file's path; its errors never quote it (a password typed into the wrong field)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return expand(value)
+    except ValueError:
+        raise ValueError("the path names an environment variable that is not set (the path is not shown: "
+                         "it may be a password typed into the wrong field)") from None
+
+
+def _env_name(value: Any) -> Any:
+    if isinstance(value, str) and not _IDENT_RE.fullmatch(value):
+        raise ValueError("not an environment variable name (letters, digits and '_'; the value is not shown: "
+                         "it may be a password typed into the wrong field); write {env: LAB_ROOT_PASSWORD}")
+    return value
 
 
 Size = Annotated[int, BeforeValidator(parse_size)]
@@ -218,8 +251,8 @@ class Stick(_Model):
 class Secret(_Model):
     """A secret from the environment, a file, a prompt, or (discouraged) the lab file itself."""
 
-    env: str | None = None
-    file: PathStr | None = None
+    env: Annotated[str, BeforeValidator(_env_name)] | None = Field(None, description="an environment variable's name")
+    file: Annotated[str, BeforeValidator(_secret_path)] | None = Field(None, description="a file holding the secret")
     prompt: bool = False
     value: str | None = Field(None, description="plain text (accepted with a warning)", repr=False)
 
@@ -250,6 +283,16 @@ class Install(_Model):
     existing: Literal["overwrite", "stop"] = Field(
         "overwrite", description="the stick already holds ESXi (the installer's 'ESXi Found'): overwrite it, or stop")
 
+    @field_validator("boot_options")
+    @classmethod
+    def _typeable(cls, v: str) -> str:
+        bad = next((c for c in v if not " " <= c <= "~"), None)
+        if bad is not None:
+            raise ValueError(f"{bad!r} cannot be typed at the boot loader (printable ASCII only)")
+        if len(v) > 1000:
+            raise ValueError("more than 1000 characters: too long to type at the boot loader")
+        return v
+
     @field_validator("playbook")
     @classmethod
     def _playbook(cls, v: str) -> str:
@@ -259,7 +302,8 @@ class Install(_Model):
 
 
 class Verify(_Model):
-    layout: Literal["esxi6", "none"] = Field("esxi6", description="the documented ESXi 6.x GPT layout")
+    layout: Literal["esxi6", "esxi8", "none"] = Field(
+        "esxi6", description="the documented GPT layout: esxi6 (ESXi 6.x) or esxi8 (ESXi 7.0/8.0)")
     media: Literal["usb", "hdd"] = "usb"
 
 
@@ -298,6 +342,11 @@ class SeatOverride(_Model):
     stick: Stick | None = None
     iso: PathStr | None = None
 
+    @field_validator("iso")
+    @classmethod
+    def _sim_speed(cls, v: str | None) -> str | None:
+        return _sim_iso(v) if v is not None else v
+
     @field_validator("name")
     @classmethod
     def _name(cls, v: str | None) -> str | None:
@@ -305,6 +354,15 @@ class SeatOverride(_Model):
             raise ValueError("use letters, digits, '-', '_' and '.', starting with a letter or digit "
                              "(the name becomes file names)")
         return v
+
+
+def _sim_iso(v: str) -> str:
+    if v.startswith("sim:"):
+        from labctl.sim.build import SPEEDS
+
+        if v[4:] not in SPEEDS:
+            raise ValueError(f"{v!r}: the simulator's speed is one of {', '.join(SPEEDS)} (sim:fast, sim:real)")
+    return v
 
 
 def _seats_before(v: Any) -> Any:
@@ -346,6 +404,11 @@ class Lab(_Model):
         if not NAME_RE.fullmatch(v):
             raise ValueError(f"{v!r}: use letters, digits, '-', '_' and '.', starting with a letter or digit")
         return v
+
+    @field_validator("iso")
+    @classmethod
+    def _sim_speed(cls, v: str) -> str:
+        return _sim_iso(v)
 
     @field_validator("post_install")
     @classmethod
@@ -474,16 +537,14 @@ def load_lab(path: str | Path, strict: bool = False) -> Lab:
     except ValueError as exc:  # a validator outside pydantic's wrapping (should not happen)
         raise SpecError(str(path), 1, 1, "(lab)", str(exc)) from None
     lab._source = Path(os.path.realpath(p))
+    check_release(lab, located)
+    check_dirs(lab, located)
     check_images(lab, located)
     for w in lab_warnings(lab, located):
-        warnings.warn(w, LabWarning, stacklevel=2)
+        log.warning("%s", w)
     if strict:
         check_files(lab, located)
     return lab
-
-
-class LabWarning(UserWarning):
-    """Something valid but unwise in a lab file (a plain-text password)."""
 
 
 def lab_warnings(lab: Lab, located: Located) -> list[str]:
@@ -495,6 +556,68 @@ def lab_warnings(lab: Lab, located: Located) -> list[str]:
             "prefer {env: LAB_ROOT_PASSWORD} or {file: path}"
         )
     return out
+
+
+def check_release(lab: Lab, located: Located) -> None:
+    """What the lab's ESXi release cannot do: an e1000 NIC on 7.0/8.0, a stick image under 16 GB on 8.0."""
+    from labctl.layouts import ESXI8_MIN_MEDIA_BYTES
+
+    if lab.esxi in ("7.0", "8.0") and lab.vm.nic == "e1000":
+        line, col = located.where(("vm", "nic"))
+        raise SpecError(located.file, line, col, "vm.nic",
+                        f"e1000: ESXi {lab.esxi} has no e1000 driver (its installer stops with 'No network "
+                        "adapters were detected'); use vmxnet3 or e1000e")
+    if lab.esxi != "8.0":
+        return
+    sticks: list[tuple[PathKey, Stick | None]] = [(("stick",), lab.stick)]
+    sticks += [(("seats", i, "stick"), s.stick) for i, s in enumerate(lab.seats) if s.stick is not None]
+    for key, stick in sticks:
+        if stick is not None and stick.size is not None and stick.size < ESXI8_MIN_MEDIA_BYTES:
+            line, col = located.where((*key, "size"))
+            raise SpecError(located.file, line, col, dotted((*key, "size")),
+                            f"{stick.size / 1e9:.1f} GB: ESXi 8.0's installer refuses media under 16 GB ('disk "
+                            "device does not support OSDATA'); use 16G or more (32G is what VMware recommends)")
+
+
+NAME_MAX = 255  # bytes per path component (Linux)
+PATH_MAX = 4095
+
+
+def _dir_problem(path: Path) -> str | None:
+    """Why labctl could not create or use ``path`` as a folder, or None."""
+    raw = os.fsencode(path)
+    if len(raw) > PATH_MAX:
+        return f"the path is {len(raw)} bytes long; the system allows {PATH_MAX}"
+    long = next((part for part in path.parts if len(os.fsencode(part)) > NAME_MAX), None)
+    if long is not None:
+        return f"a path component is {len(os.fsencode(long))} bytes long; the system allows {NAME_MAX}"
+    probe = path
+    while True:
+        try:
+            st = os.stat(probe)
+        except FileNotFoundError:
+            if probe.parent == probe:
+                return None
+            probe = probe.parent
+            continue
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return f"{probe}: a loop of symbolic links"
+            return f"{probe}: {exc.strerror}"
+        if not stat.S_ISDIR(st.st_mode):
+            return f"{probe} is not a folder"
+        return None
+
+
+def check_dirs(lab: Lab, located: Located) -> None:
+    """state_dir and runs_dir can be folders: not too long, no file or link loop in the way."""
+    paths: list[tuple[PathKey, Path]] = [(("state_dir",), seat.state_dir) for seat in lab.seat_list()]
+    paths.append((("runs_dir",), lab.resolve(lab.runs_dir)))
+    for key, path in paths:
+        problem = _dir_problem(path)
+        if problem is not None:
+            line, col = located.where(key)
+            raise SpecError(located.file, line, col, dotted(key), problem)
 
 
 def check_images(lab: Lab, located: Located) -> None:
@@ -523,7 +646,8 @@ def check_files(lab: Lab, located: Located) -> None:
     secret = lab.install.root_password
     if secret.file is not None and not lab.resolve(secret.file).is_file():
         line, col = located.where(("install", "root_password", "file"))
-        raise SpecError(located.file, line, col, "install.root_password.file", f"no such file: {secret.file}")
+        raise SpecError(located.file, line, col, "install.root_password.file",
+                        "no such file (the path is not shown: it may be a password typed into the wrong field)")
 
 
 def _first_error(exc: ValidationError, located: Located) -> SpecError:
@@ -625,8 +749,9 @@ def resolve_secret(secret: Secret, lab: Lab, what: str = "root password") -> str
         path = lab.resolve(secret.file)
         try:
             return path.read_text(encoding="utf-8").rstrip("\r\n")
-        except OSError as exc:
-            raise InputError(f"{what}: cannot read {path}: {exc.strerror}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise InputError(f"{what}: cannot read the file install.root_password.file names ({why})") from None
     if not os.isatty(0):
         raise InputError(f"{what}: the lab asks for a prompt but there is no terminal; use {{env: VAR}}")
     return getpass.getpass(f"{what} for lab {lab.name}: ")

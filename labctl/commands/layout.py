@@ -1,4 +1,4 @@
-"""labctl layout IMAGE_OR_DEVICE [--json] [--expect esxi6] [--media usb|hdd]."""
+"""labctl layout IMAGE_OR_DEVICE [--json] [--expect esxi6|esxi8] [--media usb|hdd]."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ def cmd_layout(args: argparse.Namespace) -> int:
     gpt = layouts.read_gpt(args.target)  # GptError (exit 2) when unreadable or no GPT
     diffs: list[str] | None = None
     if args.expect:
-        diffs = layouts.compare(gpt, layouts.expected_layout(gpt.total_sectors, args.media))
+        diffs = layouts.compare(gpt, layouts.expected_layout(gpt.total_sectors, args.media, args.expect))
+    release = "7.0/8.0" if args.expect == "esxi8" else "6.x"
     if args.json:
         print(layouts.table_json(gpt, diffs))
     else:
@@ -22,10 +23,10 @@ def cmd_layout(args: argparse.Namespace) -> int:
             for p in gpt.problems:
                 print(f"# warning: {p}")
         elif diffs:
-            print(f"# does not match the ESXi 6.x {args.media} layout for "
+            print(f"# does not match the ESXi {release} {args.media} layout for "
                   f"{gpt.total_sectors} sectors:")
             for d in diffs:
                 print(f"- {d}")
         else:
-            print(f"# matches the ESXi 6.x {args.media} layout")
+            print(f"# matches the ESXi {release} {args.media} layout")
     return EXIT_FAILED if diffs else EXIT_OK

@@ -273,8 +273,8 @@ def compile_apps(tools: dict[str, str], work: Path, speed: str, serial_bootloade
         return [work / g / (f.stem + ".o") for g in gs for f in groups[g]]
 
     installer = _link(tools, objs("installer", "lib"), work / "installer.efi")
-    esxi = _link(tools, objs("esxi", "lib"), work / "esxi.efi")
-    return installer, esxi
+    installed = _link(tools, objs("esxi", "lib"), work / "esxi.efi")
+    return installer, installed
 
 
 def _fixed_time(path: Path) -> None:

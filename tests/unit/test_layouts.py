@@ -145,3 +145,63 @@ def test_layout_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["layout", str(blank)]) == 2
     assert "no valid GPT" in capsys.readouterr().err
     assert main(["layout", os.fspath(tmp_path / "nope")]) == 2
+
+
+# ------------------------------------------------------------------------------- ESXi 7.0/8.0 (esxi8)
+# Numbers as published for ESXi 7.0/8.0 (partedUtil getptbl of real installs), not derived from the rule.
+E8_P1 = (1, 64, 204863)
+E8_CLASS_10_32 = [(5, 208896, 2306047), (6, 2308096, 4405247)]  # 1 GiB bootbanks, 7 from 4407296
+E8_LARGE = [(5, 208896, 8595455), (6, 8597504, 16984063)]  # 4 GiB bootbanks, 7 from 16986112
+GIB_SECTORS = 2097152
+
+
+def _rows(total: int, sms: L.MediaSize = "default") -> list[tuple[int, int, int, str]]:
+    return [(e.number, e.start, e.end, e.type_name) for e in L.expected_layout(total, "usb", "esxi8", sms)]
+
+
+@pytest.mark.parametrize(("gib", "bootbanks", "p7_start"), [
+    (16, E8_CLASS_10_32, 4407296),  # a 16 GB stick
+    (32, E8_LARGE, 16986112),  # a 32 GB stick: 100M / 4G / 4G / the rest
+    (64, E8_LARGE, 16986112),  # a 64 GB disk: OSData to the end, no datastore
+])
+def test_esxi8_layouts_of_sticks_and_small_disks(gib: int, bootbanks: list[tuple[int, int, int]],
+                                                 p7_start: int) -> None:
+    total = gib * GIB_SECTORS
+    rows = _rows(total)
+    assert [r[:3] for r in rows] == [E8_P1, *bootbanks, (7, p7_start, total - 34)]
+    assert [r[3] for r in rows] == ["systemPartition", "linuxNative", "linuxNative", "vmfsl"]
+    assert L.expected_layout(total, "hdd", "esxi8") == L.expected_layout(total, "usb", "esxi8")  # same on both
+
+
+def test_esxi8_large_disk_gets_a_datastore_after_128_gib_of_osdata() -> None:
+    total = 160 * GIB_SECTORS
+    rows = _rows(total)
+    assert [r[:3] for r in rows] == [E8_P1, *E8_LARGE, (7, 16986112, 268435455), (8, 268437504, total - 34)]
+    assert rows[-1][3] == "vmfs"
+    # systemMediaSize=min on an 80 GiB disk: OSData capped at 32 GiB, the rest a datastore; max: no datastore
+    min80 = _rows(80 * GIB_SECTORS, "min")
+    assert [r[:3] for r in min80][-2:] == [(7, 16986112, 67108863), (8, 67110912, 80 * GIB_SECTORS - 34)]
+    assert [r[0] for r in _rows(160 * GIB_SECTORS, "max")] == [1, 5, 6, 7]
+    assert _rows(160 * GIB_SECTORS, "max")[-1][2] == 160 * GIB_SECTORS - 34
+    # a disk just over the 128 GiB cap has too little left for a datastore (published: only over 142 GB)
+    assert [r[0] for r in _rows(130 * GIB_SECTORS)] == [1, 5, 6, 7]
+
+
+def test_esxi8_bootbank_classes() -> None:
+    assert L.esxi8_bootbank_sectors(8 * GIB_SECTORS) == 1024000  # 500 MiB under 10 GiB
+    assert L.esxi8_bootbank_sectors(10 * GIB_SECTORS) == 2097152  # a 10 GiB disk got 1 GiB bootbanks
+    assert L.esxi8_bootbank_sectors(int(29.5 * GIB_SECTORS)) == 8386560  # a stick sold as 32 GB: 4 GiB
+
+
+def test_esxi8_compare_names_the_difference_with_an_esxi6_stick(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    img = make_stick(tmp_path / "s.img")  # an ESXi 6.x layout on 16 GiB
+    assert main(["layout", str(img), "--expect", "esxi8"]) == 1
+    out = capsys.readouterr().out
+    assert "does not match the ESXi 7.0/8.0 usb layout" in out and "partition 5: start is 8224, expected 208896" in out
+    e8 = tmp_path / "e8.img"
+    L.write_gpt(str(e8), STICK_16G, L.expected_layout(STICK_16G, "usb", "esxi8"))
+    assert main(["layout", str(e8), "--expect", "esxi8"]) == 0
+    assert "matches the ESXi 7.0/8.0 usb layout" in capsys.readouterr().out
+    with pytest.raises(L.InputError, match="systemMediaSize"):
+        L.expected_layout(STICK_16G, "usb", "esxi8", "huge")  # type: ignore[arg-type]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import shutil
 import time
 from pathlib import Path
@@ -96,3 +97,40 @@ def test_cli_sim_build_prints_the_iso_path(tmp_path: Path, capsys: pytest.Captur
     assert capsys.readouterr().out.strip() == str(out)
     assert out.stat().st_size > 1 << 20
     assert main(["sim", "build", "-o", str(tmp_path / "missing" / "x.iso")]) == 2
+
+
+def test_profile_is_part_of_the_key_and_unknown_profiles_are_input_errors() -> None:
+    assert build.build_key("fast", None, esxi="6.7") != build.build_key("fast", None, esxi="8.0")
+    with pytest.raises(InputError, match="esxi must be one of 6.7, 8.0"):
+        build.build_iso("fast", esxi="7.0")
+
+
+def test_profile_payloads_and_state() -> None:
+    assert [p.number for p in build.payloads(b"x", "6.7")] == [1, 5, 6, 8, 2]
+    p8 = build.payloads(b"x", "8.0")
+    assert [(p.number, p.sectors) for p in p8] == [(1, 204800), (5, 1024000), (6, 1024000)]  # 100 MiB, 500 MiB
+    assert b"build=8.0.3-24677879" in build.boot_cfg("8.0") and b"build=6.7.0-8169922" in build.boot_cfg()
+    assert b"preferVmklinux" in build.state_cfg("6.7") and b"preferVmklinux" not in build.state_cfg("8.0")
+
+
+@needs_tools
+def test_iso_carries_boot_cfg_like_vmwares(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """BOOT.CFG and EFI/BOOT/BOOT.CFG in upper case with kernelopt=runweasel cdromBoot and timeout=5: what the
+    simulator's boot loader reads, and what `labctl iso kickstart` edits."""
+    import pycdlib
+
+    monkeypatch.setenv("LABCTL_CACHE_DIR", str(tmp_path / "cache"))
+    iso = build.build_iso("fast", esxi="8.0")
+    assert iso.name.startswith("esxi80-sim-fast-")
+    cd = pycdlib.PyCdlib()
+    cd.open(str(iso))
+    try:
+        assert cd.pvd.volume_identifier.decode().strip() == "ESXI-8.0U3E-SIM"
+        for path in ("/BOOT.CFG;1", "/EFI/BOOT/BOOT.CFG;1"):
+            out = io.BytesIO()
+            cd.get_file_from_iso_fp(out, iso_path=path)
+            lines = out.getvalue().decode().splitlines()
+            assert "kernelopt=runweasel cdromBoot" in lines and "timeout=5" in lines, path
+            assert "title=Loading ESXi installer" in lines and "build=8.0.3-24677879" in lines
+    finally:
+        cd.close()
