@@ -322,6 +322,7 @@ class VmwareBackend:
                     self.kill()
                     raise
                 self._started_here = True
+                self._listed_at, self._listed_running = time.monotonic(), True
                 self._record = VmRecord(str(self.vmx), str(self.product), port, self.serial_path(), os.getpid(),
                                         self.detached, time.time())
                 self._record.save(self.record_path)
