@@ -138,6 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--yes", action="store_true", help="also empty image files labctl did not create")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout (the result per seat)")
 
+    p = add("report", "report:cmd_report", "where a run's report.html, junit.xml and animation are (LAB: last runs)")
+    p.add_argument("target", metavar="LAB|RUN", help="a lab file, or a run folder")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
     p = add("send", "console:cmd_send", "type keys on a running seat (Packer boot_command grammar)")
     _lab_arg(p)
     _seat_arg(p)

@@ -191,9 +191,10 @@ class LabSeat:
             self.run.add_secrets([text])
         self.console.type_string(text, secret=secret)
 
-    def select(self, text: str, timeout: float = 30.0) -> None:
+    def select(self, text: str, timeout: float = 30.0) -> Evidence:
         """Move the highlight of a list onto the row matching ``text`` (the playbook's select step)."""
-        self.run_steps([{"name": f"select {text}", "select": {"text": text, "timeout": timeout}}])
+        self.console.step = f"select {text}"
+        return self.console.select(text, timeout)
 
     def screenshot(self, name: str = "screenshot") -> Path:
         """Save the screen in the test's run folder; returns the PNG."""

@@ -466,10 +466,25 @@ def _cell(value: Any) -> str:
 
 
 def proof_facts(proof: Any) -> list[tuple[str, str]]:
-    """The scalar fields of a layout-proof.json object (its verdict, media, size ...), in words."""
+    """The one-line fields of a layout-proof.json object (its verdict, media, size ...), in words."""
     if not isinstance(proof, dict):
         return []
-    return [(str(k).replace("_", " "), _cell(v)) for k, v in proof.items() if not isinstance(v, list | dict)]
+    return [(str(k).replace("_", " "), _cell(v)) for k, v in proof.items()
+            if v is not None and not isinstance(v, list | dict) and "\n" not in str(v)]
+
+
+def proof_notes(proof: Any) -> list[tuple[str, list[str] | str]]:
+    """The rest of a layout-proof.json object: lists of lines (a diff) and multi-line texts (a table as read)."""
+    if not isinstance(proof, dict):
+        return []
+    out: list[tuple[str, list[str] | str]] = []
+    for k, v in proof.items():
+        label = str(k).replace("_", " ")
+        if isinstance(v, list) and v and all(not isinstance(x, dict | list) for x in v):
+            out.append((label, [_cell(x) for x in v]))
+        elif isinstance(v, str) and "\n" in v:
+            out.append((label, v))
+    return out
 
 
 def _env() -> Any:
@@ -479,7 +494,7 @@ def _env() -> Any:
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
     env.filters["secs"] = _secs
     env.filters["clock"] = _clock
-    env.globals.update(proof_table=proof_table, proof_facts=proof_facts)
+    env.globals.update(proof_table=proof_table, proof_facts=proof_facts, proof_notes=proof_notes)
     return env
 
 

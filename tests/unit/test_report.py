@@ -217,12 +217,19 @@ def test_report_is_rebuilt_from_the_folder_alone(failed_run: Path) -> None:
 
 
 def test_layout_proof_is_shown_as_a_table(failed_run: Path) -> None:
-    proof = {"ok": True, "media": "usb", "partitions": [{"number": 1, "type": "EFI System", "size_mb": 4},
-                                                         {"number": 5, "type": "bootbank", "size_mb": 250}]}
+    proof = {"verdict": "mismatch", "disk": "mpx.vmhba32:C0:T0:L0", "media": "usb", "scratch": None,
+             "rows": [{"partition": 1, "start": 64, "type": "efi", "ok": True},
+                      {"partition": 5, "start": 8224, "type": "linuxNative", "ok": False}],
+             "diff": ["partition 5: start 8224, expected 8192"],
+             "getptbl": "gpt\n1946 255 63 31277232\n1 64 8191 C12A7328 systemPartition 128"}
     (failed_run / "layout-proof.json").write_text(json.dumps(proof))
     html = render_run(failed_run).html.read_text()
     assert "Partition layout proven in the guest" in html
-    assert "<th>number</th><th>type</th><th>size_mb</th>" in html and "<td>bootbank</td>" in html
+    assert "verdict: <strong>mismatch</strong>" in html and "scratch" not in html.split("verdict")[1][:200]
+    assert "<th>partition</th><th>start</th><th>type</th><th>ok</th>" in html
+    assert "<td>linuxNative</td><td>no</td>" in html
+    assert "<li>partition 5: start 8224, expected 8192</li>" in html
+    assert "<summary>getptbl</summary><pre>gpt\n1946 255 63" in html
     assert proof_table([{"a": 1}, {"b": 2}]) == (["a", "b"], [["1", ""], ["", "2"]])
     assert proof_table({"x": 1}) is None
 
@@ -262,3 +269,20 @@ def test_secrets_in_frames_names_and_messages_are_masked(tmp_path: Path) -> None
     assert SECRET not in shot.name
     html = run.finish("failed", f"because {SECRET}").read_text()
     assert SECRET not in html and re.escape(SECRET) not in html and "*****" in html
+
+
+def test_labctl_report_names_the_files_of_a_run_and_of_a_labs_last_runs(
+        failed_run: Path, lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
+    from labctl.cli import main
+
+    (failed_run / "report.html").unlink()  # a run killed before its report: rendered again
+    assert main(["report", str(failed_run)]) == 0
+    out = capsys.readouterr().out
+    assert f"{failed_run.name}: failed at step 'disk list'" in out
+    assert f"report:    {failed_run / 'report.html'}" in out and (failed_run / "report.html").exists()
+    assert main(["report", str(lab.source), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info[0]["run_dir"] == str(failed_run) and info[0]["step"] == "disk list"
+    assert info[0]["junit"] == str(failed_run / "junit.xml")
+    assert main(["report", str(failed_run.parent)]) == 2
+    assert "is not a run folder" in capsys.readouterr().err
