@@ -140,6 +140,7 @@ class VmwareBackend:
         self.record_path = self.state_dir / "vmware.json"
         self.product: vr.Product | None = lab.vmware.product if "product" in lab.vmware.model_fields_set else None
         self._vmrun: vr.Vmrun | None = None
+        self._probe_said: list[str] | None = None
         self._record: VmRecord | None = None
         self._started_here = False
         self._stopping = False
@@ -179,9 +180,17 @@ class VmwareBackend:
         return self.host.windows or self.host.macos
 
     def vmrun(self) -> vr.Vmrun:
+        """The driver; the product is probed on first use when the lab does not name it."""
         if self._vmrun is None:
             exe = vr.find_vmrun(self.lab.vmware.vmrun, self.host)
             self._vmrun = vr.Vmrun(exe, self.product or "ws")
+            if self.product is None:
+                product, said = vr.probe_product(exe, self._vmrun.runner)
+                self._vmrun.calls += len(said) + 1
+                self._probe_said = said
+                self.product = product
+                self.capabilities = self._capabilities()
+                log.info("seat %s: VMware product %s (probed with vmrun -T X list)", self.seat.name, product)
         if self.product is not None:
             self._vmrun.product = self.product
         return self._vmrun
@@ -221,15 +230,9 @@ class VmwareBackend:
         """vmrun and the product: the lab's ``vmware.product``, or the first of ws, player, fusion whose
         ``vmrun -T X list`` works."""
         v = self.vmrun()
-        facts: Facts = {"vmrun": v.exe}
-        if self.product is None:
-            product, said = vr.probe_product(v.exe)
-            v.calls += len(said) + 1
-            self.product = product
-            facts["product_probe"] = said
-            log.info("seat %s: VMware product %s (probed with vmrun -T X list)", self.seat.name, product)
-        facts["product"] = self.product
-        self.capabilities = self._capabilities()
+        facts: Facts = {"vmrun": v.exe, "product": self.product}
+        if self._probe_said is not None:
+            facts["product_probe"] = self._probe_said
         return facts
 
     def _credentials(self, port: int) -> _Creds:
@@ -298,8 +301,7 @@ class VmwareBackend:
         """Power on (``vmrun start VMX nogui``) with the ISO in the CD and the stick's autoconnect rule;
         returns once VNC answers and vmware.log said whether the stick connected."""
         with self._lock:
-            if self.product is None or self._vmrun is None:
-                self.prepare()
+            self.vmrun()
             if self._record is not None and self._running():
                 return self._start_facts()
             if self._running():
