@@ -210,6 +210,9 @@ def remaster_kickstart(source: Path, kickstart: bytes, output: Path, extra_optio
         try:
             with os.fdopen(fd, "wb") as out:
                 iso.write_fp(out)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the ISO from a hypervisor's user
             os.replace(tmp, output)
         except BaseException:
             with contextlib.suppress(OSError):

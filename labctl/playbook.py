@@ -55,7 +55,7 @@ ACTIONS = ("wait", "keys", "type", "select", "power", "eject", "screenshot", "as
 COMMON = ("name", "when", "optional", "cleanup", "timeout")
 _VAR = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # what 'labctl up' gives every playbook besides its own variables and as: results
-LAB_VARIABLES = frozenset({"boot_options", "keyboard", "esxi", "media", "lab", "root_password", "seat"})
+LAB_VARIABLES = frozenset({"boot_options", "keyboard", "esxi", "media", "existing", "lab", "root_password", "seat"})
 DEFAULT_TIMEOUT = 30.0
 
 

@@ -58,6 +58,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         "keyboard": lab.install.keyboard,
         "esxi": lab.esxi,
         "media": lab.verify.media,
+        "existing": lab.install.existing,
         "lab": lab.name,
     }
     if not boot_only:

@@ -116,8 +116,12 @@ static void parted(UINTN argc, CHAR16 **argv) {
         shell_out(L" Unused Entry         00000000000000000000000000000000\r\n");
         return;
     }
+    if (StrCmp(argv[1], L"setptbl") == 0) {
+        parted_setptbl(argc, argv); /* datastore.c */
+        return;
+    }
     if (!getptbl && !get && !usable) {
-        if (StrCmp(argv[1], L"set") == 0 || StrCmp(argv[1], L"setptbl") == 0 || StrCmp(argv[1], L"delete") == 0 ||
+        if (StrCmp(argv[1], L"set") == 0 || StrCmp(argv[1], L"delete") == 0 ||
             StrCmp(argv[1], L"resize") == 0 || StrCmp(argv[1], L"mklabel") == 0 || StrCmp(argv[1], L"fix") == 0 ||
             StrCmp(argv[1], L"fixGpt") == 0) {
             shell_out(L"Error: the labctl simulator does not change partition tables (%s)\r\n", argv[1]);
@@ -349,8 +353,12 @@ static void ls_volumes(void) {
 /* vmkfstools -P <volume>: the file system of a datastore or of OSData (what a script checks before it
  * moves scratch or logs there). */
 static void vmkfstools(UINTN argc, CHAR16 **argv) {
+    if (argc > 1 && StrCmp(argv[1], L"-C") == 0) {
+        vmkfs_create(argc, argv); /* datastore.c */
+        return;
+    }
     if (argc < 3 || StrCmp(argv[1], L"-P") != 0) {
-        shell_out(L"Usage: vmkfstools -P <path>   (the labctl simulator knows -P only)\r\n");
+        shell_out(L"Usage: vmkfstools -P <path> | -C vmfs6 -S <label> <disk>:<partition>\r\n");
         return;
     }
     const CHAR16 *path = argv[2];

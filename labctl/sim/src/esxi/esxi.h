@@ -98,6 +98,8 @@ void esxcli_main(UINTN argc, CHAR16 **argv);
 void esxcli_boot_snapshot(void);      /* the "Runtime" column: values at boot */
 /* cmds.c: the other shell commands; FALSE when argv[0] is not one of them */
 BOOLEAN cmd_run(UINTN argc, CHAR16 **argv);
+void parted_setptbl(UINTN argc, CHAR16 **argv);   /* datastore.c: partedUtil setptbl */
+void vmkfs_create(UINTN argc, CHAR16 **argv);     /* datastore.c: vmkfstools -C */
 /* esxi/disks: helpers */
 const disk_t *esxi_find_disk(const CHAR16 *name);   /* by mpx./vml. name or /dev/disks/ path */
 void esxi_vml_name(const disk_t *d, CHAR16 *out, UINTN cap);
