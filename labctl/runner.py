@@ -82,6 +82,7 @@ def playbook_variables(lab: Lab, seat: Seat, root_password: str | None) -> dict[
         "keyboard": lab.install.keyboard,
         "esxi": lab.esxi,
         "media": lab.verify.media,
+        "existing": lab.install.existing,
         "lab": lab.name,
         "seat": seat.name,
     }

@@ -111,8 +111,8 @@ def probe_kvm(binary: str, ovmf_code: Path, ovmf_vars: Path, seconds: float = PR
         ]
         err_path = d / "stderr"
         with open(err_path, "wb") as err:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-                                    start_new_session=True, preexec_fn=die_with_parent)
+            proc = subprocess.Popen(die_with_parent(argv), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=err, start_new_session=True)
         status = "?"
         try:
             deadline = time.monotonic() + seconds

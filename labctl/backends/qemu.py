@@ -18,11 +18,9 @@ by another labctl process (``labctl down``/``send``/``status``) through ``qemu.j
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
-import random
 import shutil
 import signal
 import socket
@@ -36,7 +34,21 @@ from pathlib import Path
 from typing import Any, Literal
 
 from labctl.backends.accel import AccelVerdict, choose_accel
-from labctl.backends.base import PowerState, SerialEndpoint, VncEndpoint
+from labctl.backends.base import (
+    Backend,
+    BackendClass,
+    Capabilities,
+    Facts,
+    PowerState,
+    SeatImages,
+    SerialEndpoint,
+    StickView,
+    StopMode,
+    StopResult,
+    Unsupported,
+    VmDied,
+    VncEndpoint,
+)
 from labctl.backends.children import die_with_parent
 from labctl.backends.qemu_argv import (
     VNC_BASE_PORT,
@@ -45,8 +57,11 @@ from labctl.backends.qemu_argv import (
     VncListen,
     build_argv,
     ovmf_files,
+    qmp_chardev,
 )
 from labctl.backends.qmp import Qmp, QmpError
+from labctl.backends.tmpdirs import private_dir
+from labctl.backends.vncports import reserve_vnc_port
 from labctl.errors import InputError, RunFailed
 from labctl.private import vnc_password, write_private
 from labctl.seatimages import ensure_images
@@ -54,12 +69,11 @@ from labctl.spec import Lab, Seat
 
 log = logging.getLogger(__name__)
 
-VNC_PORTS = range(5900, 6000)
 START_TIMEOUT = 60.0  # QEMU start to VNC answering (TCG on a loaded 2-core host takes ~1 s)
 _QEMU_IMG_TIMEOUT = 120.0
 
 
-class QemuDied(RunFailed):
+class QemuDied(VmDied):
     """QEMU exited while labctl still needed it."""
 
 
@@ -78,6 +92,18 @@ def _proc_starttime(pid: int) -> int | None:
     return int(fields[19])
 
 
+def is_seat_qemu(pid: int, qmp: Path) -> bool:
+    """Proof that ``pid`` is this seat's QEMU, before labctl signals it: a QEMU whose command line opens
+    the seat's own QMP socket (a pid from a record may have been reused by anything since)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    if not argv or b"qemu" not in Path(os.fsdecode(argv[0])).name.encode():
+        return False
+    return os.fsencode(qmp_chardev(qmp)) in argv
+
+
 def tail(path: Path, lines: int = 12, limit: int = 2000) -> str:
     """The last lines of a log file, for error messages."""
     try:
@@ -90,39 +116,6 @@ def tail(path: Path, lines: int = 12, limit: int = 2000) -> str:
         return ""
     out = "\n".join(text.strip().splitlines()[-lines:])
     return out[-limit:]
-
-
-@contextlib.contextmanager
-def _vnc_port_lock(exclude: set[int], prefer: int | None = None) -> Iterator[int]:
-    """A free 127.0.0.1 VNC port, held under a lock file until the caller's QEMU has bound it.
-    ``prefer`` (the seat's previous port, after a power off/on) is tried first."""
-    lock_dir = Path(tempfile.gettempdir()) / f"labctl-{os.getuid()}" / "vnc-ports"
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    ports = list(VNC_PORTS)
-    start = random.randrange(len(ports))
-    order = ports[start:] + ports[:start]
-    if prefer is not None and prefer in VNC_PORTS:
-        order.insert(0, prefer)
-    for port in order:
-        if port in exclude:
-            continue
-        fd = os.open(lock_dir / f"{port}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            continue
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-                try:
-                    s.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-            yield port
-            return
-        finally:
-            os.close(fd)  # releases the lock
-    raise RunFailed(f"no free VNC port in {VNC_PORTS.start}-{VNC_PORTS.stop - 1} on 127.0.0.1")
 
 
 def _vnc_answers(host: str, port: int | None, sock_path: Path | None, timeout: float = 2.0) -> bool:
@@ -187,6 +180,7 @@ class QemuBackend:
     """One seat's VM under QEMU. Implements ``labctl.backends.base.Backend``."""
 
     name = "qemu"
+    default_key_rate = 30.0  # keys/s; QEMU's VNC server and OVMF keep up (measured on the simulator)
 
     def __init__(
         self,
@@ -214,6 +208,32 @@ class QemuBackend:
         self.soft_stopped = False  # the last stop() ended with the guest powering off by itself
         self._vnc_port_hint: int | None = None  # keep the VNC port across a power off/on
         self._lock = threading.RLock()
+        has_image = seat.stick_image(lab) is not None
+        self.capabilities = Capabilities(snapshots=has_image, screendump=True, attach=True, clone=has_image)
+
+    # -- the registry's class methods (base.BackendClass) -------------------------------------------
+
+    @classmethod
+    def create(cls, lab: Lab, seat: Seat, **options: object) -> QemuBackend:
+        """A backend for one seat; options: ``iso`` (Path), ``detached``, ``vnc_unix`` (bool),
+        ``accel_cache`` (Path). Others are ignored."""
+        iso = options.get("iso")
+        cache = options.get("accel_cache")
+        return cls(lab, seat, iso=iso if isinstance(iso, Path) else None,
+                   vnc_unix=bool(options.get("vnc_unix", False)), detached=bool(options.get("detached", False)),
+                   accel_cache=cache if isinstance(cache, Path) else None)
+
+    @classmethod
+    def usable(cls, lab: Lab) -> tuple[bool, str]:
+        """QEMU is usable when its binary and OVMF's firmware files are on this host."""
+        binary = shutil.which(lab.qemu.binary)
+        if binary is None:
+            return False, f"{lab.qemu.binary} not found (apt-get install qemu-system-x86)"
+        code, vars_template = ovmf_files(lab)
+        for f in (code, vars_template):
+            if not f.is_file():
+                return False, f"OVMF firmware {f} not found (apt-get install ovmf)"
+        return True, f"{binary} and OVMF found"
 
     # -- attach to a QEMU started by another labctl process ---------------------------------------
 
@@ -221,14 +241,20 @@ class QemuBackend:
     def attach(cls, lab: Lab, seat: Seat) -> QemuBackend:
         """The seat's running QEMU (started by ``labctl up``); InputError when it is not running."""
         backend = cls(lab, seat)
-        rt = Runtime.load(backend.files.runtime)
-        if rt is None or not rt.alive():
+        if not backend.attach_running():
             raise InputError(
                 f"seat {seat.index} ({seat.name}) is not running; start it with 'labctl up {lab.source} --keep'"
             )
-        backend._runtime = rt
-        backend.detached = rt.detached
         return backend
+
+    def attach_running(self) -> bool:
+        """Bind to the seat's QEMU started by another labctl process; False when none runs."""
+        rt = Runtime.load(self.files.runtime)
+        if rt is None or not rt.alive():
+            return False
+        self._runtime = rt
+        self.detached = rt.detached
+        return True
 
     def mark_stopped_by(self, verb: str) -> None:
         """Before stopping a seat that another labctl process is running: tell that process who did it."""
@@ -249,7 +275,8 @@ class QemuBackend:
         """State folder, per-seat UEFI vars, VNC password, stick image and local disk (when missing)."""
         f = self.files
         f.state_dir.mkdir(parents=True, exist_ok=True)
-        f.sock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if f.sock_dir != f.state_dir:  # a short folder in the shared temp dir: ours, 0700, not a link
+            private_dir(f.sock_dir)
         _, vars_template = ovmf_files(self.lab)
         if not f.ovmf_vars.exists():
             if not vars_template.is_file():
@@ -280,6 +307,12 @@ class QemuBackend:
 
     # -- start ------------------------------------------------------------------------------------
 
+    def prepare(self) -> Facts:
+        """Choose the accelerator (KVM when it works, else TCG; a cached verdict or a probe)."""
+        verdict = self.choose_accel()
+        return {"accel": verdict.accel, "accel_reason": verdict.reason, "accel_cached": verdict.cached,
+                "probe_seconds": round(verdict.seconds, 2)}
+
     def choose_accel(self) -> AccelVerdict:
         if self.accel is None:
             code, vars_template = ovmf_files(self.lab)
@@ -305,13 +338,13 @@ class QemuBackend:
         return build_argv(self.lab, self.seat, self.files, accel=accel.accel, iso=self.iso,
                           stick=self.stick_drive(), vnc=vnc)
 
-    def start(self) -> None:
+    def start(self) -> Facts:
         """Start QEMU with the ISO in the CD and the stick attached; returns once VNC answers."""
         with self._lock:
             if self._proc is not None and self.alive():  # our own QEMU: power on again, or nothing to do
                 if self.qemu_status() == "shutdown":
                     self.power_on_after_shutdown()
-                return
+                return self._start_facts()
             rt = Runtime.load(self.files.runtime)
             if rt is not None and rt.alive():
                 raise InputError(f"seat {self.seat.index} ({self.seat.name}) is already running "
@@ -329,13 +362,17 @@ class QemuBackend:
             for _attempt in range(3):
                 if self.vnc_unix:
                     if self._launch(VncListen(socket=self.files.vnc_socket)):
-                        return
+                        return self._start_facts()
                 else:
-                    with _vnc_port_lock(tried, prefer=self._vnc_port_hint) as port:
+                    with reserve_vnc_port(tried, prefer=self._vnc_port_hint) as port:
                         tried.add(port)
                         if self._launch(VncListen(port=port)):
-                            return
+                            return self._start_facts()
             raise RunFailed(f"QEMU could not bind a VNC port (tried {sorted(tried)}): {tail(self.files.stderr_log)}")
+
+    def _start_facts(self) -> Facts:
+        return {"pid": self.pid(), "vnc": self.vnc_display(), "start_to_vnc_seconds": round(self.start_seconds or 0, 3),
+                "iso": str(self.iso) if self.iso else None}
 
     def _launch(self, vnc: VncListen) -> bool:
         """Start QEMU and wait until QMP and VNC answer. False when only the VNC port was taken."""
@@ -347,8 +384,8 @@ class QemuBackend:
         t0 = time.monotonic()
         with open(f.stderr_log, "wb") as err:
             self._proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, cwd=f.state_dir,
-                start_new_session=True, preexec_fn=None if self.detached else die_with_parent,
+                argv if self.detached else die_with_parent(argv), stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, stderr=err, cwd=f.state_dir, start_new_session=True,
             )
         proc = self._proc
         starttime = _proc_starttime(proc.pid) or 0
@@ -416,7 +453,7 @@ class QemuBackend:
     # -- supervision --------------------------------------------------------------------------------
 
     @property
-    def owns_process(self) -> bool:
+    def started_here(self) -> bool:
         """This object started the QEMU (as opposed to attaching to one)."""
         return self._proc is not None
 
@@ -455,13 +492,17 @@ class QemuBackend:
 
     # -- power --------------------------------------------------------------------------------------
 
-    def stop(self, mode: Literal["hard", "soft"] = "soft", timeout: float = 60.0) -> None:
+    def stop(self, mode: StopMode = "soft", timeout: float = 60.0) -> StopResult:
         """Power off: soft = ACPI power button, hard after ``timeout``; hard = QMP quit, SIGTERM, SIGKILL.
         Removes the runtime record and sockets afterwards; never leaves QEMU running."""
+        t0 = time.monotonic()
         with self._lock:
             if self._runtime is None:
                 self._runtime = Runtime.load(self.files.runtime)
+            pid = self.pid()
             self._stopping = True
+            self.soft_stopped = False
+            was_alive = self.alive()
             try:
                 if self.alive() and mode == "soft":
                     self._soft_stop(timeout)
@@ -473,6 +514,9 @@ class QemuBackend:
             finally:
                 if not self.alive():
                     self._forget()
+        how: Literal["soft", "hard", "not running"] = (
+            "not running" if not was_alive else "soft" if self.soft_stopped else "hard")
+        return StopResult(how, time.monotonic() - t0, pid if was_alive else None)
 
     def _soft_stop(self, timeout: float) -> None:
         try:
@@ -517,9 +561,16 @@ class QemuBackend:
         return not self.alive()
 
     def _signal(self, sig: int) -> None:
-        if self.alive() and (pid := self.pid()) is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
+        """Signal the seat's QEMU: our own child, or a recorded pid only once proven to be this seat's
+        QEMU (the record's start time and the QMP socket on its command line)."""
+        if not self.alive() or (pid := self.pid()) is None:
+            return
+        if self._proc is None and not is_seat_qemu(pid, Path(self._runtime.qmp) if self._runtime else self.files.qmp):
+            log.warning("seat %s: pid %d is not this seat's QEMU (its command line does not name %s); "
+                        "not signalling it", self.seat.name, pid, self.files.qmp)
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
 
     def kill(self) -> None:
         """SIGKILL and reap; used on every failure path so no QEMU is left behind."""
@@ -537,6 +588,22 @@ class QemuBackend:
         for sock in self.files.sockets():
             sock.unlink(missing_ok=True)
 
+    def stop_strays(self) -> list[int]:
+        """SIGKILL QEMU processes of this seat that no runtime record knows (a record lost in a crash);
+        only processes whose command line opens this seat's QMP socket, never a process merely named qemu."""
+        found: list[int] = []
+        rt = Runtime.load(self.files.runtime)
+        known = rt.pid if rt is not None and rt.alive() else None
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) in (known, os.getpid()):
+                continue
+            pid = int(entry.name)
+            if is_seat_qemu(pid, self.files.qmp):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                    found.append(pid)
+        return found
+
     def cleanup_stale(self) -> list[str]:
         """Remove the runtime record and sockets left by a crashed run; what it removed."""
         removed: list[str] = []
@@ -549,7 +616,17 @@ class QemuBackend:
                 removed.append(p.name)
         return removed
 
-    def reset(self, mode: Literal["hard", "soft"] = "hard") -> None:
+    def reset_definition(self) -> list[str]:
+        """Fresh per-seat UEFI variables from OVMF's template (boot entries and settings forgotten)."""
+        self._require_off("reset the VM definition")
+        _, vars_template = ovmf_files(self.lab)
+        if not vars_template.is_file():
+            raise InputError(f"OVMF vars template not found: {vars_template} (apt-get install ovmf)")
+        self.files.state_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(vars_template, self.files.ovmf_vars)
+        return ["UEFI variables reset"]
+
+    def reset(self, mode: StopMode = "hard") -> None:
         """Hard: the reset button (QMP system_reset). Soft: Ctrl+Alt+Del to the guest."""
         if mode == "hard":
             self._qmp("system_reset")
@@ -623,10 +700,33 @@ class QemuBackend:
         rt = self._runtime or Runtime.load(self.files.runtime)
         return SerialEndpoint(Path(rt.serial)) if rt else SerialEndpoint(self.files.serial_log)
 
+    # -- status -------------------------------------------------------------------------------------
+
+    def images(self) -> SeatImages:
+        disk = self.lab.vm.disk
+        disk_path = None
+        if disk is not None:
+            disk_path = self.lab.resolve(disk.image, self.seat) if disk.image else self.files.local_disk
+        return SeatImages(self.seat.stick_image(self.lab), disk_path)
+
+    def status_details(self) -> Facts:
+        """pid, accelerator, serial log and stick snapshots; whether a crashed run left files behind."""
+        rt = Runtime.load(self.files.runtime)
+        running = rt is not None and rt.alive()
+        return {
+            "pid": rt.pid if running and rt else None,
+            "accel": rt.accel if running and rt else None,
+            "serial": rt.serial if running and rt else None,
+            "stick_snapshots": self.snapshots(),
+            "stale_files": bool(rt is not None and not running),
+        }
+
     # -- screen ------------------------------------------------------------------------------------
 
     def screendump(self, out: Path) -> Path:
         """A PNG of the screen through QMP (no VNC needed)."""
+        if not self.capabilities.screendump:
+            raise Unsupported("qemu: screendump is not available")
         out = out.resolve()
         out.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -685,6 +785,8 @@ class QemuBackend:
             raise RunFailed(f"qemu-img {args[0]} failed: {res.stderr.strip()[-500:]}")
 
     def snapshots(self) -> list[str]:
+        if self.seat.stick_image(self.lab) is None:
+            return []
         return [s["name"] for s in self._snapshot_chain()["snapshots"]]
 
     def snapshot(self, name: str) -> None:
@@ -749,6 +851,16 @@ class QemuBackend:
         return dest
 
     @contextlib.contextmanager
+    def stick_view(self) -> Iterator[StickView]:
+        """The stick's bytes: the raw image (or a raw copy of its overlay chain); a host stick is not read."""
+        if self.stick_drive() is None:
+            yield StickView(None, "a host stick passed through with usb-host; read it on the host with "
+                                  "'labctl layout /dev/sdX' while the seat is off")
+            return
+        with self.stick_raw_view() as path:
+            yield StickView(path)
+
+    @contextlib.contextmanager
     def stick_raw_view(self) -> Iterator[Path]:
         """A raw file with the stick's current contents (the image itself, or a sparse copy of the overlay chain)."""
         drive = self.stick_drive()
@@ -761,3 +873,7 @@ class QemuBackend:
             out = Path(tmp) / "stick.raw"
             self._qemu_img("convert", "-U", "-f", "qcow2", "-O", "raw", str(drive.path), str(out))
             yield out
+
+
+_QEMU_IS_A_BACKEND: type[Backend] = QemuBackend  # mypy proves the class satisfies the Backend protocol
+_QEMU_IS_A_BACKEND_CLASS: BackendClass = QemuBackend  # ... and what the registry needs of its class

@@ -113,6 +113,11 @@ class VncListen:
         return f"127.0.0.1:{self.port - VNC_BASE_PORT}"
 
 
+def qmp_chardev(qmp: Path) -> str:
+    """The QMP socket's ``-chardev`` value; also how a seat's QEMU is recognised in /proc/PID/cmdline."""
+    return f"socket,id=qmp,path={_opt(str(qmp))},server=on,wait=off"
+
+
 def _opt(value: str) -> str:
     """Escape a value for QEMU's key=value option syntax (a comma is written twice)."""
     return value.replace(",", ",,")
@@ -215,7 +220,7 @@ def build_argv(
     argv += [
         "-object", f"secret,id=vncpass,format=raw,file={_opt(str(files.vnc_password))}",
         "-vnc", f"{vnc.arg()},password-secret=vncpass",
-        "-chardev", f"socket,id=qmp,path={_opt(str(files.qmp))},server=on,wait=off",
+        "-chardev", qmp_chardev(files.qmp),
         "-mon", "chardev=qmp,mode=control",
         # The serial port goes to a file, not a socket: QEMU writes the UART one byte per write(), a unix
         # socket is "full" after a few hundred of those, and then the 16550's FIFO overflows and bytes are

@@ -1,108 +1,141 @@
-"""up / down / status / reset: one seat's VM from start to verified stick, and its housekeeping."""
+"""up / down / status / reset: parse the arguments, call labctl.classroom / the backend contract, format.
+
+Human lines go to stdout, or to stderr with ``--json``, which prints exactly one JSON object on stdout:
+
+    {"lab": NAME, "action": "up|down|reset|status", "ok": bool, "changed": bool, "seats": [SEAT, ...]}
+
+SEAT is ``{"seat", "name", "ok", "changed", "step", "message", "run_dir", "report", "power_state",
+"backend", "vnc", "stick_image", "disk_image"}`` (``status`` adds ``stage``, ``last_result`` and the
+backend's details). Bad input (exit 2) prints ``{..., "ok": false, "changed": false, "error": LINE,
+"seats": []}``. Secrets never appear in it: the VNC password only in ``status --show-password``'s
+human listing.
+"""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
-import shutil
-import signal
 import sys
-import time
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from labctl import seatimages
-from labctl.backends.qemu import QemuBackend, Runtime
-from labctl.backends.qemu_argv import ovmf_files
 from labctl.commands.paths import output_folder
-from labctl.errors import InputError, NotBuiltError, RunFailed
-from labctl.spec import Lab, Seat, esxi_password_problem, load_lab, resolve_secret
+from labctl.errors import InputError, RunFailed
+from labctl.spec import Lab, Seat, load_lab
 
 if TYPE_CHECKING:
-    from labctl.runner import UpOptions
+    from labctl.backends.base import Backend
+    from labctl.runner import SeatResult
 
 
-def _qemu_lab(args: argparse.Namespace, strict: bool = False) -> tuple[Lab, list[Seat]]:
+def _lab(args: argparse.Namespace, strict: bool = False) -> tuple[Lab, list[Seat]]:
     from labctl.runner import backend_kind
 
     lab = load_lab(args.lab, strict=strict)
-    if backend_kind(lab, getattr(args, "backend", None)) == "vmware":
-        raise NotBuiltError("the VMware backend is not built yet; use backend: qemu (or --backend qemu)")
+    backend_kind(lab, getattr(args, "backend", None))  # an unknown or unbuilt backend is exit 2 here
     return lab, lab.select_seats(getattr(args, "seats", None))
+
+
+def _json(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "json", False))
 
 
 def _say(args: argparse.Namespace, text: str) -> None:
     if not getattr(args, "quiet", False):
-        print(text, flush=True)
+        print(text, file=sys.stderr if _json(args) else sys.stdout, flush=True)
+
+
+class _Envelope:
+    """The one JSON object of ``--json``; printed once, on success, failure (exit 1) or bad input."""
+
+    def __init__(self, args: argparse.Namespace, action: str) -> None:
+        self.args, self.action = args, action
+        self.lab = Path(args.lab).stem
+        self.seats: list[dict[str, Any]] = []
+
+    def emit(self, error: str | None = None) -> None:
+        if not _json(self.args):
+            return
+        out: dict[str, Any] = {"lab": self.lab, "action": self.action,
+                               "ok": error is None and all(s["ok"] for s in self.seats),
+                               "changed": any(s["changed"] for s in self.seats)}
+        if error is not None:
+            out["error"] = error
+        out["seats"] = self.seats
+        print(json.dumps(out, indent=1), flush=True)
+
+
+@contextmanager
+def _envelope(args: argparse.Namespace, action: str) -> Iterator[_Envelope]:
+    env = _Envelope(args, action)
+    try:
+        yield env
+    except InputError as exc:
+        env.seats = []
+        env.emit(error=str(exc))
+        raise
+    except RunFailed:
+        env.emit()
+        raise
+    env.emit()
+
+
+def seat_record(lab: Lab, seat: Seat, backend: Backend, *, ok: bool, changed: bool, step: str | None,
+                message: str, run_dir: Path | None) -> dict[str, Any]:
+    """One seat of the JSON envelope (after the action: its power state and VNC address now)."""
+    running = backend.alive() or backend.attach_running()
+    images = backend.images()
+    report = run_dir / "report.html" if run_dir is not None else None
+    return {
+        "seat": seat.index, "name": seat.name, "ok": ok, "changed": changed, "step": step, "message": message,
+        "run_dir": str(run_dir) if run_dir else None,
+        "report": str(report) if report is not None and report.is_file() else None,
+        "power_state": backend.power_state().value if running else "off",
+        "backend": backend.name,
+        "vnc": backend.vnc_endpoint().url if running else None,
+        "stick_image": str(images.stick) if images.stick else None,
+        "disk_image": str(images.disk) if images.disk else None,
+    }
 
 
 # -- up ------------------------------------------------------------------------------------------
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from labctl.runner import SeatResult, UpOptions, run_seat
+    from labctl.classroom import run_seats, summary
+    from labctl.runner import UpOptions, make_backend
 
-    lab, seats = _qemu_lab(args, strict=True)
-    boot_only = bool(getattr(args, "boot_only", False))
-    for seat in seats:  # refuse before anything is created: a running seat is left alone
-        rt = Runtime.load(QemuBackend(lab, seat).files.runtime)
-        if rt is not None and rt.alive():
-            raise InputError(f"seat {seat.index} ({seat.name}) is already running (QEMU pid {rt.pid}); "
-                             f"'labctl down {args.lab}' stops it")
-    secrets: list[str] = []
-    variables: dict[str, object] = {
-        "boot_options": lab.install.boot_options,
-        "keyboard": lab.install.keyboard,
-        "esxi": lab.esxi,
-        "media": lab.verify.media,
-        "existing": lab.install.existing,
-        "lab": lab.name,
-    }
-    if not boot_only:
-        password = resolve_secret(lab.install.root_password, lab)
-        problem = esxi_password_problem(password)
-        if problem:
-            raise InputError(f"install.root_password: the ESXi {lab.esxi} installer would refuse it: {problem}")
-        secrets.append(password)
-        variables["root_password"] = password
-    if not boot_only:  # a missing or malformed playbook is bad input (exit 2), found before any VM starts
-        from labctl.runner import check_playbooks
+    with _envelope(args, "up") as env:
+        lab, seats = _lab(args, strict=True)
+        env.lab = lab.name
+        boot_only = bool(getattr(args, "boot_only", False))
+        options = UpOptions(
+            keep=bool(args.keep) or boot_only,
+            boot_only=boot_only,
+            runs_dir=output_folder(args.runs, "--runs").resolve() if args.runs else None,
+            parallel=args.parallel or 0,  # the CLI contract: all seats at once by default
+            backend=args.backend,
+            progress=_progress if sys.stderr.isatty() and not args.quiet else None,
+        )
+        many = len(seats) > 1
 
-        check_playbooks(lab)
-    options = UpOptions(
-        keep=bool(args.keep) or boot_only,
-        boot_only=boot_only,
-        runs_dir=output_folder(args.runs, "--runs").resolve() if args.runs else None,
-        backend=args.backend,
-        progress=_progress if sys.stderr.isatty() and not args.quiet else None,
-    )
+        def heard(res: SeatResult) -> None:
+            if res.ok:
+                _report_up(args, res)
+            elif many:  # one seat's failure is the command's own error line
+                print(f"labctl: {res.detail}", file=sys.stderr, flush=True)
 
-    def one(seat: Seat) -> SeatResult:
-        seat_vars = dict(variables, seat=seat.name)
-        return run_seat(lab, seat, options, secrets, seat_vars)
-
-    results: list[SeatResult] = []
-    failures: list[str] = []
-    parallel = max(1, args.parallel or len(seats))  # the CLI contract: all seats at once by default
-    if parallel == 1 or len(seats) == 1:
-        for seat in seats:
-            try:
-                res = one(seat)
-            except RunFailed as exc:
-                if len(seats) == 1:
-                    raise
-                failures.append(str(exc))
-                print(f"labctl: {exc}", file=sys.stderr)
-                continue
-            results.append(res)
-            _report_up(args, res)
-    else:
-        results, failures = _up_parallel(args, lab, seats, parallel, one, options)
-    if failures:
-        raise RunFailed(f"{len(failures)} of {len(seats)} seats failed (see above)")
+        results = run_seats(lab, seats, options, on_result=heard)
+        for res in results:
+            b = res.backend or make_backend(lab, res.seat, args.backend)
+            env.seats.append(seat_record(lab, res.seat, b, ok=res.ok, changed=True, step=res.step,
+                                         message=res.message, run_dir=res.run_dir))
+        failed = [r for r in results if not r.ok]
+        if failed:
+            raise RunFailed(failed[0].detail if not many else summary(results))
     return 0
 
 
@@ -110,7 +143,7 @@ def _progress(line: str) -> None:
     print(f"labctl: {line} ...", file=sys.stderr, flush=True)
 
 
-def _report_up(args: argparse.Namespace, res: Any) -> None:
+def _report_up(args: argparse.Namespace, res: SeatResult) -> None:
     seat = res.seat
     line = f"seat {seat.index} ({seat.name}): {res.message} ({res.seconds:.0f} s); run folder {res.run_dir}"
     if res.backend is not None and res.backend.alive():
@@ -118,155 +151,89 @@ def _report_up(args: argparse.Namespace, res: Any) -> None:
     _say(args, line)
 
 
-def _up_parallel(args: argparse.Namespace, lab: Lab, seats: list[Seat], parallel: int,
-                 one: Any, options: UpOptions) -> tuple[list[Any], list[str]]:
-    """Seats in worker threads. Ctrl-C or SIGTERM sets the seats' cancel event (a seat that has not
-    started its VM never does) and stops every seat's QEMU, so the workers fail fast, run their
-    cleanups and record "interrupted"; then exit 130 or 143."""
-    from labctl.runner import Terminated, sigterm_as_exception
-
-    results: list[Any] = []
-    failures: list[str] = []
-    pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="seat")
-    futures = {pool.submit(one, seat): seat for seat in seats}
-    with sigterm_as_exception():
-        try:
-            pending = set(futures)
-            while pending:
-                done, pending = wait(pending, timeout=0.5, return_when=FIRST_EXCEPTION)
-                for fut in done:
-                    try:
-                        res = fut.result()
-                    except RunFailed as exc:
-                        failures.append(str(exc))
-                        print(f"labctl: {exc}", file=sys.stderr)
-                        continue
-                    results.append(res)
-                    _report_up(args, res)
-        except BaseException as exc:
-            options.cancel_signal = signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
-            options.cancel.set()
-            for fut in futures:
-                fut.cancel()
-            for seat in seats:  # the workers see their QEMU die and clean up
-                _kill_seat(lab, seat)
-            pool.shutdown(wait=True, cancel_futures=True)
-            if isinstance(exc, Terminated):
-                print("labctl: terminated", file=sys.stderr)
-                raise SystemExit(143) from None
-            raise
-    pool.shutdown(wait=True)
-    return results, failures
-
-
-def _kill_seat(lab: Lab, seat: Seat) -> None:
-    rt = Runtime.load(QemuBackend(lab, seat).files.runtime)
-    if rt is not None and rt.alive():
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(rt.pid, signal.SIGKILL)
-
-
 # -- down ----------------------------------------------------------------------------------------
 
 
-def _strays(backend: QemuBackend) -> list[int]:
-    """QEMU processes of this seat that its runtime record does not know (a record lost in a crash)."""
-    marker = f"path={backend.files.qmp},".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if marker in cmdline and b"qemu" in cmdline.split(b"\0", 1)[0]:
-            found.append(int(entry.name))
-    return found
-
-
 def cmd_down(args: argparse.Namespace) -> int:
-    lab, seats = _qemu_lab(args)
-    hard = bool(getattr(args, "hard", False))
-    timeout = float(args.timeout) if getattr(args, "timeout", None) is not None else 20.0
-    for seat in seats:
-        b = QemuBackend(lab, seat)
-        label = f"seat {seat.index} ({seat.name})"
-        rt = b.load_runtime()
-        if rt is not None and rt.alive():
-            b.mark_stopped_by("down")  # so a running 'up' says who stopped it
-            t0 = time.monotonic()
-            b.stop("hard" if hard else "soft", timeout=timeout)
-            how = "hard" if hard else ("soft" if b.soft_stopped else f"the guest ignored the power button for "
-                                       f"{timeout:g} s, then hard")
-            _say(args, f"{label}: stopped QEMU pid {rt.pid} ({how}, {time.monotonic() - t0:.1f} s)")
-            continue
-        strays = _strays(b)
-        for pid in strays:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        removed = b.cleanup_stale()
-        parts = []
-        if strays:
-            parts.append(f"killed stray QEMU pid {', '.join(map(str, strays))}")
-        if removed:
-            parts.append(f"removed stale {', '.join(removed)}")
-        _say(args, f"{label}: not running" + (f"; {'; '.join(parts)}" if parts else ""))
+    from labctl.classroom import down_seats
+    from labctl.runner import last_run_dir
+
+    with _envelope(args, "down") as env:
+        lab, seats = _lab(args)
+        env.lab = lab.name
+        hard = bool(getattr(args, "hard", False))
+        timeout = float(args.timeout) if getattr(args, "timeout", None) is not None else 20.0
+        for d in down_seats(lab, seats, hard=hard, timeout=timeout):
+            seat = d.seat
+            if d.stop is not None:
+                how = {"soft": "soft", "hard": "hard" if hard else f"the guest ignored the power button for "
+                       f"{timeout:g} s, then hard", "not running": "it had stopped by itself"}[d.stop.how]
+                said = f"stopped {d.backend.name} pid {d.stop.pid} ({how}, {d.stop.seconds:.1f} s)"
+            else:
+                parts = []
+                if d.strays:
+                    parts.append(f"killed stray {d.backend.name} pid {', '.join(map(str, d.strays))}")
+                if d.removed:
+                    parts.append(f"removed stale {', '.join(d.removed)}")
+                said = "not running" + (f"; {'; '.join(parts)}" if parts else "")
+            _say(args, f"seat {seat.index} ({seat.name}): {said}")
+            env.seats.append(seat_record(lab, seat, d.backend, ok=True, changed=d.changed, step=None, message=said,
+                                         run_dir=last_run_dir(seat)))
     return 0
 
 
 # -- status --------------------------------------------------------------------------------------
 
 
-def seat_status(lab: Lab, seat: Seat, kind: str = "qemu") -> dict[str, Any]:
-    from labctl.runner import last_run_dir
-
-    b = QemuBackend(lab, seat)
-    rt = b.load_runtime()
-    running = rt is not None and rt.alive()
-    state = b.power_state().value if running else "off"
-    vnc: dict[str, Any] | None = None
-    if running and rt is not None:
-        vnc = ({"socket": rt.vnc_socket} if rt.vnc_socket else {"host": rt.vnc_host, "port": rt.vnc_port})
-    image = seat.stick_image(lab)
-    run_dir = last_run_dir(seat)
-    return {
-        "seat": seat.index,
-        "name": seat.name,
-        "backend": kind,
-        "power_state": state,
-        "pid": rt.pid if running and rt else None,
-        "accel": rt.accel if running and rt else None,
-        "vnc": vnc,
-        "serial": rt.serial if running and rt else None,
-        "stick_image": str(image) if image else None,
-        "stick_snapshots": b.snapshots() if image else [],
-        "run_dir": str(run_dir) if run_dir else None,
-        "state_dir": str(seat.state_dir),
-        "stale_files": bool(not running and rt is not None),
-    }
-
-
 def cmd_status(args: argparse.Namespace) -> int:
-    lab, seats = _qemu_lab(args)
-    rows = [seat_status(lab, seat) for seat in seats]
-    if args.json:
-        print(json.dumps(rows, indent=1))
-        return 0
-    for r in rows:
-        vnc = r["vnc"]
-        where = "-" if vnc is None else (f"unix:{vnc['socket']}" if "socket" in vnc else f"{vnc['host']}:{vnc['port']}")
-        line = f"seat {r['seat']} ({r['name']}): {r['backend']} {r['power_state']}"
-        if r["pid"]:
-            line += f", pid {r['pid']} ({r['accel']}), VNC {where}"
-        if r["stale_files"]:
-            line += " (stale files from a crashed run: 'labctl down' removes them)"
-        line += f"\n  stick: {r['stick_image'] or 'host stick'}"
-        if r["stick_snapshots"]:
-            line += f" (snapshots: {', '.join(r['stick_snapshots'])})"
-        line += f"\n  last run: {r['run_dir'] or '-'}"
-        print(line)
+    from labctl.classroom import status_seats
+
+    show_password = bool(getattr(args, "show_password", False))
+    if show_password and _json(args):
+        raise InputError("--show-password is for the listing on the terminal; the JSON never holds a secret")
+    with _envelope(args, "status") as env:
+        lab, seats = _lab(args)
+        env.lab = lab.name
+        rows = status_seats(lab, seats, getattr(args, "backend", None))
+        for r in rows:
+            message = f"{r.power_state.value}; {r.stage}"
+            rec = seat_record(lab, r.seat, r.backend, ok=True, changed=False, step=None, message=message,
+                              run_dir=r.run_dir)
+            rec.update(stage=r.stage, last_result=r.last_result, backend_reason=r.choice.reason,
+                       state_dir=str(r.seat.state_dir), **r.details)
+            env.seats.append(rec)
+            if not _json(args):
+                print(_status_lines(r, rec, show_password))
     return 0
+
+
+def _status_lines(r: Any, rec: dict[str, Any], show_password: bool) -> str:
+    """The human listing of one seat (classroom.SeatStatus and its JSON record)."""
+    line = f"seat {r.seat.index} ({r.seat.name}): {r.backend.name} {r.power_state.value}, {r.stage}"
+    details = r.details
+    if details.get("pid"):
+        line += f", pid {details['pid']}" + (f" ({details['accel']})" if details.get("accel") else "")
+    if r.vnc is not None:
+        line += f"\n  VNC: {r.vnc.url}"
+        if show_password and r.vnc.password:
+            line += f" password {r.vnc.password}"
+    if details.get("stale_files"):
+        line += " (stale files from a crashed run: 'labctl down' removes them)"
+    line += f"\n  backend: {r.choice.reason}"
+    line += f"\n  stick: {rec['stick_image'] or 'host stick'}"
+    snaps = details.get("stick_snapshots")
+    if isinstance(snaps, list) and snaps:
+        line += f" (snapshots: {', '.join(map(str, snaps))})"
+    if rec["disk_image"]:
+        line += f"\n  disk: {rec['disk_image']}"
+    result = r.last_result
+    if result is not None:
+        said = "passed" if result.get("ok") else (
+            f"interrupted at '{result.get('step')}'" if result.get("interrupted")
+            else f"failed at '{result.get('step')}': {result.get('error', '')}".rstrip(": "))
+        line += f"\n  last result: {said}"
+    line += f"\n  last run: {r.run_dir or '-'}"
+    return line
 
 
 # -- reset ---------------------------------------------------------------------------------------
@@ -274,42 +241,51 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def _check_reset_images(lab: Lab, seats: list[Seat], yes: bool) -> None:
     """Every image reset would empty may be emptied (labctl made it, or --yes), before any seat is touched."""
+    from labctl.runner import make_backend
+
     for seat in seats:
-        b = QemuBackend(lab, seat)
+        b = make_backend(lab, seat)
         snapshotted = bool(b.snapshots())
-        for img in seatimages.check_seat(lab, seat, b.files.local_disk):
+        for img in seatimages.check_seat(lab, seat, b.images().disk):
             if not (img.role == "stick" and snapshotted):
                 seatimages.check_reset(seat.state_dir, img, yes=yes)
 
 
 def cmd_reset(args: argparse.Namespace) -> int:
-    lab, seats = _qemu_lab(args)
+    with _envelope(args, "reset") as env:
+        lab, seats = _lab(args)
+        env.lab = lab.name
+        for seat in _reset_seats(args, lab, seats):
+            env.seats.append(seat)
+    return 0
+
+
+def _reset_seats(args: argparse.Namespace, lab: Lab, seats: list[Seat]) -> Iterator[dict[str, Any]]:
+    from labctl.runner import last_run_dir, make_backend
+
     _check_reset_images(lab, seats, bool(getattr(args, "yes", False)))  # a refusal leaves every file as it was
     for seat in seats:
-        b = QemuBackend(lab, seat)
+        b = make_backend(lab, seat)
         done: list[str] = []
-        rt = b.load_runtime()
-        if rt is not None and rt.alive():
+        if b.attach_running():
             b.mark_stopped_by("reset")
-            b.stop("hard")
-            done.append(f"stopped the running VM (QEMU pid {rt.pid})")
+            stopped = b.stop("hard")
+            done.append(f"stopped the running VM ({b.name} pid {stopped.pid})")
         removed = b.cleanup_stale()
         if removed:
             done.append(f"removed stale {', '.join(removed)}")
         if seat.stick_image(lab) is None:
             done.append("host stick left as it is (wipe it with 'labctl stick wipe DEV')")
         snaps = b.snapshots()
-        for img in seatimages.check_seat(lab, seat, b.files.local_disk):
+        for img in seatimages.check_seat(lab, seat, b.images().disk):
             if img.role == "stick" and snaps:
                 b.revert(snaps[0])
                 done.append(f"stick reverted to its snapshot '{snaps[0]}' (changes since then discarded)")
             else:  # in place, and only what labctl made (or --yes)
                 done.append(seatimages.recreate_blank(seat.state_dir, img, yes=bool(getattr(args, "yes", False))))
-        _, vars_template = ovmf_files(lab)
-        b.files.state_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(vars_template, b.files.ovmf_vars)
-        done.append("UEFI variables reset")
+        done += b.reset_definition()
         b.define()
-        _say(args, f"seat {seat.index} ({seat.name}): " + "; ".join(done))
-    return 0
+        said = "; ".join(done)
+        _say(args, f"seat {seat.index} ({seat.name}): {said}")
+        yield seat_record(lab, seat, b, ok=True, changed=True, step=None, message=said, run_dir=last_run_dir(seat))
 

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from labctl.backends import Registry, choose
 from labctl.backends.qemu import QemuBackend
 from labctl.backends.qemu_argv import OVMF_CODE, OVMF_CODE_SECBOOT, SeatFiles, StickDrive, VncListen, build_argv
-from labctl.errors import NotBuiltError
+from labctl.errors import InputError, NotBuiltError
 from labctl.runner import backend_kind, make_backend
 from labctl.spec import Lab, load_lab
 
@@ -110,9 +111,12 @@ def test_define_creates_sparse_stick_and_vars_once(tmp_path: Path) -> None:
     assert image.stat().st_blocks == 0  # sparse
     assert backend.files.ovmf_vars.stat().st_size > 0
     password = backend.files.vnc_password.read_text()
-    image.write_bytes(b"x")  # define never overwrites
+    with image.open("r+b") as f:  # define never overwrites
+        f.write(b"x")
     backend.define()
-    assert image.stat().st_size == 1 and backend.files.vnc_password.read_text() == password
+    with image.open("rb") as f:
+        assert f.read(1) == b"x"
+    assert image.stat().st_size == 16 * 2**30 and backend.files.vnc_password.read_text() == password
 
 
 def test_empty_cd_when_no_iso(tmp_path: Path) -> None:
@@ -189,16 +193,35 @@ def test_long_state_dir_puts_sockets_in_a_short_folder(tmp_path: Path) -> None:
 
 
 def test_backend_selection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The registry: the lab's backend: or --backend by name; auto is the first usable one and says why."""
+    import shutil
+
     lab = make_lab(tmp_path, base=BASE.replace("backend: qemu", "backend: vmware"))
-    with pytest.raises(NotBuiltError, match="use backend: qemu"):
-        make_backend(lab, lab.seat_list()[0])
     assert isinstance(make_backend(lab, lab.seat_list()[0], override="qemu"), QemuBackend)
     auto = make_lab(tmp_path, base=BASE.replace("backend: qemu", "backend: auto"))
-    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    assert backend_kind(auto) == "qemu"
     bindir = tmp_path / "bin"
     bindir.mkdir()
+    qemu = shutil.which("qemu-system-x86_64")
+    assert qemu is not None
+    (bindir / "qemu-system-x86_64").symlink_to(qemu)
+    monkeypatch.setenv("PATH", str(bindir))  # QEMU but no vmrun
+    choice = choose(auto)
+    assert choice.name == "qemu" and choice.reason.startswith("auto: qemu (") and "not vmware: " in choice.reason
+    assert backend_kind(auto) == "qemu" and make_backend(auto, auto.seat_list()[0]).name == "qemu"
     (bindir / "vmrun").write_text("#!/bin/sh\n")
     (bindir / "vmrun").chmod(0o755)
-    monkeypatch.setenv("PATH", str(bindir))
     assert backend_kind(auto) == "vmware"
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(InputError, match=r"no backend is usable on this host .*vmware: .*qemu: .*not found"):
+        backend_kind(auto)
+
+
+def test_registry_names_what_it_cannot_load(tmp_path: Path) -> None:
+    registry = Registry()
+    registry.register("later", "labctl.backends.not_written_yet:Later")
+    lab = make_lab(tmp_path)
+    with pytest.raises(NotBuiltError, match="the later backend is not built yet"):
+        make_backend(lab, lab.seat_list()[0], override="later", registry=registry)
+    with pytest.raises(InputError, match="unknown backend 'nope' \\(known: later\\)"):
+        registry.get("nope")
+    assert registry.probe(lab, "later")[0] is False

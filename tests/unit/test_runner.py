@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
 
 import pytest
+from fakes.fake_backend import FakeBackend, FakeHost
 
 from labctl.errors import RunFailed
 from labctl.runner import Context, Step, UpOptions, build_steps, playbook_ref, run_seat
@@ -107,16 +107,6 @@ def test_playbook_ref(lab: Lab, tmp_path: Path) -> None:
     assert playbook_ref(lab, "other.yaml") == str(tmp_path / "other.yaml")
 
 
-class _StickBackend:
-    """Just enough backend for the verify step: the stick's raw image."""
-
-    def __init__(self, image: Path) -> None:
-        self.image = image
-
-    def stick_raw_view(self) -> contextlib.AbstractContextManager[Path]:
-        return contextlib.nullcontext(self.image)
-
-
 @pytest.mark.parametrize(("size_gib", "partitions"), [(1, [1, 5, 6, 7, 8]), (16, [1, 5, 6, 7, 8, 9])])
 def test_verify_step_expects_the_layout_of_the_sticks_size(
     lab: Lab, tmp_path: Path, size_gib: int, partitions: list[int]
@@ -130,8 +120,9 @@ def test_verify_step_expects_the_layout_of_the_sticks_size(
     with image.open("wb") as f:
         f.truncate(sectors * 512)
     layouts.write_gpt(str(image), sectors, layouts.expected_layout(sectors, "usb"))
-    ctx = Context(lab=lab, seat=lab.seat_list()[0], options=UpOptions(), run=RunFolder(tmp_path / "run"),
-                  secrets=[], variables={}, backend=_StickBackend(image))  # type: ignore[arg-type]
+    seat = lab.seat_list()[0]
+    ctx = Context(lab=lab, seat=seat, options=UpOptions(), run=RunFolder(tmp_path / "run"),
+                  secrets=[], variables={}, backend=FakeBackend(lab, seat, stick_image=image))
     VerifyLayout().run(ctx)
     assert ctx.result["layout"] == "ok"
     table = (tmp_path / "run" / "stick-layout.txt").read_text().splitlines()
@@ -143,40 +134,37 @@ def test_verify_step_expects_the_layout_of_the_sticks_size(
         with wrong.open("wb") as f:
             f.truncate(16 * 2**30)
         layouts.write_gpt(str(wrong), 16 * 2**30 // 512, layouts.expected_layout(sectors, "usb"))
-        ctx.backend = _StickBackend(wrong)  # type: ignore[assignment]
+        ctx.backend = FakeBackend(lab, seat, stick_image=wrong)
         with pytest.raises(RunFailed, match="not ESXi's esxi6 layout"):
             VerifyLayout().run(ctx)
 
 
-class _DyingBackend:
-    """QEMU killed under a seat: dead until the cleanup stops it (which forgets it, as the real one does)."""
+def test_a_host_stick_is_not_read_by_the_verify_step(lab: Lab, tmp_path: Path) -> None:
+    from labctl.report import RunFolder
+    from labctl.runner import VerifyLayout
 
-    def __init__(self) -> None:
-        self.dead = False
-        self.stopped = False
-
-    def died(self) -> bool:
-        return self.dead and not self.stopped
-
-    def alive(self) -> bool:
-        return not self.dead
-
-    def check(self) -> None: ...
-
-    def death_message(self) -> str:
-        return "QEMU (pid 4242) exited unexpectedly (killed by signal 9); it wrote nothing on stderr"
+    seat = lab.seat_list()[0]
+    backend = FakeBackend(lab, seat)
+    backend.stick_image = None  # as a stick passed through from the host
+    ctx = Context(lab=lab, seat=seat, options=UpOptions(), run=RunFolder(tmp_path / "run"), secrets=[], variables={},
+                  backend=backend)
+    VerifyLayout().run(ctx)
+    assert ctx.result["layout"] == "not checked (a host stick passed through)"
 
 
 class _Start(Rec):
-    def __init__(self, log: list[str], backend: _DyingBackend) -> None:
+    """The start step with a fake VM: started on run, stopped (and so forgotten) by the cleanup."""
+
+    def __init__(self, log: list[str], backend: FakeBackend) -> None:
         super().__init__("start VM", log)
         self.backend = backend
 
     def run(self, ctx: Context) -> None:
-        ctx.backend = self.backend  # type: ignore[assignment]
+        self.backend.start()
+        ctx.backend = self.backend
 
     def cleanup(self, ctx: Context) -> None:
-        self.backend.stopped = True
+        self.backend.stop("hard")
 
 
 def test_a_seat_in_a_worker_thread_says_why_qemu_is_gone(lab: Lab, tmp_path: Path) -> None:
@@ -185,11 +173,11 @@ def test_a_seat_in_a_worker_thread_says_why_qemu_is_gone(lab: Lab, tmp_path: Pat
     from concurrent.futures import ThreadPoolExecutor
 
     log: list[str] = []
-    backend = _DyingBackend()
+    backend = FakeBackend(lab, lab.seat_list()[0], FakeHost())
 
     class Playbook(Rec):
         def run(self, ctx: Context) -> None:
-            backend.dead = True
+            backend.crash("killed by signal 9")
             raise RunFailed("step 'after the disk': the VNC console is gone: QEMU exited")
 
     def seat() -> None:
@@ -199,8 +187,8 @@ def test_a_seat_in_a_worker_thread_says_why_qemu_is_gone(lab: Lab, tmp_path: Pat
     with ThreadPoolExecutor(1) as pool, pytest.raises(RunFailed) as info:
         pool.submit(seat).result(timeout=30)
     msg = str(info.value)
-    assert "step 'install playbook' failed: QEMU (pid 4242) exited unexpectedly (killed by signal 9)" in msg, msg
-    assert backend.stopped
+    assert "step 'install playbook' failed: fake VM (pid 4242) exited unexpectedly (killed by signal 9)" in msg, msg
+    assert backend.calls[-1] == "stop hard"
 
 
 def test_a_cancelled_seat_in_a_worker_stops_at_the_next_step(lab: Lab, tmp_path: Path) -> None:
@@ -232,14 +220,14 @@ def test_a_seat_whose_qemu_the_interrupt_killed_records_interrupted_not_a_crash(
     from concurrent.futures import ThreadPoolExecutor
 
     log: list[str] = []
-    backend = _DyingBackend()
+    backend = FakeBackend(lab, lab.seat_list()[0], FakeHost())
     options = UpOptions(runs_dir=tmp_path / "runs")
     options.cancel_signal = signal.SIGTERM
 
     class Playbook(Rec):
         def run(self, ctx: Context) -> None:
             options.cancel.set()
-            backend.dead = True  # the main thread's kill
+            backend.crash()  # the main thread's kill
             raise RunFailed("the VNC console is gone: QEMU exited")
 
     def seat() -> None:
@@ -247,7 +235,7 @@ def test_a_seat_whose_qemu_the_interrupt_killed_records_interrupted_not_a_crash(
 
     with ThreadPoolExecutor(1) as pool, pytest.raises(SystemExit) as info:
         pool.submit(seat).result(timeout=30)
-    assert info.value.code == 143 and backend.stopped
+    assert info.value.code == 143 and backend.calls[-1] == "stop hard"
     result = json.loads(next((tmp_path / "runs").glob("*/result.json")).read_text())
     assert result["interrupted"] is True and result["step"] == "install"
 
@@ -265,7 +253,7 @@ def test_children_die_with_labctl(tmp_path: Path) -> None:
     parent = subprocess.Popen([sys.executable, "-c", (
         "import subprocess, sys, time\n"
         "from labctl.backends.children import die_with_parent\n"
-        "p = subprocess.Popen(['sleep', '60'], start_new_session=True, preexec_fn=die_with_parent)\n"
+        "p = subprocess.Popen(die_with_parent(['sleep', '60']), start_new_session=True)\n"
         f"open({str(pidfile)!r}, 'w').write(str(p.pid))\n"
         "time.sleep(60)\n")])
     try:

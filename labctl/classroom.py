@@ -1,0 +1,256 @@
+"""Seats of a lab together: ``up`` for many seats (in parallel, one failure never stopping the others,
+Ctrl-C/SIGTERM stopping all of them cleanly), ``down`` and ``status``, as results a command formats.
+
+    from labctl.classroom import run_seats
+    results = run_seats(lab, lab.select_seats("1-3"), UpOptions(parallel=2))   # list[SeatResult]
+    print(summary(results))
+
+Each seat's own run (steps, cleanups, run folder) is ``labctl.runner.run_seat``; this module only
+decides which seats run, when, with which variables and secrets, and what a cancelled classroom does.
+Backends come from the registry (``labctl.backends``): nothing here knows a hypervisor.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import signal
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from labctl.backends import Choice, choose
+from labctl.backends.base import Backend, PowerState, SeatImages, StopResult, VncEndpoint
+from labctl.errors import InputError
+from labctl.runner import (
+    SeatFailed,
+    SeatResult,
+    Terminated,
+    UpOptions,
+    check_playbooks,
+    last_run_dir,
+    make_backend,
+    playbook_variables,
+    run_seat,
+    sigterm_as_exception,
+)
+from labctl.spec import Lab, Seat, esxi_password_problem, resolve_secret
+
+if TYPE_CHECKING:
+    from labctl.backends import Registry
+
+log = logging.getLogger(__name__)
+
+
+# -- up ------------------------------------------------------------------------------------------
+
+
+def run_seats(lab: Lab, seats: list[Seat], options: UpOptions,
+              on_result: Callable[[SeatResult], None] | None = None) -> list[SeatResult]:
+    """``up`` for ``seats``: at most ``options.parallel`` at once (0: all). Bad input (a running seat,
+    a password the installer refuses, a broken playbook) is InputError before any VM starts. A seat that
+    fails is a SeatResult with ``ok=False``; ``on_result`` hears of each seat as it ends. Ctrl-C or
+    SIGTERM cancels every seat (each runs its cleanups and records 'interrupted'), then
+    KeyboardInterrupt / SystemExit(143) propagates."""
+    for seat in seats:  # refuse before anything is created: a running seat is left alone
+        b = make_backend(lab, seat, options.backend, options.registry)
+        if b.attach_running():
+            raise InputError(f"seat {seat.index} ({seat.name}) is already running ({b.vnc_display()}); "
+                             f"'labctl down {lab.source}' stops it")
+    password: str | None = None
+    secrets: list[str] = []
+    if not options.boot_only:
+        password = resolve_secret(lab.install.root_password, lab)
+        problem = esxi_password_problem(password)
+        if problem:
+            raise InputError(f"install.root_password: the ESXi {lab.esxi} installer would refuse it: {problem}")
+        secrets.append(password)
+        check_playbooks(lab)  # a missing or malformed playbook is bad input, found before any VM starts
+
+    def one(seat: Seat) -> SeatResult:
+        try:
+            res = run_seat(lab, seat, options, secrets, playbook_variables(lab, seat, password))
+        except SeatFailed as exc:
+            res = SeatResult(seat, exc.run_dir, False, 0.0, exc.reason.splitlines()[0] if exc.reason else "failed",
+                             step=exc.step, detail=str(exc))
+        if on_result is not None:
+            on_result(res)
+        return res
+
+    parallel = max(1, options.parallel or len(seats))
+    if parallel == 1 or len(seats) == 1:
+        return [one(seat) for seat in seats]
+    return _in_parallel(lab, seats, parallel, one, options)
+
+
+def _in_parallel(lab: Lab, seats: list[Seat], parallel: int, one: Callable[[Seat], SeatResult],
+                 options: UpOptions) -> list[SeatResult]:
+    """Seats in worker threads. Ctrl-C or SIGTERM sets the seats' cancel event (a seat that has not
+    started its VM never does) and kills every seat's VM, so the workers fail fast, run their cleanups
+    and record "interrupted"; then KeyboardInterrupt or SystemExit(143)."""
+    pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="seat")
+    futures: dict[Future[SeatResult], Seat] = {pool.submit(one, seat): seat for seat in seats}
+    with sigterm_as_exception():
+        try:
+            pending = set(futures)
+            while pending:
+                _, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            results = [fut.result() for fut in futures]  # in seat order; bad input of one seat propagates
+        except BaseException as exc:
+            options.cancel_signal = signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
+            options.cancel.set()
+            for fut in futures:
+                fut.cancel()
+            for seat in seats:  # the workers see their VM die and clean up
+                kill_seat(lab, seat, options)
+            pool.shutdown(wait=True, cancel_futures=True)
+            if isinstance(exc, Terminated):
+                raise SystemExit(143) from None
+            raise
+    pool.shutdown(wait=True)
+    return results
+
+
+def kill_seat(lab: Lab, seat: Seat, options: UpOptions | None = None) -> None:
+    """End a seat's running VM at once (the backend proves the process is the seat's before signalling)."""
+    b = make_backend(lab, seat, options.backend if options else None, options.registry if options else None)
+    if b.attach_running():
+        b.kill()
+
+
+def summary(results: list[SeatResult]) -> str:
+    """One line: all passed, or which seats failed at which step and why."""
+    failed = [r for r in results if not r.ok]
+    if not failed:
+        return f"{len(results)} of {len(results)} seats passed"
+    parts = [f"seat {r.seat.index} ({r.seat.name}) at step '{r.step}': {r.message}" for r in failed]
+    return f"{len(failed)} of {len(results)} seats failed: " + "; ".join(parts)
+
+
+# -- down ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class SeatDown:
+    """What ``down`` did to one seat."""
+
+    seat: Seat
+    backend: Backend
+    stop: StopResult | None = None  # None: it was not running
+    strays: list[int] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.stop is not None or self.strays or self.removed)
+
+
+def down_seats(lab: Lab, seats: list[Seat], hard: bool = False, timeout: float = 20.0,
+               registry: Registry | None = None) -> list[SeatDown]:
+    """Stop each running seat (soft first unless ``hard``), kill strays of this seat that no record
+    knows, remove what crashed runs left."""
+    out: list[SeatDown] = []
+    for seat in seats:
+        b = make_backend(lab, seat, registry=registry)
+        done = SeatDown(seat, b)
+        if b.attach_running():
+            b.mark_stopped_by("down")  # so a running 'up' says who stopped it
+            done.stop = b.stop("hard" if hard else "soft", timeout=timeout)
+        else:
+            done.strays = b.stop_strays()
+            done.removed = b.cleanup_stale()
+        out.append(done)
+    return out
+
+
+# -- status --------------------------------------------------------------------------------------
+
+
+@dataclass
+class SeatStatus:
+    """One seat as ``labctl status`` shows it. ``vnc`` holds the password: print it only when asked."""
+
+    seat: Seat
+    backend: Backend
+    choice: Choice
+    power_state: PowerState
+    stage: str
+    vnc: VncEndpoint | None
+    last_result: dict[str, object] | None
+    images: SeatImages
+    run_dir: Path | None
+    details: dict[str, object]
+
+
+def seat_status(lab: Lab, seat: Seat, choice: Choice, registry: Registry | None = None) -> SeatStatus:
+    b = make_backend(lab, seat, choice.name, registry)
+    running = b.attach_running()
+    state = b.power_state() if running else PowerState.OFF
+    vnc = b.vnc_endpoint() if running else None
+    run_dir = last_run_dir(seat)
+    result = _read_result(run_dir)
+    return SeatStatus(seat, b, choice, state, _stage(seat, run_dir, result, running), vnc, result, b.images(),
+                      run_dir, b.status_details())
+
+
+def status_seats(lab: Lab, seats: list[Seat], override: str | None = None,
+                 registry: Registry | None = None) -> list[SeatStatus]:
+    choice = choose(lab, override, registry)
+    return [seat_status(lab, seat, choice, registry) for seat in seats]
+
+
+def _read_result(run_dir: Path | None) -> dict[str, object] | None:
+    if run_dir is None:
+        return None
+    try:
+        data = json.loads((run_dir / "result.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def up_in_progress(seat: Seat) -> int | None:
+    """The pid of a ``labctl up`` holding the seat's lock right now, else None (never takes the lock
+    for longer than the probe)."""
+    path = seat.state_dir / "up.lock"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            return int(text) if text.isdigit() else -1
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def _stage(seat: Seat, run_dir: Path | None, result: dict[str, object] | None, running: bool) -> str:
+    """Where the seat is: an ``up`` at step X, or what its last run ended with."""
+    if up_in_progress(seat) is not None:
+        step = _current_step(run_dir)
+        return f"up: {step}" if step else "up: starting"
+    if run_dir is None or result is None:
+        return "running (no run recorded)" if running else "not run yet"
+    if result.get("ok"):
+        return "installed and verified" + ("; left running" if running else "")
+    if result.get("interrupted"):
+        return f"interrupted at step '{result.get('step')}'"
+    return f"failed at step '{result.get('step')}'"
+
+
+def _current_step(run_dir: Path | None) -> str | None:
+    if run_dir is None:
+        return None
+    from labctl.report import read_events
+
+    started = [ev["step"] for ev in read_events(run_dir) if ev.get("phase") == "start"]
+    return str(started[-1]) if started else None
