@@ -19,8 +19,11 @@ Options:
 
 Fixtures:
 
-``lab``              the validated ``Lab`` (state, runs and stick images moved under the artifacts folder, so a
-                     test never touches a trainer's own sticks)
+``lab_file``         the lab as a file of its own in the test's artifacts folder: state, runs and stick images
+                     go there (a test never touches a trainer's own sticks); ``@pytest.mark.lab(path, **keys)``
+                     overrides keys (``post_install=[]``, ``console={"serial": False}``); seats left running
+                     are stopped after the test
+``lab``              that lab, validated
 ``lab_seat``         seat 1 booted from the installer ISO, with the console verbs (``wait``, ``send``, ``type``,
                      ``select``, ``screenshot``, ``wait_serial``, ``screen_text``, ``run_playbook``); stopped after
                      the test
@@ -73,12 +76,16 @@ def pytest_configure(config: pytest.Config) -> None:
 # -- the lab --------------------------------------------------------------------------------------------------
 
 
+def _marker(node: pytest.Item | None) -> pytest.Mark | None:
+    return node.get_closest_marker(MARKER) if node is not None else None
+
+
 def _lab_path(config: pytest.Config, node: pytest.Item | None) -> Path:
-    marker = node.get_closest_marker(MARKER) if node is not None else None
+    marker = _marker(node)
     if marker is not None:
         if not marker.args:
             raise pytest.UsageError(f"{node.nodeid if node else ''}: @pytest.mark.lab needs the lab file's path")
-        path = Path(str(marker.args[0]))
+        path = Path(str(marker.args[0])).expanduser()
         if not path.is_absolute():
             path = Path(str(config.rootpath)) / path
         return path
@@ -95,33 +102,72 @@ def _artifacts(config: pytest.Config, factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def isolated_lab(path: Path, artifacts: Path) -> Lab:
-    """Load the lab and move what it writes (state, runs, stick and disk images) under ``artifacts/<lab>``.
-    The ISO, playbooks and needles still come from beside the lab file; a host stick (``stick.usb``) stays the
-    lab's, as a trainer testing a real stick means it."""
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _anchored(value: Any, base: Path) -> Any:
+    """A path from the lab, made absolute against the lab's folder (``sim``, ``~`` and ``${VAR}`` paths kept)."""
+    if not isinstance(value, str) or value == "sim" or value.startswith(("sim:", "/", "~", "$")):
+        return value
+    return str(base / value)
+
+
+def isolated_lab_file(src: Path, home: Path, overrides: dict[str, Any] | None = None) -> Path:
+    """``home/lab.yaml``: the lab ``src`` (with ``overrides`` merged in, as a marker's keywords give them) writing
+    its state, runs and stick and disk images under ``home``, so a test never touches a trainer's own sticks or
+    another test's. The ISO, kickstart, playbooks and OVMF files still come from beside ``src``; a host stick
+    (``stick.usb``) and absolute image paths stay as the lab says. ``src`` is validated first, so its problems
+    are reported at its own FILE:LINE:COL."""
+    import yaml
+
     from labctl.errors import SpecError
     from labctl.spec import load_lab
 
     try:
-        lab = load_lab(path)
+        load_lab(src)
+        data = yaml.safe_load(src.read_text(encoding="utf-8"))
     except SpecError as exc:
         raise pytest.UsageError(str(exc)) from None
     except OSError as exc:
-        raise pytest.UsageError(f"{path}: {exc}") from None
-    home = artifacts / lab.name
-
-    def moved_stick(stick: Any) -> Any:
-        if stick is None or not stick.image or Path(stick.image).is_absolute():
-            return stick
-        return stick.model_copy(update={"image": str(home / stick.image)})
-
-    update: dict[str, Any] = {"state_dir": str(home / "state"), "runs_dir": str(home / "runs"),
-                              "stick": moved_stick(lab.stick),
-                              "seats": [s.model_copy(update={"stick": moved_stick(s.stick)}) for s in lab.seats]}
-    if lab.vm.disk is not None and lab.vm.disk.image and not Path(lab.vm.disk.image).is_absolute():
-        update["vm"] = lab.vm.model_copy(
-            update={"disk": lab.vm.disk.model_copy(update={"image": str(home / lab.vm.disk.image)})})
-    return lab.model_copy(update=update)
+        raise pytest.UsageError(f"{src}: {exc}") from None
+    base = src.resolve().parent
+    data = _merge(data, overrides or {})
+    data["state_dir"], data["runs_dir"] = "state", "runs"
+    if isinstance(data.get("iso"), str):
+        data["iso"] = _anchored(data["iso"], base)
+    install = data.get("install")
+    if isinstance(install, dict):
+        for key in ("kickstart",):
+            if key in install:
+                install[key] = _anchored(install[key], base)
+        if str(install.get("playbook", "")).endswith((".yaml", ".yml")):
+            install["playbook"] = _anchored(install["playbook"], base)
+        secret = install.get("root_password")
+        if isinstance(secret, dict) and "file" in secret:
+            secret["file"] = _anchored(secret["file"], base)
+    qemu = data.get("qemu")
+    if isinstance(qemu, dict):
+        for key in ("ovmf_code", "ovmf_vars"):
+            if key in qemu:
+                qemu[key] = _anchored(qemu[key], base)
+    for seat in data.get("seats") or [] if isinstance(data.get("seats"), list) else []:
+        if isinstance(seat, dict) and isinstance(seat.get("iso"), str):
+            seat["iso"] = _anchored(seat["iso"], base)
+    home.mkdir(parents=True, exist_ok=True)
+    playbooks = base / "playbooks"
+    if playbooks.is_dir() and not (home / "playbooks").exists():
+        (home / "playbooks").symlink_to(playbooks)  # playbooks named in the lab, found as beside it
+    out = home / "lab.yaml"
+    out.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    try:
+        load_lab(out)
+    except SpecError as exc:
+        raise pytest.UsageError(f"{src} with the marker's overrides {overrides}: {exc}") from None
+    return out
 
 
 def skip_unless_runnable(lab: Lab, backend: str | None) -> str:
@@ -147,11 +193,53 @@ def skip_unless_runnable(lab: Lab, backend: str | None) -> str:
     return choice.name
 
 
+def stop_lab(lab: Lab, backend: str) -> None:
+    """Stop whatever of the lab's seats still runs (a test that failed half-way, a VM a test left)."""
+    from labctl import backends
+
+    for seat in lab.seat_list():
+        try:
+            b = backends.create(lab, seat, backend)
+            if b.attach_running() and b.alive():
+                b.stop("hard", timeout=20)
+            b.stop_strays()
+            b.cleanup_stale()
+        except Exception as exc:  # teardown: report, never mask the test's own result
+            import warnings
+
+            warnings.warn(f"labctl: cannot stop seat {seat.name} of lab {lab.name}: {exc}", stacklevel=1)
+
+
 @pytest.fixture
-def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Lab:
-    """The lab of the test's marker (or --lab), validated, writing under the artifacts folder."""
-    path = _lab_path(request.config, request.node if isinstance(request.node, pytest.Item) else None)
-    return isolated_lab(path, _artifacts(request.config, tmp_path_factory))
+def lab_file(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The test's lab (its marker's, else --lab) as a file of its own in the artifacts folder (see
+    ``isolated_lab_file``); the marker's keywords override the lab's keys (``post_install=[]``). Any of its seats
+    still running after the test is stopped (not with --lab-keep)."""
+    node = request.node if isinstance(request.node, pytest.Item) else None
+    src = _lab_path(request.config, node)
+    marker = _marker(node)
+    home = _test_dir(_artifacts(request.config, tmp_path_factory), request.node.name) / "lab"
+    path = isolated_lab_file(src, home, dict(marker.kwargs) if marker is not None else None)
+    yield path
+    if not request.config.getoption("--lab-keep"):
+        from labctl import backends
+        from labctl.errors import LabctlError
+        from labctl.spec import load_lab
+
+        the_lab = load_lab(path)
+        try:
+            name = backends.choose(the_lab, request.config.getoption("--lab-backend")).name
+        except LabctlError:
+            return
+        stop_lab(the_lab, name)
+
+
+@pytest.fixture
+def lab(lab_file: Path) -> Lab:
+    """The test's lab, validated (``lab_file`` loaded)."""
+    from labctl.spec import load_lab
+
+    return load_lab(lab_file)
 
 
 # -- a seat with the console verbs ------------------------------------------------------------------------------
@@ -300,7 +388,7 @@ def lab_seat(request: pytest.FixtureRequest, lab: Lab, tmp_path_factory: pytest.
     """Seat 1 of the lab booted from its installer ISO, with the console verbs; stopped after the test."""
     backend = skip_unless_runnable(lab, request.config.getoption("--lab-backend"))
     artifacts = _artifacts(request.config, tmp_path_factory)
-    seat = start_seat(lab, backend, _test_dir(artifacts, request.node.name), install=False)
+    seat = start_seat(lab, backend, _test_dir(artifacts, request.node.name) / "console", install=False)
     request.node.stash.setdefault(_SEATS, []).append(seat)
     try:
         yield seat
@@ -320,14 +408,18 @@ def installed_seat(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
         raise pytest.UsageError("installed_seat is one seat per session: its tests are marked with different labs "
                                 f"({', '.join(sorted(map(str, labs)))}); run them in separate sessions")
     path = labs.pop() if labs else _lab_path(config, None)
-    artifacts = _artifacts(config, tmp_path_factory)
-    the_lab = isolated_lab(path, artifacts)
+    from labctl.spec import load_lab
+
+    home = _test_dir(_artifacts(config, tmp_path_factory), f"installed-{path.stem}")
+    the_lab = load_lab(isolated_lab_file(path, home / "lab"))
     backend = skip_unless_runnable(the_lab, config.getoption("--lab-backend"))
-    seat = start_seat(the_lab, backend, _test_dir(artifacts, f"installed-{the_lab.name}"), install=True)
+    seat = start_seat(the_lab, backend, home / "console", install=True)
     try:
         yield seat
     finally:
         stop_seat(seat, bool(config.getoption("--lab-keep")))
+        if not config.getoption("--lab-keep"):
+            stop_lab(the_lab, backend)
 
 
 # -- evidence of a failure --------------------------------------------------------------------------------------

@@ -36,21 +36,29 @@ def test_options_and_marker_are_registered(pytester: pytest.Pytester) -> None:
 
 def test_marker_lab_writes_under_the_artifacts_folder(pytester: pytest.Pytester, labdir: Path) -> None:
     art = pytester.path / "art"
+    (labdir / "playbooks").mkdir()
+    (labdir / "playbooks" / "mine.yaml").write_text("name: mine\nsteps: []\n")
+    (labdir / "plug.yaml").write_text(LAB + "post_install: [mine]\n")
     pytester.makepyfile(f"""
         import pytest
         from pathlib import Path
 
-        @pytest.mark.lab("labs/plug.yaml")
-        def test_it(lab):
+        from labctl.runner import playbook_ref
+
+        @pytest.mark.lab("labs/plug.yaml", console={{"serial": False}}, vm={{"memory_mb": 4096}})
+        def test_it(lab, lab_file):
             art = Path({str(art)!r})
             seat = lab.seat_list()[0]
-            assert lab.name == "plug"
-            assert seat.stick_image(lab) == art / "plug" / "sticks" / "plug.img"
-            assert seat.state_dir.is_relative_to(art / "plug" / "state")
-            assert lab.resolve(lab.runs_dir) == art / "plug" / "runs"
-            assert lab.base_dir == Path({str(labdir)!r})   # the ISO and playbooks still come from beside the lab
+            assert lab.name == "plug" and lab.source == lab_file and lab_file.is_relative_to(art)
+            assert seat.stick_image(lab) == lab_file.parent / "sticks" / "plug.img"
+            assert seat.state_dir.is_relative_to(lab_file.parent / "state")
+            assert lab.resolve(lab.runs_dir) == lab_file.parent / "runs"
+            assert lab.console.serial is False and lab.vm.memory_mb == 4096 and lab.vm.cpus == 2
+            # playbooks beside the original lab are still found
+            assert Path(playbook_ref(lab, "mine")).resolve() == Path({str(labdir)!r}) / "playbooks" / "mine.yaml"
     """)
     pytester.runpytest("--lab-artifacts", str(art)).assert_outcomes(passed=1)
+    assert not (labdir / "sticks").exists() and not (labdir / "runs").exists()
 
 
 def test_no_lab_is_a_skip_with_the_reason(pytester: pytest.Pytester) -> None:
