@@ -33,6 +33,7 @@ ZERO_GRAIN = 64 << 10  # backup: zero detection granularity
 PAGE = 4 << 10  # restore: write granularity inside a block
 MAX_RANGE = 32 << 20  # a data range is split at this length (finer verify reports)
 FORMAT = "labctl-stick-image"
+MAX_SIZE = 1 << 50  # 1 PiB: more than any stick; beyond it ftruncate overflows
 BLKFLSBUF = 0x1261
 BLKSSZGET = 0x1268
 BLKRRPART = 0x125F
@@ -194,6 +195,17 @@ class Dev:
         while done < len(data):
             done += os.pwritev(self.fd, [data[done:]], offset + done)
 
+    def zero(self, offset: int, length: int, buf: memoryview) -> None:
+        """Make [offset, offset+length) read as zeros: written on a device, a hole punched in a file
+        (a wiped image stays sparse; zeros are written where the file system cannot punch)."""
+        if not self.is_block and _punch_hole(self.fd, offset, length):
+            return
+        pos = offset
+        while pos < offset + length:
+            n = min(len(buf), offset + length - pos)
+            self.write(buf[:n], pos)
+            pos += n
+
     def sync_and_drop(self) -> None:
         """fsync, then make sure later reads come from the device, not a cache."""
         os.fsync(self.fd)
@@ -226,6 +238,24 @@ class Dev:
             out.append((d - d % 512, h))
             pos = h
         return out
+
+
+_FALLOC_FL_KEEP_SIZE = 0x01
+_FALLOC_FL_PUNCH_HOLE = 0x02
+
+
+def _punch_hole(fd: int, offset: int, length: int) -> bool:
+    """fallocate(PUNCH_HOLE | KEEP_SIZE); False when the file system (or libc) cannot."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        fallocate = libc.fallocate
+    except (OSError, AttributeError):
+        return False
+    fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    return int(fallocate(fd, _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE, offset, length)) == 0
 
 
 QEMU_WRITE_PERM_BYTE = 101  # QEMU's image locking: a lock on byte 100 + n means "I hold permission n"; n=1 is write
@@ -321,6 +351,8 @@ class Manifest:
                              "(made by 'labctl stick backup')") from None
         except (OSError, ValueError) as exc:
             raise InputError(f"{path}: unreadable manifest ({exc})") from None
+        except RecursionError:
+            raise InputError(f"{path}: malformed manifest (nested too deeply)") from None
         if not isinstance(d, dict):
             raise InputError(f"{path}: malformed manifest (not a JSON object)")
         if d.get("format") != FORMAT or d.get("version") != 1:
@@ -337,12 +369,19 @@ class Manifest:
 
     def check(self) -> None:
         """Ranges sorted, inside extents, extents inside the disk: a manifest we can trust to write."""
+        texts = [self.mode, self.compression, self.created, self.note, *(e.name for e in self.extents),
+                 *(r.sha256 for r in self.ranges), *(r.extent for r in self.ranges)]
+        if not all(isinstance(t, str) for t in texts) or not isinstance(self.source, dict) \
+                or not (self.table is None or isinstance(self.table, str)):
+            raise InputError("manifest: a field has the wrong type (texts, a source object, a table text)")
+        if self.mode not in ("gpt", "full"):
+            raise InputError(f"manifest: unknown mode {self.mode!r}")
         numbers = [self.size, self.sector_size, self.block_size]
         numbers += [v for e in self.extents for v in (e.offset, e.length)]
         numbers += [v for r in self.ranges for v in (r.offset, r.length)]
         if not all(type(v) is int and v >= 0 for v in numbers):
             raise InputError("manifest: sizes and offsets must be whole numbers")
-        if self.sector_size not in (512, 1024, 2048, 4096) or self.size < 3 * self.sector_size:
+        if self.sector_size not in (512, 1024, 2048, 4096) or not 3 * self.sector_size <= self.size <= MAX_SIZE:
             raise InputError(f"manifest: bad size {self.size} or sector size {self.sector_size}")
         prev = 0
         for e in sorted(self.extents, key=lambda e: e.offset):

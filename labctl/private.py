@@ -7,6 +7,7 @@ reader sees the old file or the new one, never half of it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import string
@@ -22,15 +23,30 @@ def vnc_password() -> str:
 
 
 def write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` readable by its owner only, atomically."""
+    """Write ``text`` to ``path`` readable by its owner only, atomically.
+
+    The temporary file is created with O_EXCL|O_NOFOLLOW (a link planted at its name is never
+    followed, a stale one of a killed run is removed first) and removed again when anything fails,
+    the rename included: no copy of a secret is left behind.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
-        os.fchmod(fd, 0o600)  # an existing tmp of another umask is fixed too
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        try:
+            os.fchmod(fd, 0o600)  # whatever the umask
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                fd = -1
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+        finally:
+            if fd >= 0:
+                os.close(fd)
+        os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
         raise
-    os.replace(tmp, path)

@@ -257,7 +257,7 @@ def load_records(state_dir: Path) -> dict[str, Record]:
     try:
         data = json.loads(_records_path(state_dir).read_text(encoding="utf-8"))
         return {r["path"]: Record(**r) for r in data["images"]}
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return {}
 
 

@@ -107,7 +107,7 @@ def _version(value: Any) -> str:
 
 
 PLACEHOLDERS = ("seat", "name", "n")
-_PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
+_PLACEHOLDER_RE = re.compile(r"(?<!\$)\{([^{}]*)\}")  # not ${VAR}
 _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 

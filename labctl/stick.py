@@ -547,7 +547,7 @@ def wipe(dev: Dev, *, quick: bool, job: Job) -> int:
         pos = e.offset
         while pos < e.end:
             n = min(BLOCK, e.end - pos)
-            dev.write(zero[:n], pos)
+            dev.zero(pos, n, zero)  # a hole in an image file: it stays sparse
             job.bytes_written += n
             if e.name in ("start", "end"):
                 job.state = "partially wiped: the partition table is cleared, the data is not"

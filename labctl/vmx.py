@@ -7,10 +7,13 @@ trainer's hand edits survive a re-render. Rendering fills ``vmx_templates/esxi-u
 
 from __future__ import annotations
 
+import codecs
+import errno
 import json
 import os
 import re
 import socket
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,6 +31,45 @@ VNC_PORTS = range(5901, 6000)
 
 
 _ESCAPE_RE = re.compile(r"\|([0-9A-Fa-f]{2})")
+
+
+MAX_VMX_BYTES = 1 << 20
+_ENCODING_RE = re.compile(rb'^\s*\.encoding\s*=\s*"([^"]*)"', re.MULTILINE | re.IGNORECASE)
+
+
+def read_vmx_text(path: Path) -> str:
+    """The text of an existing .vmx (see :meth:`VmxFile.load`)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise InputError(f"{path} is a symbolic link; labctl reads and writes the .vmx itself (remove the "
+                             "link, or give the real file)") from None
+        raise InputError(f"{path}: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise InputError(f"{path}: not a regular file")
+        raw = f.read(MAX_VMX_BYTES + 1)
+    if len(raw) > MAX_VMX_BYTES:
+        raise InputError(f"{path}: more than {MAX_VMX_BYTES // 1024} KiB, not a .vmx")
+    m = _ENCODING_RE.search(raw)
+    name = m.group(1).decode("ascii", "replace") if m else "UTF-8"
+    try:
+        codecs.lookup(name)
+    except LookupError:
+        raise InputError(f"{path}: .encoding = {name!r} is not an encoding labctl knows") from None
+    try:
+        return raw.decode(name).lstrip("\ufeff")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise InputError(f"{path}:{line}: not valid {name} text (the file's .encoding)") from None
+
+
+def check_vmx_target(path: Path) -> None:
+    """A .vmx path render may write: new, or a regular file it can read (not a link, not a folder)."""
+    if os.path.lexists(path) or os.path.islink(path):
+        read_vmx_text(path)
 
 
 def _unquote(raw: str) -> str:
@@ -73,7 +115,10 @@ class VmxFile:
 
     @classmethod
     def load(cls, path: Path) -> VmxFile:
-        return cls.parse(path.read_text(encoding="utf-8"))
+        """Read a .vmx in the encoding its own ``.encoding`` key names (Workstation also writes
+        windows-1252 and others; UTF-8 when the key is absent). InputError (one line) when it is not a
+        readable .vmx: a link or not a regular file, too large, or text its encoding cannot decode."""
+        return cls.parse(read_vmx_text(path))
 
     def _find(self, key: str) -> _Entry | None:
         lk = key.lower()
@@ -160,7 +205,7 @@ def vnc_credentials(seat: Seat, taken: set[int] | None = None) -> VncCredentials
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             return VncCredentials(int(data["port"]), str(data["password"]))
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError, OSError):
             pass  # a damaged file is replaced below
     used = set(taken or ())
     port = next((p for p in VNC_PORTS if p not in used and _port_free(p)), None)
@@ -191,17 +236,22 @@ def serial_pipe(seat: Seat) -> str:
     return str(seat.state_dir / "serial.pipe")
 
 
+def check_renderable(seat: Seat) -> None:
+    """A .vmx passes a host stick through: InputError for a seat with an image stick."""
+    if seat.stick.usb is None:
+        raise InputError(
+            f"seat {seat.name}: VMware passes a host stick through; set stick.usb "
+            "(vendor_id/product_id or path) — image sticks are for the qemu backend"
+        )
+
+
 def render_vmx(lab: Lab, seat: Seat, vnc: VncCredentials) -> str:
     """The seat's .vmx text. Deterministic for a given lab, seat and VNC credentials."""
     import jinja2
 
     from labctl.spec import GUEST_OS
 
-    if seat.stick.usb is None:
-        raise InputError(
-            f"seat {seat.name}: VMware passes a host stick through; set stick.usb "
-            "(vendor_id/product_id or path) — image sticks are for the qemu backend"
-        )
+    check_renderable(seat)
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
         undefined=jinja2.StrictUndefined,
@@ -227,10 +277,12 @@ def render_vmx(lab: Lab, seat: Seat, vnc: VncCredentials) -> str:
 def write_vmx(path: Path, rendered: str) -> None:
     """Write a rendered .vmx, keeping any keys a user added to an existing file at that path.
 
-    The file holds the VNC password, so it is created 0600.
+    The file holds the VNC password, so it is created 0600. An existing file is read in its own
+    encoding and written as UTF-8 (the rendered ``.encoding`` wins); a symbolic link is refused, never
+    merged with its target.
     """
     new = VmxFile.parse(rendered)
-    if path.is_file():
+    if os.path.lexists(path):
         merged = VmxFile.load(path)
         merged.merge(new)
         text = merged.text()

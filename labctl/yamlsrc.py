@@ -20,6 +20,7 @@ from labctl.errors import SpecError
 PathKey = tuple[str | int, ...]
 MAX_BYTES = 1 << 20  # a lab file is a page of YAML; anything bigger is the wrong file
 MAX_VALUES = 20_000  # values after alias expansion: stops "billion laughs" files early
+MAX_DEPTH = 50  # nesting of mappings and lists; a lab file needs 5
 _MERGE = "tag:yaml.org,2002:merge"
 
 
@@ -110,6 +111,10 @@ def _compose(text: str, name: str) -> Located:
         raise SpecError(name, line, col, "(file)", f"character #x{exc.character:04x} is not allowed in YAML") from None
     except yaml.YAMLError as exc:
         raise SpecError(name, 1, 1, "(yaml)", str(exc).splitlines()[0]) from None
+    except RecursionError:  # PyYAML composes nested collections recursively
+        mark = loader.get_mark()
+        raise SpecError(name, mark.line + 1, mark.column + 1, "(yaml)",
+                        f"nested too deeply (a lab file nests at most {MAX_DEPTH} levels)") from None
     finally:
         loader.dispose()
     if node is None:
@@ -154,6 +159,8 @@ class _Builder:
         loc.value_marks.setdefault(path, _pos(node))
         if not isinstance(node, yaml.MappingNode | yaml.SequenceNode):
             return self.scalar(node, path)
+        if len(path) >= MAX_DEPTH:
+            raise self.fail(node, path[:1], f"nested too deeply (a lab file nests at most {MAX_DEPTH} levels)")
         if id(node) in self.active:
             raise self.fail(node, path, "an alias that contains itself")
         self.active.add(id(node))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import warnings
 from pathlib import Path
 
 from labctl.commands.paths import output_folder
@@ -13,14 +12,9 @@ from labctl.errors import InputError
 
 
 def _load(path: str, strict: bool = False):  # type: ignore[no-untyped-def]
-    from labctl.spec import LabWarning, load_lab
+    from labctl.spec import load_lab
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", LabWarning)
-        lab = load_lab(path, strict=strict)
-    for w in caught:
-        print(str(w.message), file=sys.stderr)
-    return lab
+    return load_lab(path, strict=strict)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -42,19 +36,24 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from labctl.vmx import render_vmx, vnc_credentials, write_vmx
+    """Every seat is checked (a host stick, a .vmx path it may write) before anything is written."""
+    from labctl.vmx import check_renderable, check_vmx_target, render_vmx, vnc_credentials, write_vmx
 
     lab = _load(args.lab)
     if lab.vm.disk is not None:
         raise InputError("vm.disk: a local hard disk is supported by the qemu backend only (the seed has none)")
     if args.output:
         output_folder(args.output, "-o")
-    taken: set[int] = set()
+    plan = []
     for seat in lab.seat_list():
+        check_renderable(seat)
+        path = (Path(args.output) if args.output else seat.state_dir) / f"{seat.name}.vmx"
+        check_vmx_target(path)
+        plan.append((seat, path))
+    taken: set[int] = set()
+    for seat, path in plan:
         creds = vnc_credentials(seat, taken)
         taken.add(creds.port)
-        out_dir = Path(args.output) if args.output else seat.state_dir
-        path = out_dir / f"{seat.name}.vmx"
         write_vmx(path, render_vmx(lab, seat, creds))
         print(path)
     return 0

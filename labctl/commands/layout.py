@@ -3,14 +3,48 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
+from typing import TYPE_CHECKING
 
-from labctl.errors import EXIT_FAILED, EXIT_OK
+from labctl.errors import EXIT_FAILED, EXIT_OK, LabctlError
+
+if TYPE_CHECKING:
+    from labctl.layouts import Gpt
+
+
+def read_target(target: str) -> Gpt:
+    """The GPT of a device, a raw image, or a labctl image whose manifest says it is compressed (its
+    data checked and unpacked to a temporary file, removed afterwards). GptError/InputError: exit 2."""
+    from labctl import imaging, layouts
+
+    if os.path.isfile(imaging.manifest_path(target)):
+        m = imaging.Manifest.load(target)
+        if m.compression != "none":
+            img = imaging.open_image(target)
+            try:
+                return layouts.read_gpt_from(lambda off, n: os.pread(img.fd, n, off), m.size, m.sector_size,
+                                             name=target)
+            finally:
+                img.close()
+    return layouts.read_gpt(target)
 
 
 def cmd_layout(args: argparse.Namespace) -> int:
+    """With --json every outcome is one JSON object on stdout, errors too ({"ok": false, "error": ...})."""
+    try:
+        return _layout(args)
+    except LabctlError as exc:
+        if not args.json:
+            raise
+        print(json.dumps({"ok": False, "target": args.target, "error": str(exc)}))
+        return exc.exit_code
+
+
+def _layout(args: argparse.Namespace) -> int:
     from labctl import layouts
 
-    gpt = layouts.read_gpt(args.target)  # GptError (exit 2) when unreadable or no GPT
+    gpt = read_target(args.target)  # GptError (exit 2) when unreadable or no GPT
     diffs: list[str] | None = None
     if args.expect:
         diffs = layouts.compare(gpt, layouts.expected_layout(gpt.total_sectors, args.media, args.expect))

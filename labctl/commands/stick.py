@@ -298,12 +298,13 @@ def cmd_backup(args: argparse.Namespace) -> int:
 def _check_targets(paths: Sequence[str], image: str, need: int, allow_non_usb: bool,
                    allow_large: bool) -> list[Target]:
     targets = []
-    seen: set[str] = set()
+    seen: set[object] = set()
     for p in paths:
         t = blockdev.resolve_target(p, allow_non_usb=allow_non_usb, allow_large=allow_large)
-        if t.path in seen:
-            raise InputError(f"{p} is named twice")
-        seen.add(t.path)
+        who = _identity(t)
+        if who in seen:
+            raise InputError(f"{p} is named twice (another name, link or device node of a target given before)")
+        seen.add(who)
         for own in (image, imaging.manifest_path(image)):
             if t.exists and os.path.exists(own) and os.path.samefile(t.path, own):
                 raise RefusedError(f"{p} is the image itself; refused")
@@ -312,6 +313,16 @@ def _check_targets(paths: Sequence[str], image: str, need: int, allow_non_usb: b
                                f"({human_size(need)}, {need} bytes): refused")
         targets.append(t)
     return targets
+
+
+def _identity(t: Target) -> object:
+    """One value per thing written: a device's number, a file's device and inode (hard links and
+    symlinks agree), a new file's resolved path."""
+    try:
+        st = os.stat(t.path)
+    except OSError:
+        return os.path.realpath(t.path)
+    return ("block", st.st_rdev) if t.is_block else ("file", st.st_dev, st.st_ino)
 
 
 @_terminable

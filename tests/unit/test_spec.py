@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import re
-import warnings
 from pathlib import Path
 
 import pytest
 
 from labctl.errors import InputError, SpecError
 from labctl.spec import (
-    LabWarning,
     esxi_password_problem,
     load_lab,
     parse_seat_selection,
@@ -102,13 +101,12 @@ def test_secret_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
         resolve_secret(lab.install.root_password, lab)
 
 
-def test_plain_password_warns_without_echoing_it(tmp_path: Path) -> None:
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", LabWarning)
+def test_plain_password_warns_without_echoing_it(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="labctl.spec"):
         lab = load_lab(write(tmp_path, GOOD.replace("{env: LAB_ROOT_PASSWORD}", "Hunter2!x")))
     assert lab.install.root_password.value == "Hunter2!x"
-    assert len(caught) == 1 and "plain text" in str(caught[0].message)
-    assert "Hunter2" not in str(caught[0].message) and "Hunter2" not in repr(lab)
+    assert len(caplog.messages) == 1 and "plain text" in caplog.messages[0]
+    assert "Hunter2" not in caplog.text and "Hunter2" not in repr(lab)
 
 
 def test_password_rules_match_the_installer() -> None:
