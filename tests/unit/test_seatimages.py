@@ -1,0 +1,191 @@
+"""Seat images: a lab cannot make a VM write a host disk, the lab file, the ISO or another seat's image
+(validate, up, reset refuse with one located line, exit 2, and leave every file as it was), and reset
+empties only images labctl made, in place."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import stat
+from pathlib import Path
+
+import pytest
+
+from labctl import seatimages
+from labctl.cli import main
+from labctl.spec import load_lab
+
+LOCATED = re.compile(r"^[^:\n]+:\d+:\d+: [\w.\[\]]+: .+$")
+BLOCK = "/dev/loop0"  # a block device node, only ever stat'ed here
+
+LAB = """\
+name: t
+backend: qemu
+iso: {iso}
+stick:
+  image: {image}
+  size: 16M
+install:
+  root_password: {{env: LAB_ROOT_PASSWORD}}
+qemu: {{binary: /nonexistent/qemu-system-x86_64}}
+"""
+
+
+def lab_file(tmp_path: Path, image: str, iso: str = "x.iso", extra: str = "") -> Path:
+    (tmp_path / "x.iso").write_bytes(b"\0" * 4096)
+    p = tmp_path / "lab.yaml"
+    p.write_text(LAB.format(iso=iso, image=image) + extra, encoding="utf-8")
+    return p
+
+
+def fingerprint(*paths: Path) -> list[tuple[object, ...]]:
+    """What must not change: content, inode, mode and times of each file (lstat: links themselves)."""
+    out: list[tuple[object, ...]] = []
+    for p in paths:
+        st = os.lstat(p)
+        digest = hashlib.sha256(p.read_bytes()).hexdigest() if stat.S_ISREG(st.st_mode) else ""
+        out.append((str(p), st.st_ino, st.st_mode, st.st_size, st.st_mtime_ns, digest))
+    return out
+
+
+def one_located_line(err: str, what: str) -> None:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert LOCATED.match(lines[0]) and "stick.image" in lines[0] and what in lines[0], lines[0]
+
+
+def _victims(tmp_path: Path) -> dict[str, tuple[str, str]]:
+    """image value -> (what the refusal says, ...); each made in tmp_path."""
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "loop-a").symlink_to(tmp_path / "loop-b")
+    (tmp_path / "loop-b").symlink_to(tmp_path / "loop-a")
+    (tmp_path / "disk-link").symlink_to(BLOCK)
+    return {
+        "block device": ("disk-link", "block device"),
+        "character device": ("/dev/null", "character device"),
+        "fifo": ("fifo", "FIFO"),
+        "folder": ("folder", "folder"),
+        "symlink loop": ("loop-a/s.img", "loop of symbolic links"),
+        "the lab file": ("lab.yaml", "the lab file"),
+        "the ISO": ("x.iso", "the installer ISO"),
+        "a playbook": ("playbooks/p.yaml", "the playbook"),
+        "a text file": ("notes.txt", "not a disk image"),
+    }
+
+
+CASES = ["block device", "character device", "fifo", "folder", "symlink loop", "the lab file", "the ISO",
+         "a playbook", "a text file"]
+
+
+@pytest.mark.skipif(not os.path.exists(BLOCK) or not stat.S_ISBLK(os.stat(BLOCK).st_mode), reason="no /dev/loop0")
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("verb", ["validate", "up", "reset"])
+def test_dangerous_image_paths_are_refused_with_one_located_line(
+        tmp_path: Path, case: str, verb: str, capsys: pytest.CaptureFixture[str]) -> None:
+    image, what = _victims(tmp_path)[case]
+    (tmp_path / "playbooks").mkdir()
+    (tmp_path / "playbooks" / "p.yaml").write_text("name: p\nsteps: []\n")
+    (tmp_path / "notes.txt").write_text("a user's notes\n")
+    lab = lab_file(tmp_path, image)
+    if case == "a playbook":  # install.playbook p is playbooks/p.yaml beside the lab
+        lab.write_text(lab.read_text().replace("install:\n", "install:\n  playbook: p\n"))
+    watched = sorted(p for p in tmp_path.rglob("*") if not p.is_dir() or p.is_symlink())
+    before = fingerprint(*watched)
+    argv = {"validate": ["validate", "--strict", str(lab)], "up": ["up", str(lab)],
+            "reset": ["reset", str(lab), "--yes"]}[verb]
+    assert main(argv) == 2
+    one_located_line(capsys.readouterr().err, what)
+    assert fingerprint(*watched) == before
+    assert not (tmp_path / ".labctl").exists()  # no state folder either
+
+
+def test_two_seats_on_one_image_and_hard_links_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lab = lab_file(tmp_path, "sticks/shared.img", extra="seats: 2\n")
+    assert main(["validate", str(lab)]) == 2
+    err = capsys.readouterr().err
+    one_located_line(err, "seat 2 (t-2)'s stick image")
+    os.link(lab, tmp_path / "alias.img")  # the lab file under another name
+    lab.write_text(lab.read_text().replace("sticks/shared.img", "alias.img").replace("seats: 2\n", ""))
+    assert main(["validate", str(lab)]) == 2
+    one_located_line(capsys.readouterr().err, "the lab file")
+
+
+def test_a_seat_override_is_located_at_its_own_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lab = lab_file(tmp_path, "sticks/{seat}.img",
+                   extra="seats:\n  - {name: a}\n  - {name: b, stick: {image: /dev/null, size: 16M}}\n")
+    assert main(["validate", str(lab)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert ":12:30:" in err and "seats[1].stick.image" in err and "character device" in err
+
+
+def test_the_backend_checks_again_right_before_creating(tmp_path: Path) -> None:
+    """Validation passed, then the path became something else: the backend still refuses."""
+    lab_path = lab_file(tmp_path, "s.img")
+    lab = load_lab(lab_path)
+    seat = lab.seat_list()[0]
+    (tmp_path / "s.img").symlink_to("/dev/null")
+    with pytest.raises(seatimages.ImageRefused, match="character device"):
+        seatimages.ensure_images(lab, seat)
+    (tmp_path / "s.img").unlink()
+    os.mkfifo(tmp_path / "s.img")
+    from labctl.backends.qemu import QemuBackend
+
+    with pytest.raises(seatimages.ImageRefused, match="FIFO"):
+        QemuBackend(lab, seat).define()
+
+
+def test_reset_empties_what_labctl_made_in_place(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lab = lab_file(tmp_path, "sticks/{seat}.img")
+    assert main(["reset", str(lab)]) == 0  # creates it
+    img = tmp_path / "sticks" / "t.img"
+    assert img.stat().st_size == 16 << 20 and img.stat().st_blocks == 0
+    with open(img, "r+b") as f:
+        f.write(os.urandom(1 << 20))  # the VM installed something
+    os.link(img, tmp_path / "second-name")
+    ino = img.stat().st_ino
+    assert main(["reset", str(lab)]) == 0
+    assert "emptied in place" in capsys.readouterr().out
+    assert img.stat().st_ino == ino and img.stat().st_nlink == 2  # same inode, the hard link kept
+    assert img.stat().st_size == 16 << 20 and img.read_bytes() == bytes(16 << 20)
+
+
+def test_reset_needs_yes_for_data_labctl_did_not_write(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "precious.img"
+    target.write_bytes(os.urandom(2 << 20))
+    (tmp_path / "s.img").symlink_to(target)
+    lab = lab_file(tmp_path, "s.img")
+    before = fingerprint(target, tmp_path / "s.img")
+    assert main(["reset", str(lab)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "labctl did not create" in err and "--yes" in err
+    assert fingerprint(target, tmp_path / "s.img") == before
+    assert not (tmp_path / ".labctl").exists()  # refused before anything: no UEFI vars reset either
+    assert main(["reset", str(lab), "--yes"]) == 0
+    assert (tmp_path / "s.img").is_symlink() and target.read_bytes() == bytes(2 << 20)  # emptied, not unlinked
+
+
+def test_reset_refuses_a_file_that_replaced_labctls_image(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lab = lab_file(tmp_path, "s.img")
+    assert main(["reset", str(lab)]) == 0
+    img = tmp_path / "s.img"
+    (tmp_path / "other").write_bytes(os.urandom(1 << 20))
+    os.replace(tmp_path / "other", img)  # someone else's file at that path now (another inode)
+    before = fingerprint(img)
+    assert main(["reset", str(lab)]) == 2
+    assert "not the file labctl created" in capsys.readouterr().err
+    assert fingerprint(img) == before
+
+
+def test_records_hold_identity_and_fingerprint(tmp_path: Path) -> None:
+    lab = load_lab(lab_file(tmp_path, "s.img"))
+    seat = lab.seat_list()[0]
+    [img] = seatimages.ensure_images(lab, seat)
+    rec = seatimages.record_for(seat.state_dir, img.path)
+    st = img.path.stat()
+    assert rec is not None and (rec.dev, rec.ino, rec.size) == (st.st_dev, st.st_ino, 16 << 20)
+    assert rec.fingerprint == hashlib.sha256(bytes(64 << 10)).hexdigest()
+    with open(img.path, "r+b") as f:
+        f.truncate(8 << 20)  # the same file, cut by someone else
+    assert seatimages.record_for(seat.state_dir, img.path) is None
