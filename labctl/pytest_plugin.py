@@ -24,6 +24,7 @@ Fixtures:
                      overrides keys (``post_install=[]``, ``console={"serial": False}``); seats left running
                      are stopped after the test
 ``lab``              that lab, validated
+``lab_backend``      the backend it runs on here; skips the test (with the reason) when it cannot run
 ``lab_seat``         seat 1 booted from the installer ISO, with the console verbs (``wait``, ``send``, ``type``,
                      ``select``, ``screenshot``, ``wait_serial``, ``screen_text``, ``run_playbook``); stopped after
                      the test
@@ -242,6 +243,13 @@ def lab(lab_file: Path) -> Lab:
     return load_lab(lab_file)
 
 
+@pytest.fixture
+def lab_backend(request: pytest.FixtureRequest, lab: Lab) -> str:
+    """The backend the lab runs on here (``--lab-backend`` or the lab's); the test is skipped, with the reason,
+    when it cannot run on this host (QEMU or OVMF missing). For tests that drive ``labctl`` themselves."""
+    return skip_unless_runnable(lab, request.config.getoption("--lab-backend"))
+
+
 # -- a seat with the console verbs ------------------------------------------------------------------------------
 
 
@@ -384,9 +392,10 @@ def stop_seat(seat: LabSeat, keep: bool, result: str = "finished") -> None:
 
 
 @pytest.fixture
-def lab_seat(request: pytest.FixtureRequest, lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabSeat]:
+def lab_seat(request: pytest.FixtureRequest, lab: Lab, lab_backend: str,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabSeat]:
     """Seat 1 of the lab booted from its installer ISO, with the console verbs; stopped after the test."""
-    backend = skip_unless_runnable(lab, request.config.getoption("--lab-backend"))
+    backend = lab_backend
     artifacts = _artifacts(request.config, tmp_path_factory)
     seat = start_seat(lab, backend, _test_dir(artifacts, request.node.name) / "console", install=False)
     request.node.stash.setdefault(_SEATS, []).append(seat)
