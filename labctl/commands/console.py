@@ -1,4 +1,4 @@
-"""``labctl send / screenshot / wait`` on a running seat (screen only)."""
+"""``labctl send / screenshot / wait`` on a running seat (screen only), through the seat's Console."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 @contextmanager
 def _console(args: argparse.Namespace) -> Iterator[Console]:
+    """A Console on the running seat ``--seat`` of the lab (the one place these commands attach)."""
     from labctl.console import Console
     from labctl.report import RunFolder
     from labctl.runner import DEFAULT_KEY_RATE, attach, seat_by_index
@@ -35,9 +36,7 @@ def _console(args: argparse.Namespace) -> Iterator[Console]:
         yield console
     finally:
         console.close()
-        from vncdotool import api
-
-        api.shutdown()
+        Console.end_of_process()
 
 
 def _known_secrets(lab: Lab) -> list[str]:
@@ -68,23 +67,19 @@ def cmd_screenshot(args: argparse.Namespace) -> int:
     if out.suffix.lower() != ".png":
         raise InputError(f"{out}: the screenshot is a PNG; name it OUT.png")
     with _console(args) as c:
-        frame = c.vnc.fresh_frame()
-        from PIL import Image
-
-        Image.fromarray(frame).save(out)
+        c.save_screen(out)
     print(out)
     return 0
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
-    import re
+    from labctl.console.console import pattern_problem
 
     if not args.text:
         raise InputError("--text: empty; give a word or a regular expression to wait for")
-    try:
-        re.compile(args.text)
-    except re.error as exc:
-        raise InputError(f"--text {args.text!r}: bad regular expression: {exc}") from None
+    problem = pattern_problem(args.text)
+    if problem:
+        raise InputError(f"--text {args.text!r}: {problem}")
     with _console(args) as c:
         ev = c.wait_text(args.text, args.timeout)
     print(f"matched {ev.matched!r} on the {ev.source} after {ev.seconds:.2f}s", file=sys.stdout)

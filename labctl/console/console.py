@@ -89,7 +89,7 @@ class Evidence:
     """What ended a wait. ``key`` is the pattern's name in a ``wait_any_text``; ``also`` names the other
     patterns that matched the same evidence (the first listed wins, and the evidence says so)."""
 
-    source: str  # screen | serial | needle | change | still | screenshot | output
+    source: str  # screen | serial | needle | change | still | screenshot
     matched: str
     seconds: float  # how long the wait took
     fuzzy: bool = False
@@ -128,6 +128,21 @@ def serial_regex(regex: str) -> str:
         out.append(ch)
         i += 1
     return "".join(out)
+
+
+def pattern_problem(regex: str) -> str | None:
+    """What makes ``regex`` unfit for a wait (None when it is fit): it must compile, in its serial form
+    too, and must not match the empty string (such a wait ends at once, on any screen)."""
+    if not regex:
+        return "a regular expression (text) is needed here"
+    try:
+        compiled = re.compile(regex, re.IGNORECASE)
+        re.compile(serial_regex(regex))
+    except re.error as exc:
+        return f"bad regular expression: {exc}"
+    if compiled.search("") is not None:
+        return "this pattern matches the empty string, so it would match any screen at once; write the text to wait for"
+    return None
 
 
 def _plausible(regex: str, text: str) -> bool:
@@ -220,6 +235,14 @@ class Console:
         self.vnc.close()
         if self.serial:
             self.serial.close()
+
+    @staticmethod
+    def end_of_process() -> None:
+        """Stop the VNC client's event loop: once, when a short-lived process (``labctl send``) is done
+        with every console it opened (a long run keeps one loop for all its seats)."""
+        from labctl.console.vnc import stop_event_loop
+
+        stop_event_loop()
 
     def __enter__(self) -> Console:
         return self

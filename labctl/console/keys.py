@@ -117,12 +117,27 @@ def _pause(m: re.Match[str], token: str) -> float:
 _UNCLOSED = re.compile(r"<([A-Za-z][A-Za-z0-9]*)(?![A-Za-z0-9>])")
 
 
+_SPACED = re.compile(r"<\s*([A-Za-z][A-Za-z0-9]*)\s*>")
+
+
+def _check_spaced(spec: str) -> None:
+    """'< enter >' or '<f11 >' is a key written with spaces, not text to type at a boot loader."""
+    for m in _SPACED.finditer(spec):
+        if m.group(0) != f"<{m.group(1)}>" and _is_key_name(m.group(1)):
+            raise KeySpecError(f"'{m.group(0)}' has spaces inside; did you mean <{m.group(1)}>? "
+                               "(write <lt> for a literal '<')")
+
+
+def _is_key_name(token: str) -> bool:
+    name = token.lower()
+    base = name[:-2] if name.endswith("on") else name[:-3] if name.endswith("off") else name
+    return name in SPECIAL or base in SPECIAL or name in ("lt", "gt") or bool(_WAIT.match(name))
+
+
 def _check_unclosed(text: str) -> None:
     """'<enter' or '<leftShiftOn' without '>' is a typo, not text to type at a boot loader."""
     for m in _UNCLOSED.finditer(text):
-        name = m.group(1).lower()
-        base = name[:-2] if name.endswith("on") else name[:-3] if name.endswith("off") else name
-        if name in SPECIAL or base in SPECIAL or name in ("lt", "gt") or _WAIT.match(name):
+        if _is_key_name(m.group(1)):
             raise KeySpecError(f"'<{m.group(1)}' has no closing '>'; write <{m.group(1)}> for the key "
                                "or <lt> for a literal '<'")
 
@@ -149,6 +164,7 @@ def parse(spec: str) -> list[Action]:
             out.extend([KeyEvent(keysym, True, label), KeyEvent(keysym, False, label)])
 
     pos = 0
+    _check_spaced(spec)
     _check_unclosed(_TOKEN.sub("", spec))
     for m in _TOKEN.finditer(spec):
         for ch in spec[pos:m.start()]:

@@ -369,3 +369,10 @@ class VncSession:
 
         Image.fromarray(frame).save(path, optimize=False, compress_level=1)
         return path
+
+
+def stop_event_loop() -> None:
+    """End vncdotool's reactor thread (at the end of a short-lived process; it cannot be restarted)."""
+    from vncdotool import api
+
+    api.shutdown()

@@ -22,7 +22,7 @@ from labctl.backends.qemu import QemuBackend
 from labctl.console import Console, WaitTimeout
 from labctl.console.screen import find_text
 from labctl.console.vnc import VncSession
-from labctl.playbook import run_command, run_playbook
+from labctl.playbook import run_playbook
 from labctl.report import RunFolder
 from labctl.spec import load_lab
 
@@ -160,7 +160,7 @@ steps:
         # the same through the screen only (OCR read-back), as on a real host without a serial console
         serial, c.serial = c.serial, None
         try:
-            out = run_command(c, "esxcli system settings kernel list -o preferVmklinux", r"\[root@localhost:~\]", 30)
+            out = c.run_command("esxcli system settings kernel list -o preferVmklinux", r"\[root@localhost:~\]", 30)
         finally:
             c.serial = serial
         events = run.events()

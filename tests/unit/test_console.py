@@ -142,3 +142,76 @@ def test_abort_from_another_thread_ends_a_wait(tmp_path: Path) -> None:
     with pytest.raises(RunFailed, match="QEMU exited"):
         c.wait_still(30, still_for=20)
     assert time.monotonic() - t0 < 3
+
+
+class TextOcr:
+    """OCR that reads a given text off any frame (the console's logic without tesseract)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def read(self, frame: np.ndarray, region: object = None, second: bool = False) -> str:
+        return self.text
+
+
+class SilentSerial:
+    """A serial console whose reader ended: it never shows the prompt."""
+
+    stopped = "the serial socket closed (EOF)"
+
+    def mark(self) -> None: ...
+
+    def wait(self, regex: object, timeout: float) -> None:
+        return None
+
+    def search(self, regex: object) -> None:
+        return None
+
+    def text(self) -> str:
+        return ""
+
+    def close(self) -> None: ...
+
+
+def text_console(tmp_path: Path, text: str, serial: object = None, secrets: Sequence[str] = ()) -> Console:
+    return Console(FakeVnc(lambda t: draw("x")), serial, RunFolder(tmp_path / "run"),  # type: ignore[arg-type]
+                   secrets=secrets, ocr=TextOcr(text))  # type: ignore[arg-type]
+
+
+def test_wait_any_names_the_pattern_that_matched_and_the_others_that_did_too(tmp_path: Path) -> None:
+    c = text_console(tmp_path, "ESXi Found\nConfirm Disk Selection")
+    key, ev = c.wait_any_text({"keyboard": "keyboard layout", "partitions": "Confirm Disk", "existing": "ESXi Found"},
+                              2)
+    assert key == "partitions" and ev.key == "partitions" and ev.also == ("existing",)
+    c = text_console(tmp_path, "Please select a keyboard layout")
+    key, ev = c.wait_any_text({"partitions": "Confirm Disk", "keyboard": "keyboard layout"}, 2)
+    assert key == "keyboard" and ev.also == () and ev.screenshot is not None and ev.screenshot.exists()
+
+
+def test_a_timeout_never_shows_a_secret_in_its_message(tmp_path: Path) -> None:
+    import re
+
+    pw = "Hunter2.Secret"
+    c = text_console(tmp_path, f"login failed for {pw}", secrets=[pw])
+    with pytest.raises(WaitTimeout) as exc:
+        c.wait_text(f"password {re.escape(pw)} accepted", 0.3)
+    assert "Hunter2" not in str(exc.value) and "*****" in str(exc.value)
+
+
+def test_run_command_reads_the_screen_when_the_serial_console_stays_silent(tmp_path: Path) -> None:
+    screen = ("[root@localhost:~] esxcli system settings kernel list -o preferVmklinux\n"
+              "Name            Type  Configured  Runtime  Default  Description\n"
+              "preferVmklinux  Bool  FALSE       TRUE     FALSE    Load vmklinux first\n"
+              "[root@localhost:~] ")
+    c = text_console(tmp_path, screen, serial=SilentSerial())
+    out = c.run_command("esxcli system settings kernel list -o preferVmklinux", r"\[root@[^\]]*\]", 3.0)
+    assert out.splitlines() == screen.splitlines()[1:3]
+    assert keys.press_count(list(c.vnc.sent)) == len("esxcli system settings kernel list -o preferVmklinux\n")  # type: ignore[attr-defined]
+
+
+def test_run_command_without_a_prompt_anywhere_fails_with_a_screenshot(tmp_path: Path) -> None:
+    c = text_console(tmp_path, "ESXi 6.7.0 http://www.vmware.com\nlocalhost login:", serial=SilentSerial())
+    with pytest.raises(WaitTimeout) as exc:
+        c.run_command("esxcli system module list", r"\[root@[^\]]*\]", 3.0)
+    assert exc.value.screenshot is not None and exc.value.screenshot.exists()
+    assert "localhost login" in str(exc.value) and "EOF" in str(exc.value)

@@ -28,6 +28,12 @@ class FakeConsole:
         self.last_text = ""
         self.timeout_scale = 1.0
 
+    def add_secrets(self, secrets: list[str]) -> None:
+        self.run.add_secrets(secrets)
+
+    def scrub(self, text: str) -> str:
+        return self.run.scrub(text)
+
     def _current(self) -> str:
         return self.screens[0] if self.screens else ""
 
@@ -76,7 +82,7 @@ def test_interactive_playbook_loads() -> None:
     book = load("esxi-6.7-interactive")
     names = [s.name for s in book.steps]
     assert names[0] == "boot loader" and "installation complete" in names
-    assert book.steps[0].arg["serial"] is False  # the boot loader shows nothing on serial
+    assert book.steps[0].wait.serial is False  # type: ignore[attr-defined]  # nothing on serial at the boot loader
 
 
 @pytest.mark.parametrize(("body", "line", "needle"), [
@@ -92,11 +98,33 @@ def test_interactive_playbook_loads() -> None:
     ("name: x\nsteps:\n  - wait: {text: never, timeout: .nan}\n", 3, "timeout"),
     ("name: x\nsteps:\n  - wait: {text: never, timeout: .inf}\n", 3, "timeout"),
     ("name: x\nsteps:\n  - wait: {text: 'Installing *(ESXi'}\n", 3, "bad regular expression"),
-    ("name: x\nsteps:\n  - wait: {any: {a: '(?P<k>x)', b: '(?P<k>y)'}}\n", 3, "do not combine"),
     ("name: x\nsteps:\n  - wait: {needle: esxi-logo-typo}\n", 3, "needle 'esxi-logo-typo' not found"),
     ("name: x\nsteps:\n  - select: {text: a, max: many}\n", 3, "max is a whole number"),
     ("name: x\nsteps:\n  - wait: {any: {a: x, b: y}, as: r}\n  - when: {rr: a}\n    keys: '<enter>'\n", 4,
      "unknown variable"),
+    # values that passed the load and then meant something else, or nothing, at run time
+    ("name: x\nsteps:\n  - wait: {text: a, timeout: 1}\n    optional: 'false'\n", 4, "true or false"),
+    ("name: x\nsteps:\n  - type: {text: a, secret: 'yes'}\n", 3, "true or false"),
+    ("name: x\nsteps:\n  - assert: {text: a, absent: 'false'}\n", 3, "true or false"),
+    ("name: x\nsteps:\n  - wait: {text: a, serial: 'false'}\n", 3, "in quotes is a pattern"),
+    ("name: x\nsteps:\n  - power: off\n", 3, "in quotes"),
+    ("name: x\nsteps:\n  - keys: '<enter>'\n    timeout: 5\n", 4, "timeout would be ignored"),
+    ("name: x\nsteps:\n  - steps: [{keys: '<enter>'}]\n    timeout: 5\n", 4, "timeout would be ignored"),
+    ("name: x\nsteps:\n  - assert: {text: a, absent: true}\n    timeout: 5\n", 4, "would be ignored"),
+    ("name: x\nsteps:\n  - wait: {text: a, timeout: 60}\n    timeout: 5\n", 4, "given twice"),
+    ("name: x\nsteps:\n  - wait: {still: 2, still_for: 5, timeout: 10}\n", 3, "unknown key"),
+    ("name: x\nsteps:\n  - wait: {still: 40}\n", 3, "could never be met"),
+    ("name: x\nsteps:\n  - wait: {still: 5, timeout: 5}\n", 3, "could never be met"),
+    ("name: x\nsteps:\n  - wait: {still: -1, timeout: 5}\n", 3, "above 0"),
+    ("name: x\nsteps:\n  - wait: {still: 0, timeout: 5}\n", 3, "above 0"),
+    ("name: x\nsteps:\n  - wait: {still: .nan, timeout: 5}\n", 3, "above 0"),
+    ("name: x\nsteps:\n  - wait: {still: '2', timeout: 5}\n", 3, "not text"),
+    ("name: x\nsteps:\n  - wait: {text: 'Complete|'}\n", 3, "matches the empty string"),
+    ("name: x\nsteps:\n  - wait: {any: {a: 'Found', b: '(ESXi)?'}}\n", 3, "matches the empty string"),
+    ("name: x\nsteps:\n  - select: '.*'\n", 3, "matches the empty string"),
+    ("name: x\nsteps:\n  - run: {command: ls, expect: 'x*'}\n", 3, "matches the empty string"),
+    ("name: x\nsteps:\n  - keys: '< enter >'\n", 3, "did you mean <enter>"),
+    ("name: x\nsteps:\n  - wait: {change: '<f11 >'}\n", 3, "did you mean <f11>"),
 ])
 def test_errors_have_file_line(tmp_path: Path, body: str, line: int, needle: str) -> None:
     with pytest.raises(SpecError) as exc:
@@ -224,56 +252,6 @@ def test_backend_steps_without_backend_fail_clearly(tmp_path: Path) -> None:
         run_playbook(str(p), FakeConsole([], run), None, {}, run, [])  # type: ignore[arg-type]
 
 
-class SilentSerial:
-    """A serial console whose reader ended (the CI failure this guards against)."""
-
-    stopped = "the serial socket closed (EOF)"
-
-    def mark(self) -> None: ...
-
-    def wait(self, regex: Any, timeout: float) -> None:
-        return None
-
-    def text(self) -> str:
-        return ""
-
-
-class ScreenConsole(FakeConsole):
-    def __init__(self, screen: str, run: RunFolder) -> None:
-        super().__init__([screen], run)
-        self.serial = SilentSerial()  # type: ignore[assignment]
-
-    def wait_still(self, timeout: float, still_for: float = 0.5) -> None: ...
-
-    def read_screen(self) -> str:
-        self.last_text = self._current()
-        return self.last_text
-
-
-def test_run_reads_the_screen_when_the_serial_console_stays_silent(tmp_path: Path) -> None:
-    from labctl.playbook import run_command
-
-    screen = ("[root@localhost:~] esxcli system settings kernel list -o preferVmklinux\n"
-              "Name            Type  Configured  Runtime  Default  Description\n"
-              "preferVmklinux  Bool  FALSE       TRUE     FALSE    Load vmklinux first\n"
-              "[root@localhost:~] ")
-    c = ScreenConsole(screen, RunFolder(tmp_path / "run"))
-    out = run_command(c, "esxcli system settings kernel list -o preferVmklinux",  # type: ignore[arg-type]
-                      r"\[root@[^\]]*\]", 1.0)
-    assert out.splitlines() == screen.splitlines()[1:3]
-    assert ("type", "esxcli system settings kernel list -o preferVmklinux\n") in c.calls
-
-
-def test_run_without_a_prompt_anywhere_fails_with_a_screenshot(tmp_path: Path) -> None:
-    from labctl.playbook import run_command
-
-    c = ScreenConsole("ESXi 6.7.0 http://www.vmware.com\nlocalhost login:", RunFolder(tmp_path / "run"))
-    with pytest.raises(WaitTimeout) as exc:
-        run_command(c, "esxcli system module list", r"\[root@[^\]]*\]", 1.0)  # type: ignore[arg-type]
-    assert exc.value.screenshot is not None and ("screenshot", f"run-{c.step}") in c.calls
-    assert "localhost login" in str(exc.value)
-
-
 def test_serial_form_of_a_pattern_stays_a_valid_pattern() -> None:
     import re
 
@@ -339,3 +317,51 @@ steps:
     assert ("keys", "<f11>") in c.calls  # 6.7 (a float in YAML) matches "6.7"
     assert ("screenshot", "never") not in c.calls
 
+
+
+def test_every_shipped_playbook_loads() -> None:
+    from labctl.playbook import LAB_VARIABLES, PLAYBOOK_DIR
+
+    books = sorted(PLAYBOOK_DIR.glob("*.yaml"))
+    assert len(books) >= 3
+    for p in books:
+        assert load(str(p), known_vars=set(LAB_VARIABLES)).steps, p
+
+
+def test_the_schema_lists_every_step_type_and_refuses_unknown_keys() -> None:
+    from labctl.playbook import STEP_TYPES, json_schema
+
+    schema = json_schema()
+    text = json.dumps(schema)
+    assert schema["title"] == "labctl playbook file" and schema["required"] == ["steps"]
+    for action in STEP_TYPES:
+        assert f'"{action}"' in text, action
+    assert schema["additionalProperties"] is False
+    wait = schema["$defs"]["WaitArgs"]["properties"]
+    assert {"text", "any", "still", "as", "serial"} <= set(wait)
+
+
+def test_a_secret_typed_into_the_wrong_field_is_not_in_the_error(tmp_path: Path) -> None:
+    for body in ("name: t\nsteps:\n  - type: {text: 'Sup3r-Secret!', secret: 'Sup3r-Secret!'}\n",
+                 "name: t\nsteps:\n  - type: {secret: true, txt: 'Sup3r-Secret!'}\n",
+                 "name: t\nsteps:\n  - power: 'Sup3r-Secret!'\n",
+                 "name: t\nsteps:\n  - wait: {text: a, timeout: 'Sup3r-Secret!'}\n"):
+        with pytest.raises(SpecError) as exc:
+            load(str(write(tmp_path, body)))
+        assert "Sup3r" not in str(exc.value), str(exc.value)
+
+
+def test_wait_any_evidence_says_when_several_patterns_matched(tmp_path: Path) -> None:
+    from test_console import FakeVnc, TextOcr, draw
+
+    from labctl.console.console import Console
+
+    p = write(tmp_path, "name: t\nsteps:\n  - wait: {any: {partitions: 'Confirm Disk', existing: 'ESXi Found'},"
+                        " as: after, timeout: 2}\n  - when: {after: existing}\n    keys: '<enter>'\n")
+    run = RunFolder(tmp_path / "run")
+    c = Console(FakeVnc(lambda t: draw("x")), None, run, ocr=TextOcr("ESXi Found\nConfirm Disk Selection"))
+    run_playbook(str(p), c, None, {}, run, [])
+    ev = next(e for e in run.events() if e.get("action") == "wait")
+    assert ev["matched"].startswith("partitions: Confirm Disk") and "also matched: existing" in ev["matched"]
+    assert ev["also_matched"] == ["existing"] and ev["screenshot"]
+    assert not [e for e in run.events() if e.get("action") == "keys" and e.get("result") == "ok"]
