@@ -101,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     _lab_arg(p)
     p.add_argument("--strict", action="store_true", help="also check that files it names (the ISO) exist")
 
-    add("schema", "lab:cmd_schema", "print the JSON Schema of a lab file")
+    p = add("schema", "lab:cmd_schema", "print the JSON Schema of a lab file (or of a playbook file)")
+    p.add_argument("--playbook", action="store_true", help="the schema of a playbook file (labs/playbooks/*.yaml)")
 
     p = add("render", "lab:cmd_render", "write one .vmx per seat (VMware Workstation)")
     _lab_arg(p)

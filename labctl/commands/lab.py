@@ -28,9 +28,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
+    from labctl.playbook import json_schema as playbook_schema
     from labctl.spec import json_schema
 
-    json.dump(json_schema(), sys.stdout, indent=2)
+    json.dump(playbook_schema() if args.playbook else json_schema(), sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0
 

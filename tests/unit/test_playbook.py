@@ -365,3 +365,26 @@ def test_wait_any_evidence_says_when_several_patterns_matched(tmp_path: Path) ->
     assert ev["matched"].startswith("partitions: Confirm Disk") and "also matched: existing" in ev["matched"]
     assert ev["also_matched"] == ["existing"] and ev["screenshot"]
     assert not [e for e in run.events() if e.get("action") == "keys" and e.get("result") == "ok"]
+
+
+def test_labctl_schema_playbook_prints_the_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    from labctl.cli import main
+
+    assert main(["schema", "--playbook"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert schema["title"] == "labctl playbook file" and "WaitStep" in schema["$defs"]
+
+
+def test_a_broken_playbook_is_one_located_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from labctl.cli import main
+
+    monkeypatch.setenv("LAB_ROOT_PASSWORD", SECRET)
+    (tmp_path / "broken.yaml").write_text("name: broken\nsteps:\n  - wait: {text: 'Complete', timeout: 5}\n"
+                                          "    optional: 'false'\n")
+    (tmp_path / "lab.yaml").write_text(
+        "name: t\nbackend: qemu\nesxi: '6.7'\niso: sim\nstick: {image: s.img, size: 16G}\n"
+        "install: {playbook: broken.yaml, root_password: {env: LAB_ROOT_PASSWORD}}\n")
+    assert main(["validate", str(tmp_path / "lab.yaml")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"{tmp_path / 'broken.yaml'}:4:15: steps[0].optional: true or false (without quotes)"], err
