@@ -241,7 +241,8 @@ def _stage(seat: Seat, run_dir: Path | None, result: dict[str, object] | None, r
     if run_dir is None or result is None:
         return "running (no run recorded)" if running else "not run yet"
     if result.get("ok"):
-        return "installed and verified" + ("; left running" if running else "")
+        done = "booted (boot-only run)" if result.get("boot_only") else "installed and verified"
+        return done + ("; left running" if running else "")
     if result.get("interrupted"):
         return f"interrupted at step '{result.get('step')}'"
     return f"failed at step '{result.get('step')}'"

@@ -560,6 +560,8 @@ def _run_seat(lab: Lab, seat: Seat, options: UpOptions, secrets: list[str], vari
     seconds = time.monotonic() - t0
     if failure is None:
         result = {"ok": True, "seconds": round(seconds, 1), **ctx.result}
+        if options.boot_only:
+            result["boot_only"] = True
         if cleanup_errors:
             result["cleanup_errors"] = cleanup_errors
         _write_result(run.path, result)

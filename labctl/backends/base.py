@@ -17,7 +17,8 @@ Rules every implementation follows:
 This contract only grows: existing members keep their signatures; a new member is listed under
 "Changes" below when it is added.
 
-Changes: (none since the first version)
+Changes since the first version:
+- ``StopResult.process`` (what was stopped, for messages: 'QEMU', 'vmware-vmx'; default 'VM').
 """
 
 from __future__ import annotations
@@ -115,6 +116,7 @@ class StopResult:
     how: Literal["soft", "hard", "not running"]
     seconds: float
     pid: int | None = None  # the hypervisor process that was stopped, when there is one
+    process: str = "VM"  # what was stopped, for messages ('stopped QEMU pid 123')
 
 
 @runtime_checkable

@@ -166,7 +166,9 @@ class Runtime:
         tmp.replace(path)
 
     def alive(self) -> bool:
-        return _proc_starttime(self.pid) == self.starttime
+        """The recorded QEMU still runs: same pid and start time, and its command line opens this
+        record's QMP socket (a reused pid is not mistaken for the seat's VM)."""
+        return _proc_starttime(self.pid) == self.starttime and is_seat_qemu(self.pid, Path(self.qmp))
 
     def owner_alive(self) -> bool:
         """The labctl process that started QEMU is still running (an 'up' in another shell)."""
@@ -516,7 +518,7 @@ class QemuBackend:
                     self._forget()
         how: Literal["soft", "hard", "not running"] = (
             "not running" if not was_alive else "soft" if self.soft_stopped else "hard")
-        return StopResult(how, time.monotonic() - t0, pid if was_alive else None)
+        return StopResult(how, time.monotonic() - t0, pid if was_alive else None, process="QEMU")
 
     def _soft_stop(self, timeout: float) -> None:
         try:

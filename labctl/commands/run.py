@@ -168,11 +168,11 @@ def cmd_down(args: argparse.Namespace) -> int:
             if d.stop is not None:
                 how = {"soft": "soft", "hard": "hard" if hard else f"the guest ignored the power button for "
                        f"{timeout:g} s, then hard", "not running": "it had stopped by itself"}[d.stop.how]
-                said = f"stopped {d.backend.name} pid {d.stop.pid} ({how}, {d.stop.seconds:.1f} s)"
+                said = f"stopped {d.stop.process} pid {d.stop.pid} ({how}, {d.stop.seconds:.1f} s)"
             else:
                 parts = []
                 if d.strays:
-                    parts.append(f"killed stray {d.backend.name} pid {', '.join(map(str, d.strays))}")
+                    parts.append(f"killed stray {d.backend.name} process pid {', '.join(map(str, d.strays))}")
                 if d.removed:
                     parts.append(f"removed stale {', '.join(d.removed)}")
                 said = "not running" + (f"; {'; '.join(parts)}" if parts else "")
@@ -189,9 +189,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     from labctl.classroom import status_seats
 
     show_password = bool(getattr(args, "show_password", False))
-    if show_password and _json(args):
-        raise InputError("--show-password is for the listing on the terminal; the JSON never holds a secret")
     with _envelope(args, "status") as env:
+        if show_password and _json(args):
+            raise InputError("--show-password is for the listing on the terminal; the JSON never holds a secret")
         lab, seats = _lab(args)
         env.lab = lab.name
         rows = status_seats(lab, seats, getattr(args, "backend", None))
@@ -270,7 +270,7 @@ def _reset_seats(args: argparse.Namespace, lab: Lab, seats: list[Seat]) -> Itera
         if b.attach_running():
             b.mark_stopped_by("reset")
             stopped = b.stop("hard")
-            done.append(f"stopped the running VM ({b.name} pid {stopped.pid})")
+            done.append(f"stopped the running VM ({stopped.process} pid {stopped.pid})")
         removed = b.cleanup_stale()
         if removed:
             done.append(f"removed stale {', '.join(removed)}")

@@ -290,22 +290,30 @@ def test_cli_status_json_down_and_stale_cleanup(tmp_path: Path) -> None:
     lab = load_lab(lab_path)
     b = QemuBackend(lab, lab.seat_list()[0])
     try:
-        labctl("up", str(lab_path), "--boot-only")
-        rows = json.loads(labctl("status", str(lab_path), "--json").stdout)
+        up = json.loads(labctl("up", str(lab_path), "--boot-only", "--json").stdout)
+        assert up["action"] == "up" and up["ok"] is True and up["changed"] is True
+        assert up["seats"][0]["power_state"] == "running" and up["seats"][0]["step"] is None
+        envelope = json.loads(labctl("status", str(lab_path), "--json").stdout)
+        assert envelope["action"] == "status" and envelope["ok"] is True and envelope["changed"] is False
+        rows = envelope["seats"]
         assert len(rows) == 1
         row = rows[0]
         assert row["seat"] == 1 and row["name"] == "qb" and row["backend"] == "qemu"
-        assert row["power_state"] == "running"
-        assert row["vnc"]["host"] == "127.0.0.1" and 5900 <= row["vnc"]["port"] < 6000
+        assert row["power_state"] == "running" and row["stage"] == "booted (boot-only run); left running"
+        port = int(row["vnc"].removeprefix("vnc://127.0.0.1:"))
+        assert row["vnc"] == f"vnc://127.0.0.1:{port}" and 5900 <= port < 6000
         assert row["stick_image"] == str(tmp_path / "sticks" / "qb.img")
         assert Path(row["serial"]).is_absolute() and Path(row["run_dir"]).is_dir()
+        assert row["last_result"]["ok"] is True
         password = b.files.vnc_password.read_text()
-        assert password not in json.dumps(rows)
+        assert password not in json.dumps(envelope) and password not in labctl("status", str(lab_path)).stdout
+        shown = labctl("status", str(lab_path), "--show-password").stdout
+        assert f"VNC: vnc://127.0.0.1:{port} password {password}" in shown
 
         # a second up on a running seat is refused and leaves the VM alone
         again = labctl("up", str(lab_path), "--boot-only", check=False)
         assert again.returncode == 2 and "already running" in again.stderr
-        assert json.loads(labctl("status", str(lab_path), "--json").stdout)[0]["power_state"] == "running"
+        assert json.loads(labctl("status", str(lab_path), "--json").stdout)["seats"][0]["power_state"] == "running"
 
         # a crash: QEMU dies without anyone cleaning up
         rt = Runtime.load(b.files.runtime)
@@ -313,7 +321,7 @@ def test_cli_status_json_down_and_stale_cleanup(tmp_path: Path) -> None:
         os.kill(rt.pid, signal.SIGKILL)
         assert _gone(rt.pid)
         assert b.files.runtime.exists()
-        row = json.loads(labctl("status", str(lab_path), "--json").stdout)[0]
+        row = json.loads(labctl("status", str(lab_path), "--json").stdout)["seats"][0]
         assert row["power_state"] == "off" and row["stale_files"] is True and row["vnc"] is None
         out = labctl("down", str(lab_path)).stdout
         assert "not running" in out and "removed stale" in out and "qemu.json" in out
@@ -353,7 +361,7 @@ def test_cli_reset_is_honest(tmp_path: Path) -> None:
     assert "reverted to its snapshot 'installed'" in out
     with b.stick_raw_view() as view, open(view, "rb") as f:
         assert f.read(9) == b"INSTALLED"
-    row = json.loads(labctl("status", str(lab_path), "--json").stdout)[0]
+    row = json.loads(labctl("status", str(lab_path), "--json").stdout)["seats"][0]
     assert row["stick_snapshots"] == ["installed"] and row["power_state"] == "off"
 
 

@@ -38,7 +38,7 @@ from labctl.backends.base import (
     VmDied,
     VncEndpoint,
 )
-from labctl.errors import InputError
+from labctl.errors import InputError, RunFailed
 from labctl.spec import Lab, Seat
 
 
@@ -63,6 +63,7 @@ class FakeHost:
                                                                              attach=True, clone=True))
     vms: dict[str, FakeVm] = field(default_factory=dict)
     next_pid: int = 4242
+    fail_start: dict[str, str] = field(default_factory=dict)  # seat name -> why its start fails
 
     def create(self, lab: Lab, seat: Seat, **options: object) -> FakeBackend:
         return FakeBackend(lab, seat, self, detached=bool(options.get("detached", False)))
@@ -121,6 +122,8 @@ class FakeBackend:
 
     def start(self) -> Facts:
         self.calls.append("start")
+        if self.seat.name in self.host.fail_start:
+            raise RunFailed(self.host.fail_start[self.seat.name])
         vm = self.host.vms.get(self.seat.name)
         if vm is not None and vm.dead is None and not self._started_here:
             raise InputError(f"seat {self.seat.index} ({self.seat.name}) is already running")

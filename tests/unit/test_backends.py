@@ -1,0 +1,209 @@
+"""Backend plumbing without a VM: the VNC port allocator, the private temp folders, and the proof that a
+pid is the seat's QEMU before anything signals it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from labctl.backends.qemu import QemuBackend, Runtime, _proc_starttime, is_seat_qemu
+from labctl.backends.qemu_argv import qmp_chardev
+from labctl.backends.tmpdirs import private_dir, user_temp_root
+from labctl.backends.vncports import reserve_vnc_port
+from labctl.errors import RefusedError, RunFailed
+from labctl.spec import Lab, load_lab
+
+LAB = """\
+name: be
+backend: qemu
+iso: installer.iso
+stick:
+  image: sticks/{seat}.img
+  size: 1G
+install:
+  root_password: {env: LAB_ROOT_PASSWORD}
+"""
+
+
+@pytest.fixture
+def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A temp dir of the test's own, as $TMPDIR."""
+    root = tmp_path / "tmp"
+    root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(root))
+    return root
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Lab:
+    (tmp_path / "installer.iso").write_bytes(b"\0" * 2048)
+    (tmp_path / "lab.yaml").write_text(LAB)
+    return load_lab(tmp_path / "lab.yaml")
+
+
+# -- temp folders -----------------------------------------------------------------------------------
+
+
+def test_private_dir_is_created_0700_and_reused(private_tmp: Path) -> None:
+    path = private_dir(user_temp_root() / "vnc-ports")
+    assert path == private_tmp / f"labctl-{os.getuid()}" / "vnc-ports"
+    for level in (path, path.parent):
+        assert level.is_dir() and (level.stat().st_mode & 0o777) == 0o700
+    assert private_dir(path) == path
+
+
+def test_a_readable_own_folder_is_closed(private_tmp: Path) -> None:
+    root = user_temp_root()
+    root.mkdir(mode=0o755)
+    root.chmod(0o755)  # as an older labctl left it
+    private_dir(root / "x")
+    assert (root.stat().st_mode & 0o777) == 0o700
+
+
+@pytest.mark.parametrize("problem", ["symlink", "writable", "file", "other-owner"])
+def test_a_temp_folder_that_is_not_ours_is_refused(private_tmp: Path, tmp_path: Path, problem: str) -> None:
+    root = user_temp_root()
+    if problem == "symlink":
+        target = tmp_path / "elsewhere"
+        target.mkdir(mode=0o700)
+        root.symlink_to(target)
+        expected = "symbolic link"
+    elif problem == "writable":
+        root.mkdir()
+        root.chmod(0o777)
+        expected = "writable by other users"
+    elif problem == "file":
+        root.write_text("")
+        expected = "not a folder"
+    else:
+        if os.geteuid() != 0:
+            pytest.skip("needs root to give a folder to another user")
+        root.mkdir(mode=0o700)
+        os.chown(root, 4321, 4321)
+        expected = "belongs to uid 4321"
+    with pytest.raises(RefusedError, match=expected):
+        private_dir(root / "vnc-ports")
+    assert not (tmp_path / "elsewhere" / "vnc-ports").exists()  # nothing was created through the link
+
+
+# -- VNC ports ------------------------------------------------------------------------------------
+
+
+def test_two_reservations_at_once_get_different_ports(private_tmp: Path) -> None:
+    ports = range(5990, 5994)
+    got: list[int] = []
+    inside = threading.Barrier(2, timeout=10)
+
+    def take() -> None:
+        with reserve_vnc_port(ports=ports) as port:
+            got.append(port)
+            inside.wait()  # both hold their port at the same time
+
+    threads = [threading.Thread(target=take) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(15)
+    assert len(got) == 2 and len(set(got)) == 2 and set(got) <= set(ports)
+
+
+def test_a_bound_port_is_skipped_and_prefer_is_first(private_tmp: Path) -> None:
+    ports = range(5994, 5996)
+    with socket.socket() as busy:
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        busy.bind(("127.0.0.1", 5994))
+        busy.listen()
+        with reserve_vnc_port(ports=ports, prefer=5994) as port:
+            assert port == 5995
+    with reserve_vnc_port(ports=ports, prefer=5994) as port:
+        assert port == 5994
+    with (reserve_vnc_port(ports=ports) as a, pytest.raises(RunFailed, match="no free VNC port in 5994-5995"),
+          reserve_vnc_port(ports=ports, exclude={5994, 5995} - {a})):
+        pass
+
+
+# -- the pid proof --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fake_qemu(tmp_path: Path, lab: Lab) -> Iterator[subprocess.Popen[bytes]]:
+    """A process that looks like the seat's QEMU in /proc: named qemu-..., opening the seat's QMP socket."""
+    exe = tmp_path / "qemu-system-x86_64"
+    exe.symlink_to(sys.executable)
+    qmp = QemuBackend(lab, lab.seat_list()[0]).files.qmp
+    proc = subprocess.Popen([str(exe), "-c", "import time; time.sleep(60)", "-chardev", qmp_chardev(qmp)])
+    yield proc
+    proc.kill()
+    proc.wait(10)
+
+
+@pytest.fixture
+def other_process() -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(["sleep", "60"])
+    yield proc
+    proc.kill()
+    proc.wait(10)
+
+
+def _record(backend: QemuBackend, pid: int) -> None:
+    backend.files.state_dir.mkdir(parents=True, exist_ok=True)
+    start = _proc_starttime(pid)
+    assert start is not None
+    Runtime(pid=pid, starttime=start, owner_pid=1, detached=True, accel="tcg", vnc_host="127.0.0.1", vnc_port=5901,
+            vnc_socket=None, qmp=str(backend.files.qmp), serial=str(backend.files.serial_log), iso=None, stick=None,
+            started_at=time.time()).save(backend.files.runtime)
+
+
+def _wait_until(cond: object, seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if callable(cond) and cond():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_recorded_pid_that_is_not_the_seats_qemu_is_never_signalled(
+        lab: Lab, other_process: subprocess.Popen[bytes]) -> None:
+    """qemu.json names a pid (with its right start time) that some other program now has: down and reset
+    treat the seat as not running, remove the stale record, and leave that process alone."""
+    from labctl.classroom import down_seats
+
+    seat = lab.seat_list()[0]
+    b = QemuBackend(lab, seat)
+    _record(b, other_process.pid)
+    assert not is_seat_qemu(other_process.pid, b.files.qmp)
+    assert QemuBackend(lab, seat).attach_running() is False
+    [done] = down_seats(lab, [seat])
+    assert done.stop is None and done.strays == [] and done.removed == ["qemu.json"]
+    time.sleep(0.2)
+    assert other_process.poll() is None  # still running: nobody signalled it
+
+
+def test_the_seats_qemu_is_recognised_attached_and_stopped(lab: Lab, fake_qemu: subprocess.Popen[bytes]) -> None:
+    seat = lab.seat_list()[0]
+    b = QemuBackend(lab, seat)
+    assert is_seat_qemu(fake_qemu.pid, b.files.qmp)
+    assert not is_seat_qemu(fake_qemu.pid, b.files.qmp.with_name("other.sock"))  # another seat's socket
+    _record(b, fake_qemu.pid)
+    attached = QemuBackend(lab, seat)
+    assert attached.attach_running() and not attached.started_here
+    attached.kill()
+    assert _wait_until(lambda: fake_qemu.poll() is not None)
+
+
+def test_strays_are_only_processes_opening_the_seats_qmp_socket(
+        lab: Lab, fake_qemu: subprocess.Popen[bytes], other_process: subprocess.Popen[bytes]) -> None:
+    b = QemuBackend(lab, lab.seat_list()[0])
+    assert b.stop_strays() == [fake_qemu.pid]
+    assert _wait_until(lambda: fake_qemu.poll() is not None)
+    assert other_process.poll() is None
