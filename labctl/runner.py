@@ -432,10 +432,9 @@ def sigterm_as_exception() -> Iterator[None]:
 
 
 def _scrub(text: str, secrets: Sequence[str]) -> str:
-    for s in secrets:
-        if s:
-            text = text.replace(s, "******")
-    return text
+    from labctl.secrets import scrub
+
+    return scrub(text, secrets)
 
 
 def _newest_png(folder: Path) -> Path | None:

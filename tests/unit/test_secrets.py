@@ -37,3 +37,9 @@ def test_secrets_added_from_threads_are_all_kept() -> None:
     for t in threads:
         t.join()
     assert len(s) == 50 and "secret-" not in s.scrub(" ".join(f"secret-{i:03d}" for i in range(50)))
+
+
+def test_a_failed_seat_message_uses_the_same_mask_and_forms() -> None:
+    from labctl import runner
+
+    assert runner._scrub(f"step 'x': no text /{re.escape(PW)}/", [PW]) == f"step 'x': no text /{MASK}/"
