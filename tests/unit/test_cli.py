@@ -143,3 +143,38 @@ def test_timeouts_counts_and_paths_are_checked_before_anything_runs(tmp_path: Pa
         r = run_cli(*argv)
         assert r.returncode == 2, (argv, r.stderr)
         assert word in r.stderr and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, (argv, r.stderr)
+
+
+@pytest.mark.parametrize("verb", ["validate", "status", "render", "down"])
+def test_the_plain_password_warning_is_one_line_from_every_command_and_silent_with_q(tmp_path: Path,
+                                                                                    verb: str) -> None:
+    source = VMW_LAB if verb == "render" else SIM_LAB
+    lab = tmp_path / "lab.yaml"
+    lab.write_text(source.read_text().replace("{env: LAB_ROOT_PASSWORD}", "'Hunter2!lab'"))
+    argv = [verb, str(lab)] + (["-o", str(tmp_path / "out")] if verb == "render" else [])
+    res = run_cli(*argv)
+    warned = [ln for ln in res.stderr.splitlines() if "plain text" in ln]
+    assert res.returncode == 0, res.stderr
+    assert len(warned) == 1 and "install.root_password" in warned[0], res.stderr
+    assert "Hunter2" not in res.stderr + res.stdout and "Warning" not in res.stderr
+    quiet = run_cli("-q", *argv)
+    assert quiet.returncode == 0 and "plain text" not in quiet.stderr, quiet.stderr
+
+
+def test_render_writes_nothing_before_it_refuses(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lab = tmp_path / "lab.yaml"
+    text = VMW_LAB.read_text().replace("seats: 1", "seats:\n  - {name: a}\n  - {name: b, stick: {image: b.img, "
+                                                        "size: 16M}}")
+    lab.write_text(text)
+    assert main(["render", str(lab), "-o", str(tmp_path / "out")]) == 2
+    assert "image sticks are for the qemu backend" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+    assert not (tmp_path / ".labctl").exists()  # no VNC password written for seat a either
+
+
+def test_layout_json_prints_errors_as_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "text.img").write_text("not a disk\n")
+    for target in (tmp_path / "text.img", tmp_path / "missing.img"):
+        assert main(["layout", "--json", str(target)]) == 2
+        doc = json.loads(capsys.readouterr().out)
+        assert doc["ok"] is False and doc["error"]

@@ -248,3 +248,69 @@ def test_lab_file_that_is_not_a_small_regular_file(tmp_path: Path, kind: str) ->
         load_lab(path)
     assert word in str(info.value)
 
+
+
+# -- secrets typed into the wrong field, odd paths, what can only fail later -------------------------
+
+
+@pytest.mark.parametrize("given", ["{env: 'Hunter2!x'}", "{env: 'Hunter2 x'}", "{file: '/no/Hunter2!x'}",
+                                   "{file: '$Hunter2x'}"])
+def test_a_password_in_env_or_file_is_never_echoed(tmp_path: Path, given: str) -> None:
+    (tmp_path / "isos").mkdir()
+    (tmp_path / "isos" / "esxi.iso").write_bytes(b"")
+    path = write(tmp_path, GOOD.replace("{env: LAB_ROOT_PASSWORD}", given))
+    with pytest.raises(SpecError) as info:
+        load_lab(path, strict=True)
+    message = str(info.value)
+    assert LINE_RE.match(message) and "install.root_password" in message, message
+    assert "Hunter2" not in message, message
+
+
+def test_an_unreadable_password_file_is_named_by_its_field(tmp_path: Path) -> None:
+    (tmp_path / "pw.bin").write_bytes(b"\xff\xfeHunter2!x")
+    lab = load_lab(write(tmp_path, GOOD.replace("{env: LAB_ROOT_PASSWORD}", "{file: pw.bin}")))
+    with pytest.raises(InputError) as info:
+        resolve_secret(lab.install.root_password, lab)
+    assert "install.root_password.file" in str(info.value) and "pw.bin" not in str(info.value)
+
+
+@pytest.mark.parametrize(("change", "field", "words"), [
+    (("isos/esxi.iso", "sim:turbo"), "iso", "speed"),
+    (("isos/esxi.iso", "isos/{version}.iso"), "iso", "unknown placeholder {version}"),
+    (("install:\n", "install:\n  boot_options: \"preferVMklinux=TRUE\\u00e9\"\n"), "install.boot_options",
+     "cannot be typed"),
+    (("install:\n", "install:\n  boot_options: \"a\\tb\"\n"), "install.boot_options", "cannot be typed"),
+])
+def test_what_would_only_fail_later_is_refused_now(tmp_path: Path, change: tuple[str, str], field: str,
+                                                   words: str) -> None:
+    with pytest.raises(SpecError) as info:
+        load_lab(write(tmp_path, GOOD.replace(*change)))
+    assert info.value.field == field and words in info.value.message, str(info.value)
+
+
+def test_deeply_nested_yaml_is_one_line(tmp_path: Path) -> None:
+    for depth in (60, 100_000):
+        with pytest.raises(SpecError) as info:
+            load_lab(write(tmp_path, GOOD + "x: " + "[" * depth + "]" * depth + "\n"))
+        assert "nested too deeply" in str(info.value) and LINE_RE.match(str(info.value))
+
+
+@pytest.mark.parametrize("kind", ["long", "component", "file", "loop"])
+def test_state_dir_that_cannot_be_a_folder_is_one_located_line(tmp_path: Path, kind: str) -> None:
+    (tmp_path / "plain").write_text("x")
+    (tmp_path / "la").symlink_to(tmp_path / "lb")
+    (tmp_path / "lb").symlink_to(tmp_path / "la")
+    value = {"long": "/".join(["d" * 200] * 25), "component": "s" * 300, "file": "plain/state",
+             "loop": "la/state"}[kind]
+    with pytest.raises(SpecError) as info:
+        load_lab(write(tmp_path, GOOD + f"state_dir: {value}\n"))
+    assert info.value.field == "state_dir" and info.value.line == 7, str(info.value)
+
+
+def test_a_stick_path_through_a_link_loop_is_one_located_line(tmp_path: Path) -> None:
+    (tmp_path / "la").symlink_to(tmp_path / "lb")
+    (tmp_path / "lb").symlink_to(tmp_path / "la")
+    text = GOOD.replace("{usb: {vendor_id: 0x0781, product_id: 0x5567}}", "{image: la/s.img, size: 16M}")
+    with pytest.raises(SpecError) as info:
+        load_lab(write(tmp_path, text))
+    assert info.value.field == "stick.image" and "loop of symbolic links" in info.value.message

@@ -490,3 +490,81 @@ def test_held_for_writing_reads_qemus_write_permission_lock(tmp_path: Path) -> N
     assert not imaging.held_for_writing(str(f), other)
     assert imaging.held_for_writing(str(f), f"3: POSIX  ADVISORY  WRITE 77 {me} 0 EOF\n")
     assert not imaging.held_for_writing(str(tmp_path / "gone"), writing)
+
+
+def test_a_backup_never_deletes_its_source_and_asks_before_replacing_a_manifest(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = make_stick(tmp_path / "s.img.manifest.json")  # a source named like the image's manifest
+    before = src.read_bytes()
+    assert main(["stick", "backup", str(src), str(tmp_path / "s.img"), "--yes"]) == 2
+    assert "replace its own source" in capsys.readouterr().err
+    assert src.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == [src.name]
+    other = make_stick(tmp_path / "other.raw")
+    old_manifest = tmp_path / "t.img.manifest.json"
+    old_manifest.write_text("{}")
+    assert main(["stick", "backup", str(other), str(tmp_path / "t.img")]) == 2  # no terminal to ask on
+    assert "t.img.manifest.json exists" in capsys.readouterr().err
+    assert old_manifest.read_text() == "{}" and not (tmp_path / "t.img").exists()
+
+
+def test_a_crc_correct_gpt_with_overlapping_partitions_is_copied_in_full(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "src.raw"
+    overlapping = [*LAYOUT[:2], layouts.TableEntry(6, 30000, 57343, layouts.BASIC_DATA, "linuxNative", 0)]
+    layouts.write_gpt(str(src), TOTAL, overlapping)
+    with open(src, "r+b") as f:
+        f.seek(35000 * 512)
+        f.write(b"inside both p5 and p6")
+    img = tmp_path / "s.img"
+    assert main(["stick", "backup", str(src), str(img)]) == 0
+    assert "layout does not" in capsys.readouterr().out
+    m = imaging.Manifest.load(str(img))
+    assert m.mode == "full" and img.read_bytes() == src.read_bytes()
+
+
+def test_wiping_an_image_file_keeps_it_sparse(image: tuple[Path, Path], tmp_path: Path) -> None:
+    src, _ = image
+    dst = tmp_path / "w.raw"
+    dst.write_bytes(src.read_bytes())
+    assert main(["stick", "wipe", str(dst), "--yes"]) == 0
+    assert dst.stat().st_size == TOTAL * 512 and dst.stat().st_blocks == 0
+    assert dst.read_bytes() == bytes(TOTAL * 512)
+
+
+def test_two_hard_links_to_one_target_are_named_twice(image: tuple[Path, Path], tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    _, img = image
+    t = tmp_path / "t.raw"
+    t.write_bytes(bytes(TOTAL * 512))
+    os.link(t, tmp_path / "t2.raw")
+    assert main(["stick", "restore", str(img), str(t), str(tmp_path / "t2.raw"), "--yes"]) == 2
+    assert "named twice" in capsys.readouterr().err
+    assert t.read_bytes() == bytes(TOTAL * 512)
+
+
+def test_layout_reads_a_compressed_image(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = make_stick(tmp_path / "src.raw")
+    img = tmp_path / "s.img"
+    assert main(["stick", "backup", str(src), str(img), "--compress"]) == 0
+    capsys.readouterr()
+    assert main(["layout", "--json", str(img)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert len(doc["partitions"]) == len(LAYOUT)
+    assert not [p for p in Path(os.environ.get("TMPDIR", "/tmp")).glob(f"{imaging.UNPACK_PREFIX}{os.getpid()}.*")]
+
+
+@pytest.mark.parametrize(("key", "value"), [("table", 5), ("size", 1 << 60), ("mode", "sideways"),
+                                            ("source", "usb"), ("extents", [{"offset": "0", "length": 1, "name": 3}])])
+def test_a_manifest_with_a_field_of_the_wrong_type_creates_nothing(image: tuple[Path, Path], tmp_path: Path,
+                                                                    key: str, value: object,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    _, img = image
+    mpath = Path(imaging.manifest_path(str(img)))
+    doc = json.loads(mpath.read_text())
+    doc[key] = value
+    mpath.write_text(json.dumps(doc))
+    target = tmp_path / "new-target.raw"
+    assert main(["stick", "restore", str(img), str(target), "--yes", "--coredump-header-only"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "manifest" in err, err
+    assert not target.exists()

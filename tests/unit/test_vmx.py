@@ -138,3 +138,45 @@ def test_image_stick_cannot_go_to_vmware(tmp_path: Path) -> None:
     seat = lab.seat_list()[0]
     with pytest.raises(InputError, match="image sticks are for the qemu backend"):
         render_vmx(lab, seat, vnc_credentials(seat))
+
+
+def test_a_windows_1252_vmx_is_read_in_its_own_encoding_and_keeps_the_users_keys(tmp_path: Path) -> None:
+    path = tmp_path / "seat.vmx"
+    path.write_bytes('.encoding = "windows-1252"\ndisplayName = "Schulungsraum Müller – Platz 3"\n'
+                     'annotation = "café"\n'.encode("cp1252"))
+    assert VmxFile.load(path)["displayName"] == "Schulungsraum Müller – Platz 3"
+    lab = load_lab(_lab(tmp_path))
+    seat = lab.seat_list()[0]
+    write_vmx(path, render_vmx(lab, seat, vnc_credentials(seat)))
+    merged = VmxFile.load(path)
+    assert merged["annotation"] == "café" and merged[".encoding"] == "UTF-8"
+    assert "café" in path.read_text(encoding="utf-8")  # written as UTF-8, as its .encoding now says
+
+
+def test_an_undecodable_or_unknown_encoding_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "seat.vmx"
+    path.write_bytes(b'.encoding = "UTF-8"\ndisplayName = "\xff\xfe"\n')
+    with pytest.raises(InputError, match=r"seat.vmx:2: not valid UTF-8"):
+        VmxFile.load(path)
+    path.write_bytes(b'.encoding = "klingon"\n')
+    with pytest.raises(InputError, match="not an encoding"):
+        VmxFile.load(path)
+
+
+def test_a_symlinked_vmx_is_refused_not_merged_with_its_target(tmp_path: Path) -> None:
+    target = tmp_path / "other-vm.vmx"
+    target.write_text('.encoding = "UTF-8"\nsecret.key = "the other VM"\n')
+    before = target.read_bytes()
+    link = tmp_path / "seat.vmx"
+    link.symlink_to(target)
+    lab = load_lab(_lab(tmp_path))
+    seat = lab.seat_list()[0]
+    with pytest.raises(InputError, match="symbolic link"):
+        write_vmx(link, render_vmx(lab, seat, vnc_credentials(seat)))
+    assert link.is_symlink() and target.read_bytes() == before
+
+
+def _lab(tmp_path: Path) -> Path:
+    p = tmp_path / "lab.yaml"
+    p.write_text(LAB)
+    return p
