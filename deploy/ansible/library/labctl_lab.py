@@ -1,6 +1,8 @@
 #!/usr/bin/python
 """Ansible module labctl_lab: run one labctl action on a classroom PC and return its JSON result."""
 
+# ruff: noqa: E402  (Ansible reads DOCUMENTATION, EXAMPLES and RETURN from before the imports)
+
 from __future__ import annotations
 
 DOCUMENTATION = r"""
