@@ -174,7 +174,7 @@ _FIELD_MESSAGES = {
 
 def _allowed_keys(data: Any, path: PathKey) -> list[str]:
     """The keys of the model at ``path`` (for did-you-mean), found from the step type above it."""
-    from labctl.playbook.steps import STEP_TYPES
+    from labctl.playbook.steps import STEP_TYPES, options_of
 
     node, model = data, None
     for i, part in enumerate(path):
@@ -185,22 +185,10 @@ def _allowed_keys(data: Any, path: PathKey) -> list[str]:
             model = STEP_TYPES[action] if action else None
     if model is None:
         return list(PlaybookFile.model_fields)
-    if path and isinstance(path[-1], str) and path[-1] == model.action:
-        field = next(f for n, f in model.model_fields.items() if (f.alias or n) == model.action)
-        sub = _model_in(field.annotation)
-        if sub is not None:
-            return [f.alias or n for n, f in sub.model_fields.items()]
+    options = options_of(model)
+    if path and path[-1] == model.action and options is not None:
+        return [f.alias or n for n, f in options.model_fields.items()]
     return [f.alias or n for n, f in model.model_fields.items()]
-
-
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()) or ():
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
 
 
 # -- what needs the whole file ---------------------------------------------------------------------

@@ -7,7 +7,8 @@ VM starts (types, patterns, key specs, needles, timeouts that would be ignored),
 step against the ``StepContext`` (the console, the backend, the variables).
 
 Adding a step type: write one class below with ``action = "name"``, a field of that name for its
-argument, ``waits = True`` when it honours ``timeout``, and ``run``; decorate it with ``@step_type``.
+argument (a string, a model of its mapping form, or either), ``waits = True`` when it honours
+``timeout``, and ``run``; decorate it with ``@step_type``.
 The JSON Schema (``labctl schema --playbook``), the loader and the runner pick it up from the registry.
 """
 
@@ -17,7 +18,7 @@ import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Protocol, TypeVar, Union
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Protocol, TypeVar, Union, get_args
 
 from pydantic import (
     AfterValidator,
@@ -201,6 +202,13 @@ def step_type(cls: S) -> S:
         raise TypeError(f"step type {cls.__name__}: action {cls.action!r} is empty or taken")
     STEP_TYPES[cls.action] = cls
     return cls
+
+
+def options_of(cls: type[PlaybookStep]) -> type[BaseModel] | None:
+    """The model of the mapping form of a step type's argument (``wait: {...}``), if it has one."""
+    annotation = cls.model_fields[_field_of(cls)].annotation
+    found = [a for a in (annotation, *get_args(annotation)) if isinstance(a, type) and issubclass(a, _Args)]
+    return found[0] if found else None
 
 
 def _field_of(cls: type[PlaybookStep]) -> str:
