@@ -1,16 +1,12 @@
-"""Fixtures for the end-to-end tests that boot the simulator ISO in QEMU (self-contained)."""
+"""Fixtures for the end-to-end tests that boot the simulator ISO in QEMU (helpers in tests/harness/)."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from simvm import Disk, SimVM, qemu_available
+from harness.simvm import Disk, SimVM, qemu_available
 
 from labctl.errors import InputError
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from installed_fixtures import (
+from harness.installed_fixtures import (
     CUSTOMIZATION_ITEMS,
     DCUI_MAIN,
     PROMPT,
@@ -34,7 +34,7 @@ from installed_fixtures import (
     state_cfg,
     wait_dcui,
 )
-from simvm import SimVM, boot_installer, qemu_available
+from harness.simvm import SimVM, boot_installer, qemu_available
 
 from labctl import layouts
 

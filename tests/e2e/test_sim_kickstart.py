@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from simvm import NATIVE, VMFS, SimVM, boot_installer, check_gpt, mtype, read_range
+from harness.simvm import NATIVE, VMFS, SimVM, boot_installer, check_gpt, mtype, read_range
 
 pytestmark = pytest.mark.e2e
 

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from installed_fixtures import state_cfg
+from harness.installed_fixtures import state_cfg
 
 from labctl.spec import load_lab
 

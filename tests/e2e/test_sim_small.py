@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from simvm import SimVM, boot_installer, disk_rows, select_disk, to_disk_list
+from harness.simvm import SimVM, boot_installer, disk_rows, select_disk, to_disk_list
 
 pytestmark = pytest.mark.e2e
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from simvm import (
+from harness.simvm import (
     SimVM,
     boot_installer,
     check_gpt,

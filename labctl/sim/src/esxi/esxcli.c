@@ -247,9 +247,11 @@ static const CHAR16 *adv_value(UINTN i) {
 }
 
 static void adv_list(const CHAR16 *const *v) {
+    /* v: delta, option, tree */
+    const CHAR16 *opt = v[1];
     BOOLEAN any = FALSE;
     for (UINTN i = 0; i < ARRAY_LEN(advs); i++) {
-        if (!adv_visible(i) || (v[0] && StrCmp((CHAR16 *)v[0], (CHAR16 *)advs[i].path) != 0)) continue;
+        if (!adv_visible(i) || (opt && StrCmp((CHAR16 *)opt, (CHAR16 *)advs[i].path) != 0)) continue;
         BOOLEAN is_int = StrCmp((CHAR16 *)advs[i].type, L"integer") == 0;
         CHAR16 num[16];
         if (any) shell_out(L"\r\n");
@@ -266,7 +268,7 @@ static void adv_list(const CHAR16 *const *v) {
         kv_print(L"Valid Characters", is_int ? L"" : L"*");
         kv_print(L"Description", advs[i].desc);
     }
-    if (!any && v[0]) shell_out(L"Error: Unable to find option %s\r\n", v[0] + (v[0][0] == '/'));
+    if (!any && opt) shell_out(L"Error: Unable to find option %s\r\n", opt + (opt[0] == '/'));
 }
 
 static void adv_set(const CHAR16 *const *v) {

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from simvm import SimVM
+from harness.simvm import SimVM
 
 from labctl import layouts
 from labctl.errors import InputError

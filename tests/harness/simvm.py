@@ -1,50 +1,75 @@
 """Test-only harness: boot the simulator ISO in QEMU (TCG + OVMF), send keys over QMP, read the serial console.
 
 Everything the simulator prints goes through ConOut, which OVMF mirrors to the serial port with VT100
-escapes around the text; ``text()`` strips those so tests can match plain strings.
+escapes around the text; ``text()`` strips those so tests can match plain strings. The QMP client, the
+OVMF firmware paths and the US key table (which characters need Shift) are labctl's own; only the
+spelling of a key as a QMP ``qcode`` lives here.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-OVMF_DIR = Path("/usr/share/OVMF")
-OVMF_CODE = OVMF_DIR / "OVMF_CODE_4M.fd"
-OVMF_VARS = OVMF_DIR / "OVMF_VARS_4M.fd"
+from labctl.backends.qemu_argv import OVMF_CODE, OVMF_VARS
+from labctl.backends.qmp import Qmp
+from labctl.console import keys
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][0-9A-Za-z]|\x1b[=>c]")
 
-# character -> (qcode, shifted)
-_PLAIN = {" ": "spc", "=": "equal", "/": "slash", ".": "dot", "-": "minus", ",": "comma", ";": "semicolon",
-          "'": "apostrophe", "\\": "backslash", "[": "bracket_left", "]": "bracket_right", "`": "grave_accent"}
-_SHIFTED = {":": "semicolon", "_": "minus", "!": "1", "@": "2", "#": "3", "$": "4", "%": "5", "^": "6",
-            "&": "7", "*": "8", "(": "9", ")": "0", '"': "apostrophe", "|": "backslash", "+": "equal",
-            "?": "slash", "<": "comma", ">": "dot", "{": "bracket_left", "}": "bracket_right", "~": "grave_accent"}
-SPECIAL = {"enter": "ret", "esc": "esc", "tab": "tab", "backspace": "backspace", "up": "up", "down": "down",
-           "left": "left", "right": "right", "f1": "f1", "f2": "f2", "f5": "f5", "f9": "f9", "f11": "f11",
-           "f12": "f12", "pgdn": "pgdn", "pgup": "pgup"}
+# QMP's qcode for a key, by labctl's key name (labctl.console.keys.SPECIAL) or its unshifted character
+_QCODE_NAMES = {"enter": "ret", "bs": "backspace", "pageup": "pgup", "pagedown": "pgdn", "spacebar": "spc",
+                "leftshift": "shift", "rightshift": "shift_r", "leftalt": "alt", "rightalt": "alt_r",
+                "leftctrl": "ctrl", "rightctrl": "ctrl_r"}
+_QCODE_CHARS = {" ": "spc", "=": "equal", "/": "slash", ".": "dot", "-": "minus", ",": "comma", ";": "semicolon",
+                "'": "apostrophe", "\\": "backslash", "[": "bracket_left", "]": "bracket_right", "`": "grave_accent",
+                "\n": "ret", "\t": "tab"}
+SPECIAL = {"enter", "esc", "tab", "backspace", "up", "down", "left", "right", "f1", "f2", "f5", "f9", "f11",
+           "f12", "pgdn", "pgup"}
+_ALIASES = {"backspace": "bs", "pgdn": "pagedown", "pgup": "pageup"}
 
 
-def char_key(ch: str) -> tuple[str, bool]:
-    if ch.isascii() and ch.isalpha():
-        return ch.lower(), ch.isupper()
-    if ch.isascii() and ch.isdigit():
-        return ch, False
-    if ch in _PLAIN:
-        return _PLAIN[ch], False
-    if ch in _SHIFTED:
-        return _SHIFTED[ch], True
-    raise ValueError(f"no key for {ch!r}")
+def _unshift_table() -> dict[str, str]:
+    """Shifted character -> its key, from labctl's own US table (what Shift does to each key)."""
+    table = {}
+    for base in map(chr, range(0x21, 0x7F)):
+        if base in keys.SHIFTED:
+            continue
+        presses = [a for a in keys.parse(f"<leftShiftOn>{base}<leftShiftOff>")
+                   if isinstance(a, keys.KeyEvent) and a.is_press]
+        shifted = keys.keysym_name(presses[0].keysym)
+        if shifted != base:
+            table[shifted] = base
+    return table
+
+
+_UNSHIFT = _unshift_table()
+
+
+def qcode(event: keys.KeyEvent) -> str:
+    """The QMP qcode of a labctl key event (a shifted character is sent as its unshifted key)."""
+    name = keys.keysym_name(event.keysym)
+    if len(name) > 1:  # a named key
+        return _QCODE_NAMES.get(name, name)
+    base = _UNSHIFT.get(name, name)
+    return _QCODE_CHARS.get(base, base.lower())
+
+
+class HarnessQmp(Qmp):
+    """labctl's QMP client, also taking a command's arguments as keywords (``execute("eject", device=...)``)."""
+
+    def execute(self, command: str, arguments: dict[str, object] | None = None, timeout: float = 10.0,
+                **kwargs: object) -> Any:
+        args = {**(arguments or {}), **kwargs}
+        return super().execute(command, args or None, timeout)
 
 
 @dataclass
@@ -54,53 +79,6 @@ class Disk:
     path: Path
     bus: str
     size: int = 0  # bytes; create a sparse image of this size when the file does not exist
-
-
-class QMP:
-    """Minimal synchronous QMP client over a unix socket (events are skipped)."""
-
-    def __init__(self, path: Path, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                self.sock.settimeout(timeout)
-                self.sock.connect(str(path))
-                break
-            except OSError:
-                self.sock.close()
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-        self.buf = b""
-        self._recv()  # greeting
-        self.execute("qmp_capabilities")
-
-    def _recv(self) -> dict[str, object]:
-        while b"\n" not in self.buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("QMP closed")
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\n", 1)
-        msg: dict[str, object] = json.loads(line)
-        return msg
-
-    def execute(self, cmd: str, **args: object) -> object:
-        req: dict[str, object] = {"execute": cmd}
-        if args:
-            req["arguments"] = args
-        self.sock.sendall(json.dumps(req).encode() + b"\n")
-        while True:
-            msg = self._recv()
-            if "return" in msg:
-                return msg["return"]
-            if "error" in msg:
-                raise RuntimeError(f"QMP {cmd}: {msg['error']}")
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.sock.close()
 
 
 @dataclass
@@ -113,7 +91,7 @@ class SimVM:
     cpu_model: str = "qemu64"
     key_delay: float = 0.03
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
-    qmp: QMP | None = field(default=None, init=False)
+    qmp: HarnessQmp | None = field(default=None, init=False)
     started_at: float = field(default=0.0, init=False)
 
     @property
@@ -156,8 +134,12 @@ class SimVM:
         self.started_at = time.monotonic()
         self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=(self.workdir / "qemu.stderr").open("wb"))
+        sock = self.workdir / "qmp.sock"
+        deadline = time.monotonic() + 10
+        while not sock.exists() and time.monotonic() < deadline and self.proc.poll() is None:
+            time.sleep(0.05)  # QEMU creates the socket a moment after it starts
         try:
-            self.qmp = QMP(self.workdir / "qmp.sock")
+            self.qmp = HarnessQmp(sock, nickname="simvm")
         except Exception:
             self.stop()
             raise
@@ -165,9 +147,7 @@ class SimVM:
 
     def stop(self) -> None:
         if self.qmp is not None:
-            with contextlib.suppress(Exception):
-                self.qmp.execute("quit")
-            self.qmp.close()
+            self.qmp.quit()
             self.qmp = None
         if self.proc is not None:
             try:
@@ -215,34 +195,32 @@ class SimVM:
     _since: int = 0
 
     # --- keys ---------------------------------------------------------------------------------------
-    def _event(self, qcode: str, down: bool) -> None:
+    def _event(self, code: str, down: bool) -> None:
         assert self.qmp is not None
         self.qmp.execute("input-send-event",
-                         events=[{"type": "key", "data": {"down": down, "key": {"type": "qcode", "data": qcode}}}])
+                         events=[{"type": "key", "data": {"down": down, "key": {"type": "qcode", "data": code}}}])
 
-    def tap(self, qcode: str, shift: bool = False) -> None:
-        if shift:
-            self._event("shift", True)
+    def _send(self, events: Sequence[keys.KeyEvent]) -> None:
+        for ev in events:
+            self._event(qcode(ev), ev.down)
             time.sleep(self.key_delay)
-        self._event(qcode, True)
-        time.sleep(self.key_delay)
-        self._event(qcode, False)
-        if shift:
-            time.sleep(self.key_delay)
-            self._event("shift", False)
-        time.sleep(self.key_delay)
+
+    def tap(self, name: str) -> None:
+        """One key by labctl's name (f1, enter, ...), pressed and released."""
+        self._send([a for a in keys.parse(f"<{_ALIASES.get(name, name)}>") if isinstance(a, keys.KeyEvent)])
 
     def key(self, *names: str) -> None:
         """Special keys by name (enter, esc, f11, down, ...), each pressed and released."""
         self._since = self.mark()
         for n in names:
-            self.tap(SPECIAL[n])
+            if n not in SPECIAL:
+                raise ValueError(f"no special key {n!r}")
+            self.tap(n)
 
     def type(self, text: str) -> None:
+        """Text as labctl types it: Shift held for capitals and shifted characters (US layout)."""
         self._since = self.mark()
-        for ch in text:
-            q, shift = char_key(ch)
-            self.tap(q, shift)
+        self._send(keys.text(text))
 
     def screendump(self, path: Path) -> Path:
         """The VGA screen as PNG (QMP screendump)."""
