@@ -9,7 +9,10 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -324,8 +327,8 @@ def test_compressed_backup_of_a_loop_device(tmp_path: Path, loop: Callable[[Path
 
 @pytest.fixture(scope="session")
 def installed_iso(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from harness.installed_fixtures import build_installed_iso
-    from harness.simvm import qemu_available
+    from installed_fixtures import build_installed_iso
+    from simvm import qemu_available
 
     if not qemu_available():
         pytest.skip("qemu-system-x86_64 or OVMF is missing")
@@ -338,7 +341,7 @@ def test_installed_stick_round_trip_boots_again(installed_iso: Path, tmp_path: P
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     """The simulator's installed stick on a loop device: backup, wipe, restore, verify; the stick's
     backing file then boots in QEMU to the DCUI again."""
-    from harness.installed_fixtures import ROOT_PASSWORD, make_installed_stick, wait_dcui
+    from installed_fixtures import ROOT_PASSWORD, make_installed_stick, wait_dcui
 
     size = 4 * 2**30  # >= 3.4 GiB: partitions 1, 5, 6, 7, 8, 9
     stick = tmp_path / "usb0.img"  # the name the simvm factory gives its first USB disk
@@ -361,3 +364,30 @@ def test_installed_stick_round_trip_boots_again(installed_iso: Path, tmp_path: P
     vm.qmp.execute("eject", device="cd0", force=True)
     vm.qmp.execute("system_reset")
     wait_dcui(vm, 0)
+
+
+@pytest.mark.parametrize(("sig", "code", "word"),
+                         [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
+def test_backup_of_a_loop_device_stopped_by_a_signal_leaves_no_temporary_file(
+        tmp_path: Path, loop: Callable[[Path], str], sig: int, code: int, word: str) -> None:
+    """A real labctl process, signalled as soon as its temporary image appears: it stops between
+    blocks, removes the temporary file, prints the state and exits 130 / 143."""
+    backing = tmp_path / "stick.raw"
+    with open(backing, "wb") as f:
+        for _ in range(20):
+            f.write(os.urandom(16 * MIB))  # 320 MiB without a GPT: a full copy, a few seconds
+    dev = loop(backing)
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "labctl", "stick", "backup", dev, str(out / "s.img")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, CI="true"))
+    deadline = time.monotonic() + 60
+    while not any(out.iterdir()):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.005)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=150)
+    assert proc.returncode == code, err
+    assert f"labctl: {word}" in err and "the temporary file was removed" in err
+    assert list(out.iterdir()) == []
