@@ -17,6 +17,7 @@ and compare its sha256.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import itertools
 import os
@@ -189,7 +190,14 @@ def gaps(extents: list[Extent], size: int) -> list[Extent]:
 
 def check_image_path(image: str) -> None:
     """IMG may be new or a regular file; never a device node or a folder (it would be replaced)."""
-    if os.path.lexists(image) and not stat.S_ISREG(os.stat(image).st_mode):
+    if not os.path.lexists(image):
+        return
+    try:
+        mode = os.stat(image).st_mode
+    except OSError as exc:
+        why = "a loop of symbolic links" if exc.errno == errno.ELOOP else exc.strerror
+        raise InputError(f"{image}: {why}; give a new file name for the image") from None
+    if not stat.S_ISREG(mode):
         raise InputError(f"{image} exists and is not a regular file (a device or a folder?); "
                          "give a new file name for the image")
 
