@@ -327,8 +327,8 @@ def test_compressed_backup_of_a_loop_device(tmp_path: Path, loop: Callable[[Path
 
 @pytest.fixture(scope="session")
 def installed_iso(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from installed_fixtures import build_installed_iso
-    from simvm import qemu_available
+    from harness.installed_fixtures import build_installed_iso
+    from harness.simvm import qemu_available
 
     if not qemu_available():
         pytest.skip("qemu-system-x86_64 or OVMF is missing")
@@ -341,7 +341,7 @@ def test_installed_stick_round_trip_boots_again(installed_iso: Path, tmp_path: P
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     """The simulator's installed stick on a loop device: backup, wipe, restore, verify; the stick's
     backing file then boots in QEMU to the DCUI again."""
-    from installed_fixtures import ROOT_PASSWORD, make_installed_stick, wait_dcui
+    from harness.installed_fixtures import ROOT_PASSWORD, make_installed_stick, wait_dcui
 
     size = 4 * 2**30  # >= 3.4 GiB: partitions 1, 5, 6, 7, 8, 9
     stick = tmp_path / "usb0.img"  # the name the simvm factory gives its first USB disk
