@@ -307,7 +307,9 @@ class Verify(_Model):
     media: Literal["usb", "hdd"] = "usb"
 
 
-class Console(_Model):
+class ConsoleSettings(_Model):
+    """How labctl drives a seat's console: key rate, serial evidence, timeout scale."""
+
     key_rate: float | None = Field(None, description="keys per second (default: 10 on VMware, 30 on QEMU)")
     serial: bool = Field(True, description="also use the serial console as evidence when the backend has one")
     timeout_scale: float = Field(1.0, description="multiply every wait's timeout (slow hosts)")
@@ -390,7 +392,7 @@ class Lab(_Model):
     seats: Annotated[list[SeatOverride], BeforeValidator(_seats_before)] = Field(
         default_factory=lambda: [SeatOverride()], description="a count, or a list of per-seat overrides"
     )
-    console: Console = Field(default_factory=lambda: Console())
+    console: ConsoleSettings = Field(default_factory=lambda: ConsoleSettings())
     qemu: QemuOptions = Field(default_factory=lambda: QemuOptions())
     vmware: VmwareOptions = Field(default_factory=lambda: VmwareOptions())
     state_dir: PathStr = Field(".labctl/{name}", description="per-seat state (VNC password, nvram, images)")
