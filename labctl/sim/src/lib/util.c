@@ -9,8 +9,37 @@ void sleep_ms(UINTN ms) {
     }
 }
 
+/* Real builds say on the serial port (only there: the UART itself, not the console the screen mirrors) how
+ * long each of their own delays is, "labctl-sim: delay <ms> ms", so a benchmark can tell the simulated
+ * machine's waiting from the harness's (benchmarks/e2e.py). Fast builds stay silent. */
+static void serial_mark(UINTN ms) {
+    static EFI_SERIAL_IO_PROTOCOL *ser;
+    static BOOLEAN looked;
+    if (!looked) {
+        looked = TRUE;
+        if (EFI_ERROR(CALL(BS->LocateProtocol, 3, &SerialIoProtocol, NULL, (void **)&ser))) ser = NULL;
+    }
+    if (!ser) return;
+    CHAR8 line[48];
+    CHAR8 digits[24];
+    UINTN n = 0, o = 0;
+    do {
+        digits[n++] = (CHAR8)('0' + ms % 10);
+        ms /= 10;
+    } while (ms && n < sizeof digits);
+    const CHAR8 *head = (const CHAR8 *)"\r\nlabctl-sim: delay ";
+    for (UINTN i = 0; head[i]; i++) line[o++] = head[i];
+    while (n) line[o++] = digits[--n];
+    const CHAR8 *tail = (const CHAR8 *)" ms\r\n";
+    for (UINTN i = 0; tail[i]; i++) line[o++] = tail[i];
+    UINTN len = o;
+    CALL(ser->Write, 3, ser, &len, line);
+}
+
 void sim_delay(UINTN fast_ms, UINTN real_ms) {
-    sleep_ms(SIM_SPEED_REAL ? real_ms : fast_ms);
+    UINTN ms = SIM_SPEED_REAL ? real_ms : fast_ms;
+    if (SIM_SPEED_REAL && ms) serial_mark(ms);
+    sleep_ms(ms);
 }
 
 void *xalloc(UINTN bytes) {
