@@ -17,7 +17,7 @@ from labctl.cli import main
 from labctl.spec import load_lab
 
 LOCATED = re.compile(r"^[^:\n]+:\d+:\d+: [\w.\[\]]+: .+$")
-BLOCK = "/dev/loop0"  # a block device node, only ever stat'ed here
+BLOCK = "/dev/loop0"  # only its device number is used, for a node in the test's own folder
 
 LAB = """\
 name: t
@@ -61,10 +61,14 @@ def _victims(tmp_path: Path) -> dict[str, tuple[str, str]]:
     (tmp_path / "folder").mkdir()
     (tmp_path / "loop-a").symlink_to(tmp_path / "loop-b")
     (tmp_path / "loop-b").symlink_to(tmp_path / "loop-a")
-    (tmp_path / "disk-link").symlink_to(BLOCK)
+    # device nodes of their own in tmp_path (a block one for loop0, a character one for /dev/null):
+    # whatever a broken labctl did to them, the host's /dev stays as it is
+    os.mknod(tmp_path / "blk", stat.S_IFBLK | 0o600, os.stat(BLOCK).st_rdev)
+    os.mknod(tmp_path / "chr", stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    (tmp_path / "disk-link").symlink_to(tmp_path / "blk")
     return {
         "block device": ("disk-link", "block device"),
-        "character device": ("/dev/null", "character device"),
+        "character device": ("chr", "character device"),
         "fifo": ("fifo", "FIFO"),
         "folder": ("folder", "folder"),
         "symlink loop": ("loop-a/s.img", "loop of symbolic links"),
@@ -79,7 +83,8 @@ CASES = ["block device", "character device", "fifo", "folder", "symlink loop", "
          "a playbook", "a text file"]
 
 
-@pytest.mark.skipif(not os.path.exists(BLOCK) or not stat.S_ISBLK(os.stat(BLOCK).st_mode), reason="no /dev/loop0")
+@pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists(BLOCK) or not stat.S_ISBLK(os.stat(BLOCK).st_mode),
+                    reason="needs root (mknod) and /dev/loop0")
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("verb", ["validate", "up", "reset"])
 def test_dangerous_image_paths_are_refused_with_one_located_line(
