@@ -297,10 +297,18 @@ class Playbook(Step):
 def check_playbooks(lab: Lab) -> None:
     """Load the lab's install and post-install playbooks: a bad one is exit 2 before any VM starts
     (``up`` and ``validate``)."""
-    from labctl.playbook import LAB_VARIABLES, load
+    from labctl.errors import SpecError
+    from labctl.playbook import LAB_VARIABLES, load, resolve
+    from labctl.yamlsrc import dotted, load_located
 
-    for name in [lab.install.playbook, *lab.post_install]:
-        load(playbook_ref(lab, name), known_vars=set(LAB_VARIABLES))
+    named: list[tuple[tuple[str | int, ...], str]] = [(("install", "playbook"), lab.install.playbook)]
+    named += [(("post_install", i), name) for i, name in enumerate(lab.post_install)]
+    for key, name in named:
+        ref = playbook_ref(lab, name)
+        if not resolve(ref).is_file():  # the lab's line names it: say so there, not at a file that is not
+            line, col = load_located(lab.source).where(key)
+            raise SpecError(str(lab.source), line, col, dotted(key), f"playbook '{name}' not found ({resolve(ref)})")
+        load(ref, known_vars=set(LAB_VARIABLES))
 
 
 def playbook_ref(lab: Lab, name: str) -> str:

@@ -388,3 +388,17 @@ def test_a_broken_playbook_is_one_located_line_and_exit_2(tmp_path: Path, capsys
     assert main(["validate", str(tmp_path / "lab.yaml")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"{tmp_path / 'broken.yaml'}:4:15: steps[0].optional: true or false (without quotes)"], err
+
+
+def test_a_lab_naming_a_missing_playbook_is_located_in_the_lab(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from labctl.cli import main
+
+    monkeypatch.setenv("LAB_ROOT_PASSWORD", SECRET)
+    lab = tmp_path / "lab.yaml"
+    lab.write_text("name: t\nbackend: qemu\nesxi: '6.7'\niso: sim\nstick: {image: s.img, size: 16G}\n"
+                   "install: {playbook: esxi-6.7-interactive, root_password: {env: LAB_ROOT_PASSWORD}}\n"
+                   "post_install: [enable-esxi-shell, nable-esxi-shell]\n")
+    assert main(["validate", str(lab)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"{lab}:7:35: post_install[1]: playbook 'nable-esxi-shell' not found"), err
