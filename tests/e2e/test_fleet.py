@@ -43,8 +43,8 @@ def reusable_venv(path: Path) -> Path:
 
 
 def play(tmp: Path, inventory: Path, action: str, limit: str | None = None) -> tuple[int, str, float]:
-    """classroom.yml with one wheel for every run (the first built it the play's way: pip wheel --no-deps),
-    so that a later run changes nothing on the PCs even while the checkout is being edited."""
+    """classroom.yml with one wheel for every run (built as the play builds it, pip wheel --no-deps), so
+    that a later run changes nothing on the PCs even while the checkout is being edited."""
     wheels = sorted((tmp / "wheel").glob("labctl-*.whl"))
     argv = [str(ANSIBLE_PLAYBOOK), "-i", str(inventory), str(PLAY), "-e", f"labctl_action={action}",
             "-e", "labctl_lab=labs/usb-install-sim.yaml", "-e", f"labctl_report_root={tmp / 'report'}"]
