@@ -116,3 +116,14 @@ def test_pauses_are_bounded() -> None:
     for spec in ("<wait3601>", "<wait99999999999999999999999>", "<wait2h>"):
         with pytest.raises(KeySpecError, match="at most 1 hour"):
             keys.parse(spec)
+
+
+@pytest.mark.parametrize(("spec", "key"), [("< enter >", "enter"), ("<f11 >", "f11"), ("x< leftAltOn>", "leftAltOn"),
+                                           ("< wait5 >", "wait5")])
+def test_a_key_name_with_spaces_inside_is_an_error_not_text(spec: str, key: str) -> None:
+    with pytest.raises(KeySpecError, match=f"did you mean <{key}>"):
+        keys.parse(spec)
+
+
+def test_angle_brackets_around_other_words_stay_text() -> None:
+    assert keys.describe(keys.parse("a < b > c < hello >")) == "a < b > c < hello >"

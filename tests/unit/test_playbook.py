@@ -402,3 +402,12 @@ def test_a_lab_naming_a_missing_playbook_is_located_in_the_lab(tmp_path: Path, c
     assert main(["validate", str(lab)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"{lab}:7:35: post_install[1]: playbook 'nable-esxi-shell' not found"), err
+
+
+def test_a_pattern_whose_variable_is_empty_fails_instead_of_matching_any_screen(tmp_path: Path) -> None:
+    p = write(tmp_path, "name: t\nsteps:\n  - wait: {text: '{keyboard}', timeout: 1}\n")
+    run = RunFolder(tmp_path / "run")
+    c = FakeConsole(["any screen at all"], run)
+    with pytest.raises(RunFailed, match=r"matches the empty string once \{keyboard\} is filled in"):
+        run_playbook(str(p), c, None, {"keyboard": ""}, run, [])  # type: ignore[arg-type]
+    assert not [x for x in c.calls if x[0] == "wait"]
