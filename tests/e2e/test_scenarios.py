@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -169,3 +170,14 @@ def test_kickstart_sim_no_key_at_the_installer(tmp_path: Path) -> None:
     typed = [e for e in evs[started:installed] if e.get("action") in ("keys", "type", "select")]
     assert typed == [], typed
     assert any(e["step"] == "installation complete" and e.get("result") == "ok" for e in evs[started:installed])
+
+
+def test_kickstart_sim_a_script_error_fails_the_run_with_it(tmp_path: Path) -> None:
+    lab = copy_lab("kickstart-sim", tmp_path, **{"kickstart: ks/usb.cfg": "kickstart: ks/bad.cfg"})
+    (tmp_path / "ks" / "bad.cfg").write_text("vmaccepteula\ninstall --firstdisk=usb --novmfsondisk\nreboot\n")
+    code, doc, err = labctl("up", str(lab), "--json")
+    assert code == 1, err[-3000:]
+    assert doc is not None
+    message = doc["seats"][0]["message"]
+    assert "the installation script is accepted" in message
+    assert re.search(r"rootpw command|error has occurred", message, re.I), message
