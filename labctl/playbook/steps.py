@@ -245,8 +245,8 @@ class WaitArgs(_Args):
             if self.serial.lower() in _BOOL_WORDS:
                 raise PydanticCustomError(
                     "quoted_bool", f"serial: '{self.serial}' in quotes is a pattern to wait for; write serial: "
-                                   f"{self.serial.lower() in ('true', 'yes', 'on')!s:.5} without quotes to say "
-                                   "whether the serial console counts", {"key": "serial"})
+                                   f"{'true' if self.serial.lower() in ('true', 'yes', 'on') else 'false'} without "
+                                   "quotes to say whether the serial console counts", {"key": "serial"})
             kinds.append("serial")
         if len(kinds) != 1:
             raise ValueError("wait needs exactly one of text, needle, serial (a regex), change, still, any")

@@ -411,3 +411,16 @@ def test_a_pattern_whose_variable_is_empty_fails_instead_of_matching_any_screen(
     with pytest.raises(RunFailed, match=r"matches the empty string once \{keyboard\} is filled in"):
         run_playbook(str(p), c, None, {"keyboard": ""}, run, [])  # type: ignore[arg-type]
     assert not [x for x in c.calls if x[0] == "wait"]
+
+
+def test_the_json_schema_accepts_every_shipped_playbook_and_refuses_a_two_action_step() -> None:
+    import jsonschema
+    import yaml
+
+    from labctl.playbook import PLAYBOOK_DIR, json_schema
+
+    validator = jsonschema.Draft202012Validator(json_schema())
+    for p in sorted(PLAYBOOK_DIR.glob("*.yaml")):
+        assert not list(validator.iter_errors(yaml.safe_load(p.read_text()))), p
+    assert list(validator.iter_errors({"name": "x", "steps": [{"keys": "a", "wait": {"text": "b"}}]}))
+    assert list(validator.iter_errors({"name": "x", "steps": [{"wait": {"text": "b"}, "optional": "false"}]}))
