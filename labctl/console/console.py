@@ -277,11 +277,18 @@ class Console:
         """Type ``text``; ``secret=True`` also remembers it as a secret (a literal a playbook marks)."""
         if secret:
             self.add_secrets([text])
-        shown = self._shown(text, secret)
-        log.info("%s: type %s", self.step, shown if shown.startswith("<secret") else repr(text))
+        hidden = secret or self.secrets.shows(text)
+        try:
+            actions = keys.text(text)
+        except keys.KeySpecError:
+            if not hidden:
+                raise
+            raise keys.KeySpecError(f"step '{self.step}': the secret text has a character that cannot be typed "
+                                    "(printable ASCII, newline and tab only)") from None
+        log.info("%s: type %s", self.step, self._shown(text, secret) if hidden else repr(text))
         if self.serial:
             self.serial.mark()
-        self.vnc.send(keys.text(text))
+        self.vnc.send(actions)
 
     # -- frames ---------------------------------------------------------------------------------------
     def frame(self) -> Frame:

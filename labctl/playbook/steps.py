@@ -556,7 +556,8 @@ def _step_shape(value: Any) -> Any:
     """A step's shape, with the messages a person needs (before its type's model sees it)."""
     actions = ", ".join(STEP_TYPES)
     if isinstance(value, str):
-        raise PydanticCustomError("step_shape", f"a step is a mapping like 'keys: {value:.30}', not a bare string")
+        raise PydanticCustomError("step_shape", "a step is a mapping like 'keys: ...' or 'wait: {text: ...}', "
+                                                "not a bare string")
     if not isinstance(value, dict):
         raise PydanticCustomError("step_shape", f"a step is a mapping with one action: {actions}")
     unknown = [k for k in value if k not in STEP_TYPES and k not in COMMON]

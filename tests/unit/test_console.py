@@ -215,3 +215,12 @@ def test_run_command_without_a_prompt_anywhere_fails_with_a_screenshot(tmp_path:
         c.run_command("esxcli system module list", r"\[root@[^\]]*\]", 3.0)
     assert exc.value.screenshot is not None and exc.value.screenshot.exists()
     assert "localhost login" in str(exc.value) and "EOF" in str(exc.value)
+
+
+def test_a_secret_that_cannot_be_typed_is_not_named_in_the_error(tmp_path: Path) -> None:
+    c = console(tmp_path, lambda t: draw("x"), secrets=["pässword"])
+    with pytest.raises(keys.KeySpecError) as exc:
+        c.type_string("pässword", secret=True)
+    assert "ä" not in str(exc.value) and "secret" in str(exc.value)
+    with pytest.raises(keys.KeySpecError, match="cannot type 'é'"):  # not a secret: the character helps
+        c.type_string("café")

@@ -345,7 +345,8 @@ def test_a_secret_typed_into_the_wrong_field_is_not_in_the_error(tmp_path: Path)
     for body in ("name: t\nsteps:\n  - type: {text: 'Sup3r-Secret!', secret: 'Sup3r-Secret!'}\n",
                  "name: t\nsteps:\n  - type: {secret: true, txt: 'Sup3r-Secret!'}\n",
                  "name: t\nsteps:\n  - power: 'Sup3r-Secret!'\n",
-                 "name: t\nsteps:\n  - wait: {text: a, timeout: 'Sup3r-Secret!'}\n"):
+                 "name: t\nsteps:\n  - wait: {text: a, timeout: 'Sup3r-Secret!'}\n",
+                 "name: t\nsteps:\n  - 'Sup3r-Secret!'\n"):
         with pytest.raises(SpecError) as exc:
             load(str(write(tmp_path, body)))
         assert "Sup3r" not in str(exc.value), str(exc.value)
