@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 def read_target(target: str) -> Gpt:
     """The GPT of a device, a raw image, or a labctl image whose manifest says it is compressed (its
     data checked and unpacked to a temporary file, removed afterwards). GptError/InputError: exit 2."""
-    from labctl import imaging, layouts
+    from labctl import layouts
+    from labctl.stick import imaging
 
     if os.path.isfile(imaging.manifest_path(target)):
         m = imaging.Manifest.load(target)

@@ -1,6 +1,6 @@
 """labctl stick list | backup | restore | wipe | verify: checks, confirmation, progress, summaries.
 
-The work is in labctl.stick (operations), labctl.imaging (I/O, image format) and labctl.blockdev
+The work is in labctl.stick.ops (operations), labctl.stick.imaging (I/O, image format) and labctl.stick.blockdev
 (discovery and the safety verdict). Long operations run in worker threads so Ctrl-C reaches the main
 thread, which cancels the jobs, waits for them to stop between blocks and says what state each
 target is in (exit 130; SIGTERM is handled the same way and exits 143).
@@ -21,10 +21,9 @@ from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
 from typing import Any, TypeVar
 
-from labctl import blockdev, imaging
-from labctl import stick as ops
-from labctl.blockdev import Target, human_size
 from labctl.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, InputError, RefusedError
+from labctl.stick import blockdev, imaging, ops
+from labctl.stick.blockdev import Target, human_size
 
 T = TypeVar("T")
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from labctl import blockdev
 from labctl.errors import RefusedError
+from labctl.stick import blockdev
 
 
 def disk(name: str, **kw: Any) -> dict[str, Any]:

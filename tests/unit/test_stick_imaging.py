@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from labctl import imaging, layouts
-from labctl import stick as ops
-from labctl.blockdev import Target
+from labctl import layouts
 from labctl.cli import main
 from labctl.commands.stick import confirm
 from labctl.errors import RefusedError
+from labctl.stick import imaging, ops
+from labctl.stick.blockdev import Target
 
 TOTAL = 131072  # a 64 MiB stick with an ESXi-like layout scaled down (the engine is layout-agnostic)
 MIB = 1 << 20

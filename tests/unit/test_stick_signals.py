@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from labctl import imaging
 from labctl.cli import main
+from labctl.stick import imaging
 
 MIB = 1 << 20
 SIZE = 320 * MIB  # random data: long enough (about a second or more) to be caught in the middle

@@ -28,9 +28,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from labctl import layouts
-from labctl.blockdev import Target, human_size
 from labctl.errors import InputError, RefusedError
-from labctl.imaging import (
+from labctl.stick.blockdev import Target, human_size
+from labctl.stick.imaging import (
     BLOCK,
     MAX_RANGE,
     PAGE,
