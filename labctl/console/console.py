@@ -283,7 +283,7 @@ class Console:
         except keys.KeySpecError:
             if not hidden:
                 raise
-            raise keys.KeySpecError(f"step '{self.step}': the secret text has a character that cannot be typed "
+            raise keys.KeySpecError("the secret text has a character that cannot be typed "
                                     "(printable ASCII, newline and tab only)") from None
         log.info("%s: type %s", self.step, self._shown(text, secret) if hidden else repr(text))
         if self.serial:
