@@ -86,7 +86,7 @@ CASES = ["block device", "character device", "fifo", "folder", "symlink loop", "
 @pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists(BLOCK) or not stat.S_ISBLK(os.stat(BLOCK).st_mode),
                     reason="needs root (mknod) and /dev/loop0")
 @pytest.mark.parametrize("case", CASES)
-@pytest.mark.parametrize("verb", ["validate", "up", "reset"])
+@pytest.mark.parametrize("verb", ["validate", "up", "reset", "render"])
 def test_dangerous_image_paths_are_refused_with_one_located_line(
         tmp_path: Path, case: str, verb: str, capsys: pytest.CaptureFixture[str]) -> None:
     image, what = _victims(tmp_path)[case]
@@ -99,7 +99,7 @@ def test_dangerous_image_paths_are_refused_with_one_located_line(
     watched = sorted(p for p in tmp_path.rglob("*") if not p.is_dir() or p.is_symlink())
     before = fingerprint(*watched)
     argv = {"validate": ["validate", "--strict", str(lab)], "up": ["up", str(lab)],
-            "reset": ["reset", str(lab), "--yes"]}[verb]
+            "reset": ["reset", str(lab), "--yes"], "render": ["render", str(lab)]}[verb]
     assert main(argv) == 2
     one_located_line(capsys.readouterr().err, what)
     assert fingerprint(*watched) == before
