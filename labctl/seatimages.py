@@ -168,15 +168,9 @@ def seat_images(lab: Lab, seat: Seat, default_disk: Path | None = None) -> list[
 
 
 def _playbook_files(lab: Lab) -> list[Path]:
-    from labctl.resources import data_path
+    from labctl.spec import playbook_file
 
-    out = []
-    for name in [lab.install.playbook, *lab.post_install]:
-        if name.endswith((".yaml", ".yml")):
-            out.append(lab.resolve(name))
-        else:
-            out += [lab.base_dir / "playbooks" / f"{name}.yaml", data_path("labs", "playbooks") / f"{name}.yaml"]
-    return out
+    return [playbook_file(lab, name) for name in [lab.install.playbook, *lab.post_install]]
 
 
 def lab_files(lab: Lab) -> list[tuple[Path, str]]:

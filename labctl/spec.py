@@ -399,6 +399,7 @@ class Lab(_Model):
     runs_dir: PathStr = Field("runs", description="run folders with events, screenshots and reports")
 
     _source: Path = PrivateAttr(default=Path("lab.yaml"))
+    _located: Located | None = PrivateAttr(default=None)
 
     @field_validator("name")
     @classmethod
@@ -539,6 +540,7 @@ def load_lab(path: str | Path, strict: bool = False) -> Lab:
     except ValueError as exc:  # a validator outside pydantic's wrapping (should not happen)
         raise SpecError(str(path), 1, 1, "(lab)", str(exc)) from None
     lab._source = Path(os.path.realpath(p))
+    lab._located = located
     check_release(lab, located)
     check_dirs(lab, located)
     check_images(lab, located)
@@ -633,8 +635,32 @@ def check_images(lab: Lab, located: Located) -> None:
         raise SpecError(located.file, line, col, dotted(exc.key) or "(lab)", exc.reason) from None
 
 
+def playbook_file(lab: Lab, name: str) -> Path:
+    """Where a playbook the lab names lives: 'x.yaml' beside the lab; 'x' in the lab folder's
+    playbooks/ when there, else labctl's own labs/playbooks/x.yaml."""
+    from labctl.resources import data_path
+
+    if name.endswith((".yaml", ".yml")):
+        return lab.resolve(name)
+    local = lab.base_dir / "playbooks" / f"{name}.yaml"
+    return local if local.is_file() else data_path("labs", "playbooks") / f"{name}.yaml"
+
+
+def check_playbook_names(lab: Lab) -> None:
+    """Every playbook the lab names exists; a missing one is located at its field in the lab file."""
+    located = lab._located or Located(data={}, file=str(lab.source))
+    keys: list[tuple[PathKey, str]] = [(("install", "playbook"), lab.install.playbook)]
+    keys += [(("post_install", i), name) for i, name in enumerate(lab.post_install)]
+    for key, name in keys:
+        if not playbook_file(lab, name).is_file():
+            line, col = located.where(key)
+            raise SpecError(located.file, line, col, dotted(key),
+                            f"no playbook {name!r} (not in {lab.base_dir / 'playbooks'} nor labctl's own)")
+
+
 def check_files(lab: Lab, located: Located) -> None:
     """Files the lab names must exist (validate --strict, and up)."""
+    check_playbook_names(lab)
     for seat in lab.seat_list():
         iso = lab.iso_path(seat)
         if iso is not None and not iso.is_file():

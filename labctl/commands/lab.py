@@ -20,7 +20,9 @@ def _load(path: str, strict: bool = False):  # type: ignore[no-untyped-def]
 def cmd_validate(args: argparse.Namespace) -> int:
     lab = _load(args.lab, strict=args.strict)
     from labctl.runner import check_playbooks
+    from labctl.spec import check_playbook_names
 
+    check_playbook_names(lab)  # a missing one located in the lab file, before its contents are checked
     check_playbooks(lab)
     seats = len(lab.seats)
     print(f"ok: {lab.name} (ESXi {lab.esxi}, backend {lab.backend}, {seats} seat{'s' if seats > 1 else ''})")

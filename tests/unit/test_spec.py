@@ -314,3 +314,12 @@ def test_a_stick_path_through_a_link_loop_is_one_located_line(tmp_path: Path) ->
     with pytest.raises(SpecError) as info:
         load_lab(write(tmp_path, text))
     assert info.value.field == "stick.image" and "loop of symbolic links" in info.value.message
+
+
+def test_a_missing_playbook_is_located_at_its_field_in_the_lab(tmp_path: Path) -> None:
+    from labctl.spec import check_playbook_names
+
+    lab = load_lab(write(tmp_path, GOOD + "post_install: [enable-esxi-shell, nable-esxi-shell]\n"))
+    with pytest.raises(SpecError) as info:
+        check_playbook_names(lab)
+    assert info.value.field == "post_install[1]" and info.value.line == 7 and "nable-esxi-shell" in info.value.message
