@@ -150,7 +150,7 @@ class VmwareBackend:
         self._listed_running = False
         self._lock = threading.RLock()
         self.start_seconds: float | None = None
-        self.capabilities = self._capabilities()
+        self._capabilities: Capabilities | None = None
 
     # -- the registry's class methods -------------------------------------------------------------
 
@@ -171,9 +171,21 @@ class VmwareBackend:
 
     # -- helpers ------------------------------------------------------------------------------------
 
-    def _capabilities(self) -> Capabilities:
+    @property
+    def capabilities(self) -> Capabilities:
+        """Player has no snapshots and no clones; an unnamed product is probed first (one to three
+        'vmrun -T X list' calls, once per object)."""
+        if self.product is None:
+            with contextlib.suppress(InputError, RunFailed):
+                self.vmrun()
+        if self._capabilities is not None:
+            return self._capabilities
         player = self.product == "player"
         return Capabilities(snapshots=not player, screendump=False, attach=True, clone=not player)
+
+    @capabilities.setter
+    def capabilities(self, value: Capabilities) -> None:
+        self._capabilities = value  # a caller (a test) may narrow what the seat may do
 
     @property
     def case_insensitive(self) -> bool:
@@ -189,7 +201,6 @@ class VmwareBackend:
                 self._vmrun.calls += len(said) + 1
                 self._probe_said = said
                 self.product = product
-                self.capabilities = self._capabilities()
                 log.info("seat %s: VMware product %s (probed with vmrun -T X list)", self.seat.name, product)
         if self.product is not None:
             self._vmrun.product = self.product
@@ -543,7 +554,7 @@ class VmwareBackend:
         return []
 
     def status_details(self) -> Facts:
-        facts: Facts = {"vmx": str(self.vmx), "product": self.product or "ws", "vnc": self.vnc_display()}
+        facts: Facts = {"vmx": str(self.vmx), "product": self.product or "ws"}
         if self._vmrun is not None:
             facts["vmrun"] = self._vmrun.exe
         if self.capabilities.snapshots and self.vmx.is_file():

@@ -96,7 +96,7 @@ def test_windows_missing_names_registry_keys_and_program_files() -> None:
 
 def test_macos_fusion_path() -> None:
     assert vr.find_vmrun(None, host("darwin", files={vr.FUSION_VMRUN})) == vr.FUSION_VMRUN
-    with pytest.raises(InputError, match="VMware Fusion.app"):
+    with pytest.raises(InputError, match=r"VMware Fusion\.app"):
         vr.find_vmrun(None, host("darwin"))
 
 
@@ -295,7 +295,7 @@ def test_product_probe_ws_then_player_then_fusion() -> None:
     def none(argv: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
         return subprocess.CompletedProcess(argv, 255, "Unable to connect to host.\nno product\n", "")
 
-    with pytest.raises(RunFailed, match="-T ws: .*-T player: .*-T fusion: "):
+    with pytest.raises(RunFailed, match=r"-T ws: .*-T player: .*-T fusion: "):
         vr.probe_product("vmrun", none)
 
 
