@@ -63,3 +63,24 @@ def test_no_output_is_a_clear_failure(tmp_path: Path) -> None:
         prove.run_step({}, {}, tmp_path)
     with pytest.raises(RunFailed, match="no table in the output"):
         prove.run_step({}, {"getptbl": "Error: Could not stat device x- No such file or directory."}, tmp_path)
+
+
+SCENARIOS = ["usb-1gb", "hdd-install", "scratch", "kickstart"]
+
+
+@pytest.mark.parametrize("name", [*SCENARIOS, *(f"{n}-sim" for n in SCENARIOS), "usb-install-sim"])
+def test_scenario_labs_validate_and_prove_their_layout(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from labctl.cli import main
+    from labctl.spec import load_lab
+
+    path = Path(__file__).resolve().parents[2] / "labs" / f"{name}.yaml"
+    assert main(["validate", str(path)]) == 0, capsys.readouterr().err
+    lab = load_lab(path)
+    assert "prove-layout" in lab.post_install
+    assert lab.backend == ("qemu" if name.endswith("-sim") else "vmware")
+    twin = path.with_name(name.removesuffix("-sim") + ".yaml")
+    assert twin.is_file()
+    if name != "usb-install-sim":  # the seed's VMware lab is the VMware backend's own
+        other = load_lab(twin)
+        assert (other.verify, other.install.playbook, other.post_install) == (
+            lab.verify, lab.install.playbook, lab.post_install)
