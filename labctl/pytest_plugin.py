@@ -160,8 +160,12 @@ def isolated_lab_file(src: Path, home: Path, overrides: dict[str, Any] | None = 
             seat["iso"] = _anchored(seat["iso"], base)
     home.mkdir(parents=True, exist_ok=True)
     playbooks = base / "playbooks"
-    if playbooks.is_dir() and not (home / "playbooks").exists():
-        (home / "playbooks").symlink_to(playbooks)  # playbooks named in the lab, found as beside it
+    if playbooks.is_dir():  # the lab's own playbooks, found as beside it; a test may add its own there
+        (home / "playbooks").mkdir(exist_ok=True)
+        for book in playbooks.glob("*.y*ml"):
+            link = home / "playbooks" / book.name
+            if not link.exists():
+                link.symlink_to(book)
     out = home / "lab.yaml"
     out.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     try:
@@ -221,13 +225,14 @@ def lab_file(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     marker = _marker(node)
     home = _test_dir(_artifacts(request.config, tmp_path_factory), request.node.name) / "lab"
     path = isolated_lab_file(src, home, dict(marker.kwargs) if marker is not None else None)
+    from labctl.spec import load_lab
+
+    the_lab = load_lab(path)  # as set up: the test may change its file
     yield path
     if not request.config.getoption("--lab-keep"):
         from labctl import backends
         from labctl.errors import LabctlError
-        from labctl.spec import load_lab
 
-        the_lab = load_lab(path)
         try:
             name = backends.choose(the_lab, request.config.getoption("--lab-backend")).name
         except LabctlError:

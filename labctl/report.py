@@ -240,8 +240,24 @@ _HIDDEN = {"step", "time", "t", "phase", "result", "duration", "screenshot", "st
            "fuzzy", "error", "ocr", "where", "reason", "cleanup", "playbook", "file"}
 
 
+def _short_path(value: str) -> str:
+    """An absolute path as its last two parts (the folder it is in tells enough in a report)."""
+    return "/".join(Path(value).parts[-2:]) if value.startswith("/") and len(Path(value).parts) > 3 else value
+
+
+def brief(text: str) -> str:
+    """A failure message without the parts the report shows on their own: what OCR read, the screenshot's path
+    and the run folder."""
+    text = re.sub(r";? ?screen read: '.*?'(?=; screenshot:|$)", "", text, flags=re.S)
+    text = re.sub(r";? ?(?:last )?screenshot: \S+", "", text)
+    text = re.sub(r"\s*run folder: \S+", "", text)
+    return text.strip(" ;\n")
+
+
 def _words(key: str, value: Any) -> str:
     label = key.replace("_", " ")
+    if isinstance(value, str):
+        return f"{label}: {_short_path(value)}"
     if isinstance(value, bool):
         return f"{label}: {'yes' if value else 'no'}"
     if isinstance(value, float):
@@ -494,6 +510,8 @@ def _env() -> Any:
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
     env.filters["secs"] = _secs
     env.filters["clock"] = _clock
+    env.filters["brief"] = brief
+    env.filters["short_path"] = _short_path
     env.globals.update(proof_table=proof_table, proof_facts=proof_facts, proof_notes=proof_notes)
     return env
 
@@ -552,12 +570,22 @@ def write_animation(run_dir: Path, out_name: str = "run.webp") -> Path | None:
         durations.append(int(min(2.0, max(0.1, nxt - t)) * 1000))
     if not images:
         return None
-    size = images[0].size
-    images = [im if im.size == size else im.resize(size) for im in images]
+    size = images[-1].size  # the screen's final mode; frames of other modes are letterboxed into it
+    images = [im if im.size == size else _letterbox(im, size) for im in images]
     out = run_dir / out_name
     images[0].save(out, format="WEBP", save_all=True, append_images=images[1:], duration=durations, loop=0,
                    quality=60, method=0)
     return out
+
+
+def _letterbox(im: Any, size: tuple[int, int]) -> Any:
+    from PIL import Image
+
+    scale = min(size[0] / im.width, size[1] / im.height)
+    fitted = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))))
+    canvas = Image.new("RGB", size)
+    canvas.paste(fitted, ((size[0] - fitted.width) // 2, (size[1] - fitted.height) // 2))
+    return canvas
 
 
 # -- a classroom: several seats' runs ------------------------------------------------------------------------
