@@ -392,6 +392,9 @@ class Lab(_Model):
     seats: Annotated[list[SeatOverride], BeforeValidator(_seats_before)] = Field(
         default_factory=lambda: [SeatOverride()], description="a count, or a list of per-seat overrides"
     )
+    reset: Literal["before-install", "after-install"] = Field(
+        "before-install", description="where 'labctl reset' puts a seat: a blank stick (before-install), or the "
+        "golden copy of the stick its first successful up kept (after-install)")
     console: ConsoleSettings = Field(default_factory=lambda: ConsoleSettings())
     qemu: QemuOptions = Field(default_factory=lambda: QemuOptions())
     vmware: VmwareOptions = Field(default_factory=lambda: VmwareOptions())
