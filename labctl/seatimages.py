@@ -392,4 +392,4 @@ def recreate_blank(state_dir: Path, img: SeatImage, *, yes: bool = False) -> str
             _note(state_dir, img.role, img.path, fd)
     finally:
         os.close(fd)
-    return f"{what} emptied in place ({size / 2**30:g} GiB, sparse)"
+    return f"{what} recreated blank in place ({size / 2**30:g} GiB, sparse)"

@@ -151,7 +151,7 @@ def test_reset_empties_what_labctl_made_in_place(tmp_path: Path, capsys: pytest.
     os.link(img, tmp_path / "second-name")
     ino = img.stat().st_ino
     assert main(["reset", str(lab)]) == 0
-    assert "emptied in place" in capsys.readouterr().out
+    assert "recreated blank in place" in capsys.readouterr().out
     assert img.stat().st_ino == ino and img.stat().st_nlink == 2  # same inode, the hard link kept
     assert img.stat().st_size == 16 << 20 and img.read_bytes() == bytes(16 << 20)
 
