@@ -77,6 +77,10 @@ def run_seats(lab: Lab, seats: list[Seat], options: UpOptions,
         except SeatFailed as exc:
             res = SeatResult(seat, exc.run_dir, False, 0.0, exc.reason.splitlines()[0] if exc.reason else "failed",
                              step=exc.step, detail=str(exc))
+        if res.ok and not options.boot_only and lab.reset == "after-install":
+            kept = keep_golden(lab, seat, options)
+            if kept:
+                res.message += f"; {kept}"
         if on_result is not None:
             on_result(res)
         return res
@@ -113,6 +117,127 @@ def _in_parallel(lab: Lab, seats: list[Seat], parallel: int, one: Callable[[Seat
             raise
     pool.shutdown(wait=True)
     return results
+
+
+# -- the golden point of reset: after-install -----------------------------------------------------------
+
+GOLDEN = "after-install"  # the stick snapshot the first successful up keeps when the lab says reset: after-install
+
+
+def keep_golden(lab: Lab, seat: Seat, options: UpOptions) -> str | None:
+    """After a seat's successful ``up``: keep its installed stick as the golden copy ``labctl reset`` returns
+    to (a backend snapshot: on QEMU the stick image is frozen and later writes go to a qcow2 overlay, so a reset
+    only drops the overlay). Once per seat: an existing golden copy is kept. Returns what it did, or None."""
+    b = make_backend(lab, seat, options.backend, options.registry)
+    if GOLDEN in b.snapshots():
+        return None
+    if b.attach_running():
+        return "no golden copy kept: the VM was left running (--keep); 'labctl down' and run up again"
+    try:
+        b.snapshot(GOLDEN)
+    except InputError as exc:  # a host stick: its golden copy is a stick image (labctl stick backup)
+        log.warning("seat %s: no golden copy of the stick: %s", seat.name, exc)
+        return f"no golden copy kept ({exc})"
+    return "golden copy of the stick kept (labctl reset returns to it)"
+
+
+def prepare_reset(lab: Lab, seat: Seat, b: Backend, to: str | None = None) -> list[str]:
+    """Before ``reset`` writes anything: the stick's point. after-install keeps the golden copy (reset reverts
+    to it); before-install forgets it, so that the stick is emptied and the next successful up keeps a new one."""
+    point = to or lab.reset
+    if point == "after-install":
+        return [] if GOLDEN in b.snapshots() else ["no golden copy yet (no successful up since the last "
+                                                   "before-install reset): the stick is emptied"]
+    if not b.snapshots():
+        return []
+    drop = getattr(b, "drop_snapshots", None)
+    if not callable(drop):
+        raise InputError(f"seat {seat.index} ({seat.name}): the {b.name} backend cannot forget its stick snapshots")
+    drop()
+    return ["golden copy forgotten (reset: before-install)"]
+
+
+@dataclass
+class Drift:
+    """How far a seat's stick is from its golden copy (``labctl reset --check``)."""
+
+    seat: Seat
+    golden: bool
+    differing: int | None  # bytes that differ; None when it cannot be told
+    size: int
+    message: str
+
+
+def stick_drift(lab: Lab, seat: Seat, override: str | None = None, registry: Registry | None = None) -> Drift:
+    """Compare the stick as the VM sees it now with the golden copy, byte by byte, writing nothing."""
+    b = make_backend(lab, seat, override, registry)
+    image = seat.stick_image(lab)
+    if image is None:
+        return Drift(seat, False, None, 0, "a host stick: compare it with 'labctl stick verify IMG DEV'")
+    if GOLDEN not in b.snapshots():
+        return Drift(seat, False, None, image.stat().st_size if image.exists() else 0,
+                     "no golden copy yet (a successful up with reset: after-install keeps one)")
+    with b.stick_view() as view:
+        if view.path is None:
+            return Drift(seat, True, None, 0, view.reason)
+        differing = differing_bytes(image, view.path)
+        size = view.path.stat().st_size
+    if differing == 0:
+        return Drift(seat, True, 0, size, "equals its golden copy")
+    return Drift(seat, True, differing, size, f"{_human(differing)} differ from its golden copy")
+
+
+def _human(n: int) -> str:
+    if n < 1024:
+        return f"{n} bytes"
+    size = float(n)
+    for unit in ("KiB", "MiB", "GiB"):
+        size /= 1024
+        if size < 1024 or unit == "GiB":
+            break
+    return f"{size:.1f} {unit}"
+
+
+def _extents(fd: int, size: int) -> list[tuple[int, int]]:
+    """The data extents of a (sparse) file; holes read as zeros."""
+    out: list[tuple[int, int]] = []
+    pos = 0
+    while pos < size:
+        try:
+            start = os.lseek(fd, pos, os.SEEK_DATA)
+        except OSError:  # ENXIO: no data after pos
+            break
+        end = os.lseek(fd, start, os.SEEK_HOLE)
+        out.append((start, end))
+        pos = end
+    return out
+
+
+def differing_bytes(a: Path, b: Path, chunk: int = 1 << 20) -> int:
+    """How many bytes differ between two files (a shorter one counts as zeros); reads only where either has
+    data, so two 64 GB sparse sticks with a few hundred MB written compare in a moment."""
+    import numpy as np
+
+    with a.open("rb") as fa, b.open("rb") as fb:
+        sa, sb = os.fstat(fa.fileno()).st_size, os.fstat(fb.fileno()).st_size
+        size = max(sa, sb)
+        ranges = sorted(_extents(fa.fileno(), sa) + _extents(fb.fileno(), sb))
+        merged: list[list[int]] = []
+        for lo, hi in ranges:
+            if merged and lo <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], hi)
+            else:
+                merged.append([lo, hi])
+        differing = 0
+        for lo, hi in merged:
+            pos = lo
+            while pos < min(hi, size):
+                n = min(chunk, hi - pos)
+                da = np.frombuffer(os.pread(fa.fileno(), n, pos).ljust(n, b"\0"), dtype=np.uint8)
+                db = np.frombuffer(os.pread(fb.fileno(), n, pos).ljust(n, b"\0"), dtype=np.uint8)
+                differing += int(np.count_nonzero(da != db))
+                pos += n
+    return differing
 
 
 def kill_seat(lab: Lab, seat: Seat, options: UpOptions | None = None) -> None:

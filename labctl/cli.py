@@ -138,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     _seats_arg(p)
     p.add_argument("--yes", action="store_true", help="also empty image files labctl did not create")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout (the result per seat)")
+    p.add_argument("--check", action="store_true", help="say how far each stick is from its golden copy; write nothing")
+    p.add_argument("--to", choices=["before-install", "after-install"], help="the point to reset to (default: the "
+                   "lab's reset:)")
 
     p = add("report", "report:cmd_report", "where a run's report.html, junit.xml and animation are (LAB: last runs)")
     p.add_argument("target", metavar="LAB|RUN", help="a lab file, or a run folder")

@@ -255,12 +255,27 @@ def cmd_reset(args: argparse.Namespace) -> int:
     with _envelope(args, "reset") as env:
         lab, seats = _lab(args)
         env.lab = lab.name
+        if getattr(args, "check", False):  # how far each stick has drifted from its golden copy; writes nothing
+            env.seats += [_drift_record(args, lab, seat) for seat in seats]
+            return 0
         for seat in _reset_seats(args, lab, seats):
             env.seats.append(seat)
     return 0
 
 
+def _drift_record(args: argparse.Namespace, lab: Lab, seat: Seat) -> dict[str, Any]:
+    from labctl.classroom import stick_drift
+    from labctl.runner import last_run_dir, make_backend
+
+    drift = stick_drift(lab, seat)
+    said = drift.message + (f" ({drift.differing} bytes)" if drift.differing else "")
+    _say(args, f"seat {seat.index} ({seat.name}): {said}")
+    return seat_record(lab, seat, make_backend(lab, seat), ok=True, changed=False, step=None, message=said,
+                       run_dir=last_run_dir(seat))
+
+
 def _reset_seats(args: argparse.Namespace, lab: Lab, seats: list[Seat]) -> Iterator[dict[str, Any]]:
+    from labctl.classroom import prepare_reset
     from labctl.runner import last_run_dir, make_backend
 
     _check_reset_images(lab, seats, bool(getattr(args, "yes", False)))  # a refusal leaves every file as it was
@@ -276,6 +291,7 @@ def _reset_seats(args: argparse.Namespace, lab: Lab, seats: list[Seat]) -> Itera
             done.append(f"removed stale {', '.join(removed)}")
         if seat.stick_image(lab) is None:
             done.append("host stick left as it is (wipe it with 'labctl stick wipe DEV')")
+        done += prepare_reset(lab, seat, b, getattr(args, "to", None))  # after-install keeps the golden copy
         snaps = b.snapshots()
         for img in seatimages.check_seat(lab, seat, b.images().disk):
             if img.role == "stick" and snaps:

@@ -1,0 +1,120 @@
+"""Resets to a named point on real stick images (QEMU's qcow2 overlays, no VM booted): the golden copy kept
+after a successful up, drift measured byte for byte without writing, reset to after-install equal to the golden
+copy (checked here with qemu-img and cmp, outside labctl's reset code), reset to before-install blank."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from labctl.classroom import GOLDEN, differing_bytes, keep_golden, stick_drift
+from labctl.cli import main
+from labctl.runner import UpOptions, make_backend
+from labctl.spec import Lab, load_lab
+
+pytestmark = pytest.mark.skipif(shutil.which("qemu-img") is None or shutil.which("qemu-io") is None
+                                or not Path("/usr/share/OVMF/OVMF_VARS_4M.fd").exists(),
+                                reason="needs qemu-utils and ovmf")
+
+LAB = """\
+name: room
+backend: qemu
+iso: sim
+stick: {image: "sticks/{seat}.img", size: 64M}
+install: {root_password: {env: LAB_ROOT_PASSWORD}}
+seats: 2
+reset: after-install
+"""
+
+
+def qemu_io(image: Path, fmt: str, command: str) -> None:
+    subprocess.run(["qemu-io", "-f", fmt, "-c", command, str(image)], check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Lab:
+    (tmp_path / "lab.yaml").write_text(LAB)
+    lab = load_lab(tmp_path / "lab.yaml")
+    for seat in lab.seat_list():  # "installed": each stick gets its own bytes, as up would have written
+        b = make_backend(lab, seat)
+        b.define()
+        image = seat.stick_image(lab)
+        assert image is not None
+        qemu_io(image, "raw", f"write -P 0x{0x40 + seat.index:x} 1M 2M")
+    return lab
+
+
+def raw_now(lab: Lab, index: int, out: Path) -> Path:
+    """The stick as the VM sees it (its whole overlay chain), read by qemu-img, not by labctl."""
+    seat = lab.seat_list()[index]
+    chain = json.loads((seat.state_dir / "stick-snapshots" / "chain.json").read_text()) \
+        if (seat.state_dir / "stick-snapshots" / "chain.json").exists() else None
+    top = Path(chain["active"]) if chain and chain["active"] else seat.stick_image(lab)
+    assert top is not None
+    subprocess.run(["qemu-img", "convert", "-U", "-O", "raw", str(top), str(out)], check=True, timeout=60)
+    return out
+
+
+def test_after_install_reset_returns_every_stick_to_its_golden_copy(lab: Lab, tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    seats = lab.seat_list()
+    golden = tmp_path / "golden"
+    golden.mkdir()
+    for i, seat in enumerate(seats):
+        assert keep_golden(lab, seat, UpOptions()) == "golden copy of the stick kept (labctl reset returns to it)"
+        assert keep_golden(lab, seat, UpOptions()) is None  # once per seat
+        raw_now(lab, i, golden / f"{seat.name}.raw")
+        assert stick_drift(lab, seat).differing == 0
+    # the students use the sticks: 3 MiB rewritten on seat 1, 1 KiB on seat 2 (outside labctl)
+    chains = [json.loads((s.state_dir / "stick-snapshots" / "chain.json").read_text()) for s in seats]
+    qemu_io(Path(chains[0]["active"]), "qcow2", "write -P 0xee 2M 3M")
+    qemu_io(Path(chains[1]["active"]), "qcow2", "write -P 0x42 1M 1k")  # seat 2's own byte: 1 KiB the same
+    qemu_io(Path(chains[1]["active"]), "qcow2", "write -P 0x00 40M 1k")  # zeros over zeros: no difference
+    drift = [stick_drift(lab, s) for s in seats]
+    assert drift[0].differing == 3 * 2**20  # 2M-3M was 0x41 and 3M-5M zeros: now all 0xee
+    assert drift[1].differing == 0 and drift[1].message == "equals its golden copy"
+
+    assert main(["reset", str(lab.source), "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "seat 1 (room-1): 3.0 MiB differ from its golden copy (3145728 bytes)" in out
+    assert chains[0]["active"] and Path(chains[0]["active"]).exists()  # --check wrote nothing
+
+    assert main(["reset", str(lab.source)]) == 0
+    assert "reverted to its snapshot 'after-install'" in capsys.readouterr().out
+    for i, seat in enumerate(seats):
+        now = raw_now(lab, i, tmp_path / f"now-{i}.raw")
+        assert subprocess.run(["cmp", str(now), str(golden / f"{seat.name}.raw")], timeout=60).returncode == 0
+        assert GOLDEN in make_backend(lab, seat).snapshots()
+
+
+def test_before_install_reset_forgets_the_golden_copy_and_blanks_the_stick(lab: Lab, tmp_path: Path) -> None:
+    seat = lab.seat_list()[0]
+    assert keep_golden(lab, seat, UpOptions()) is not None
+    assert main(["reset", str(lab.source), "--seats", "1", "--to", "before-install"]) == 0
+    b = make_backend(lab, seat)
+    assert b.snapshots() == []
+    image = seat.stick_image(lab)
+    assert image is not None and image.stat().st_size == 64 * 2**20
+    blank = tmp_path / "blank"
+    with blank.open("wb") as f:
+        f.truncate(64 * 2**20)
+    assert differing_bytes(image, blank) == 0
+    assert stick_drift(lab, seat).message.startswith("no golden copy yet")
+
+
+def test_differing_bytes_reads_only_data_and_counts_exactly(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    for p in (a, b):
+        with p.open("wb") as f:
+            f.truncate(64 * 2**30)  # two sparse 64 GiB sticks
+    with a.open("r+b") as f:
+        f.seek(5 * 2**30)
+        f.write(b"\x01" * 1000)
+    with b.open("r+b") as f:
+        f.seek(5 * 2**30 + 500)
+        f.write(b"\x01" * 1000)
+    assert differing_bytes(a, b) == 1000
