@@ -452,10 +452,11 @@ class VmwareBackend:
             return
         except vr.VmrunFailed as exc:
             log.warning("seat %s: %s; powering off to take the ISO out", self.seat.name, exc)
-        detached = self.detached
         self.stop("hard")
         self._ejected = True
-        self.detached = detached
+        vmx = VmxFile.load(self.vmx)
+        vmx.set(f"{CD_DEVICE}.startConnected", "FALSE")
+        write_vmx(self.vmx, vmx.text())
         self.start()
 
     def reset_definition(self) -> list[str]:

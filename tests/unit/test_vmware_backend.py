@@ -1,0 +1,253 @@
+"""The VMware backend without VMware and without booting: vmrun answered by a fake runner (or the shim for
+commands that need no VM), the .vmx edited only while off, stop's rules, the ISO's power-off fallback,
+Player's limits, Windows names and path matching, the stick's host view, vmware.log's USB failure."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from labctl.backends import vmrun as vr
+from labctl.backends.base import PowerState, Unsupported
+from labctl.backends.vmware import VmRecord, VmwareBackend
+from labctl.errors import InputError
+from labctl.spec import load_lab
+from labctl.vmx import VmxFile
+
+SHIM = Path(__file__).resolve().parent.parent / "fakes" / "vmrun"
+LAB = """\
+name: vmw
+backend: vmware
+esxi: "6.7"
+iso: {iso}
+stick: {{usb: {{vendor_id: 0x0781, product_id: 0x5567}}}}
+install: {{root_password: {{env: LAB_ROOT_PASSWORD}}}}
+{extra}
+"""
+
+
+class Fake:
+    """vmrun's answers by command; records every argv."""
+
+    def __init__(self, running: list[str] | None = None) -> None:
+        self.running = running or []
+        self.argv: list[list[str]] = []
+        self.answers: dict[str, tuple[int, str]] = {}
+
+    def __call__(self, argv: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
+        self.argv.append(argv[1:])
+        command = argv[3]
+        if command in self.answers:
+            code, out = self.answers[command]
+            return subprocess.CompletedProcess(argv, code, out, "")
+        if command == "list":
+            return subprocess.CompletedProcess(argv, 0, "\n".join([f"Total running VMs: {len(self.running)}",
+                                                                    *self.running]) + "\n", "")
+        if command == "stop":
+            self.running = []
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
+    def commands(self) -> list[str]:
+        return [a[2] for a in self.argv]
+
+
+def backend(tmp_path: Path, fake: Fake | None = None, extra: str = "", host: vr.Host | None = None,
+            product: vr.Product = "ws") -> VmwareBackend:
+    iso = tmp_path / "installer.iso"
+    iso.write_bytes(b"")
+    (tmp_path / "lab.yaml").write_text(LAB.format(iso=iso, extra=extra))
+    lab = load_lab(tmp_path / "lab.yaml")
+    b = VmwareBackend(lab, lab.seat_list()[0], host=host)
+    if fake is not None:
+        b.product = product
+        b._vmrun = vr.Vmrun("vmrun", product, runner=fake)
+    return b
+
+
+def test_define_renders_the_vmx_with_iso_pipe_and_keeps_user_keys(tmp_path: Path) -> None:
+    fake = Fake()
+    b = backend(tmp_path, fake)
+    b.define()
+    vmx = VmxFile.load(b.vmx)
+    assert vmx["sata0:1.fileName"] == str(tmp_path / "installer.iso")
+    assert vmx["sata0:1.startConnected"] == "TRUE"
+    assert vmx["serial0.fileName"] == b.serial_path() and len(b.serial_path()) <= 100
+    assert vmx["RemoteDisplay.vnc.ip"] == "127.0.0.1" and len(vmx["RemoteDisplay.vnc.password"]) == 8
+    assert oct(b.vmx.stat().st_mode & 0o777) == "0o600"
+    b.vmx.write_text(b.vmx.read_text() + 'trainer.note = "keep me"\n')
+    b.reset_definition()
+    assert VmxFile.load(b.vmx)["trainer.note"] == "keep me"
+
+
+def test_the_vmx_is_not_edited_while_the_vm_runs(tmp_path: Path) -> None:
+    fake = Fake()
+    b = backend(tmp_path, fake)
+    b.define()
+    fake.running = [str(b.vmx)]
+    before = b.vmx.read_text()
+    with pytest.raises(InputError, match="edited only while the VM is off"):
+        b._render(5999)
+    with pytest.raises(InputError, match="is running"):
+        b.reset_definition()
+    assert b.vmx.read_text() == before
+
+
+def test_stop_of_a_vm_that_is_off_is_not_running_without_a_stop_call(tmp_path: Path) -> None:
+    fake = Fake()
+    b = backend(tmp_path, fake)
+    b.define()
+    assert b.stop("soft").how == "not running"
+    assert "stop" not in fake.commands()
+
+
+def test_not_powered_on_on_stop_counts_as_stopped(tmp_path: Path) -> None:
+    fake = Fake()
+    b = backend(tmp_path, fake)
+    b.define()
+    fake.running = [str(b.vmx)]
+    fake.answers["stop"] = (255, f"Error: The virtual machine is not powered on: {b.vmx}\n")
+
+    def list_then_off(argv: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
+        res = Fake.__call__(fake, argv, **kw)
+        if argv[3] == "stop":
+            fake.running = []
+        return res
+
+    b._vmrun = vr.Vmrun("vmrun", "ws", runner=list_then_off)
+    assert b.stop("soft").how == "soft"
+
+
+def test_soft_stop_that_times_out_goes_hard(tmp_path: Path) -> None:
+    fake = Fake()
+    b = backend(tmp_path, fake)
+    b.define()
+    fake.running = [str(b.vmx)]
+    seen: list[tuple[list[str], float]] = []
+
+    def runner(argv: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
+        seen.append((argv[3:], kw["timeout"]))
+        if argv[3:5] == ["stop", str(b.vmx)] and argv[5] == "soft":
+            raise subprocess.TimeoutExpired(argv, kw["timeout"])
+        return fake(argv, **kw)
+
+    b._vmrun = vr.Vmrun("vmrun", "ws", runner=runner)
+    res = b.stop("soft", timeout=15)
+    assert res.how == "hard"
+    assert (["stop", str(b.vmx), "soft"], 15) in seen and ["stop", str(b.vmx), "hard"] in [a for a, _ in seen]
+
+
+def test_eject_uses_disconnect_named_device_and_falls_back_to_power_off(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = Fake()
+    b = backend(tmp_path, fake)
+    b.define()
+    fake.running = [str(b.vmx)]
+    b.eject_cdrom()
+    assert fake.argv[-1] == ["-T", "ws", "disconnectNamedDevice", str(b.vmx), "sata0:1"]
+    fake.answers["disconnectNamedDevice"] = (255, "Error: The operation is not supported for the specified "
+                                                  "parameters\n")
+    started: list[str | None] = []
+    monkeypatch.setattr(b, "start", lambda: started.append(VmxFile.load(b.vmx).get("sata0:1.startConnected")))
+    b.eject_cdrom()
+    assert "stop" in fake.commands() and started == ["FALSE"]
+    assert b._ejected  # the next power-on's render keeps the CD out
+
+
+def test_player_has_no_snapshots_and_says_so_without_asking_vmrun(tmp_path: Path) -> None:
+    fake = Fake()
+    b = backend(tmp_path, fake, product="player")
+    assert not b.capabilities.snapshots and not b.capabilities.clone
+    assert b.snapshots() == []
+    with pytest.raises(Unsupported, match="re-renders the VM"):
+        b.snapshot("golden")
+    with pytest.raises(Unsupported):
+        b.clone(tmp_path / "c.vmx")
+    assert fake.argv == []
+
+
+def test_windows_pipe_and_list_paths_matched_case_insensitively(tmp_path: Path) -> None:
+    win = vr.Host(platform="win32", env={}, which=lambda n: None, is_file=lambda p: False,
+                  registry=lambda k, v: None)
+    fake = Fake()
+    b = backend(tmp_path, fake, host=win)
+    assert b.serial_path() == r"\\.\pipe\labctl-vmw-vmw"
+    fake.running = [str(b.vmx).upper().replace("/", "\\")]
+    assert b.power_state() is PowerState.OFF  # no .vmx yet
+    b.define()
+    assert b.power_state() is PowerState.RUNNING
+    (tmp_path / "l").mkdir()
+    linux = backend(tmp_path / "l", Fake())
+    linux.define()
+    assert linux._vmrun is not None
+    linux._vmrun.runner = Fake([str(linux.vmx).upper()])
+    assert linux.power_state() is PowerState.OFF  # Linux paths are case-sensitive
+
+
+def test_usable_and_missing_vmrun(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LABCTL_VMRUN", str(SHIM))
+    b = backend(tmp_path)
+    assert VmwareBackend.usable(b.lab) == (True, f"vmrun at {SHIM}")
+    monkeypatch.delenv("LABCTL_VMRUN")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    ok, why = VmwareBackend.usable(b.lab)
+    assert not ok and "vmrun not found" in why
+
+
+def test_product_probed_on_a_player_host_through_the_shim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LABCTL_VMRUN", str(SHIM))
+    monkeypatch.setenv("VMRUN_SHIM_STATE", str(tmp_path / "shim"))
+    monkeypatch.setenv("VMRUN_SHIM_FAULTS", '{"player_only": true}')
+    b = backend(tmp_path)
+    facts = b.prepare()
+    assert facts["product"] == "player" and not b.capabilities.snapshots
+    assert "VIX_SERVICEPROVIDER_VMWARE_WORKSTATION" in str(facts["product_probe"])
+    b2 = backend(tmp_path, extra="vmware: {product: ws}")
+    assert b2.prepare()["product"] == "ws"  # named in the lab: not probed
+
+
+def test_linked_clone_through_the_shim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LABCTL_VMRUN", str(SHIM))
+    monkeypatch.setenv("VMRUN_SHIM_STATE", str(tmp_path / "shim"))
+    monkeypatch.delenv("VMRUN_SHIM_FAULTS", raising=False)
+    b = backend(tmp_path, extra="vmware: {product: ws}")
+    b.define()
+    dest = b.clone(tmp_path / "seat2" / "seat2.vmx")
+    vmx = VmxFile.load(dest)
+    assert vmx["uuid.action"] == "create" and vmx["msg.autoanswer"] == "TRUE" and vmx["displayName"] == "seat2"
+    assert b.snapshots() == ["labctl-clone"]
+    b.revert("labctl-clone")
+
+
+def test_stick_view_while_running_and_after(tmp_path: Path) -> None:
+    fake = Fake()
+    b = backend(tmp_path, fake)
+    b.define()
+    fake.running = [str(b.vmx)]
+    with b.stick_view() as view:
+        assert view.path is None and "passed through to the running VMware VM" in view.reason
+    fake.running = []
+    b._listed_at = 0.0
+    with b.stick_view() as view:  # this host has no such USB device
+        assert view.path is None and "0781:5567" in view.reason
+
+
+def test_usb_connect_failure_in_vmware_log_is_a_death_with_its_words(tmp_path: Path) -> None:
+    fake = Fake()
+    b = backend(tmp_path, fake)
+    b.define()
+    fake.running = [str(b.vmx)]
+    from labctl.backends import vmwarelog
+
+    b._started_here = True
+    b._record = VmRecord(str(b.vmx), "ws", 5901, b.serial_path(), os.getpid(), False, 0.0)
+    b._watch = vmwarelog.LogWatcher(b.log_path)
+    assert not b.died()
+    line = ('[msg.usb.connectFailed] The connection for the USB device "SanDisk Cruzer Blade" was unsuccessful. '
+            "Driver error.")
+    b.log_path.write_text(f"2026-12-01T09:00:01.000Z| vmx| I005: {line}\n")
+    assert b.died()
+    assert line in b.death_message() and "0781:5567" in b.death_message()
