@@ -12,16 +12,19 @@ Backends come from the registry (``labctl.backends``): nothing here knows a hype
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import logging
 import os
 import signal
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from labctl.backends import Choice, choose
 from labctl.backends.base import Backend, PowerState, SeatImages, StopResult, VncEndpoint
@@ -88,7 +91,98 @@ def run_seats(lab: Lab, seats: list[Seat], options: UpOptions,
     parallel = max(1, options.parallel or len(seats))
     if parallel == 1 or len(seats) == 1:
         return [one(seat) for seat in seats]
-    return _in_parallel(lab, seats, parallel, one, options)
+    if options.progress is None:
+        return _in_parallel(lab, seats, parallel, one, options)
+    # a terminal: one live table instead of every seat's progress lines interleaved
+    quiet = dataclasses.replace(options, progress=None)
+    with LiveTable(lab, seats):
+        return _in_parallel(lab, seats, parallel, one, quiet)
+
+
+class LiveTable:
+    """On a terminal, while seats run: seat, stage, elapsed time and the last text seen on its screen, redrawn
+    every second from each seat's run folder (rich). Not used in CI, where each seat's result is a line."""
+
+    def __init__(self, lab: Lab, seats: list[Seat], refresh: float = 1.0) -> None:
+        self.lab, self.seats, self.refresh = lab, seats, refresh
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._started = time.monotonic()
+        self._before = {seat.index: last_run_dir(seat) for seat in seats}  # the runs of earlier ups
+
+    def rows(self) -> list[tuple[str, str, str, str]]:
+        """(seat, stage, elapsed, last screen text) per seat, from what its run folder holds now."""
+        from labctl.report import read_events
+
+        out = []
+        for seat in self.seats:
+            run = last_run_dir(seat)
+            if run is None or run == self._before[seat.index]:
+                out.append((f"{seat.index} {seat.name}", "waiting", "-", ""))
+                continue
+            events = read_events(run)
+            stage, seen = "starting", ""
+            for ev in events:
+                if ev.get("phase") == "start":
+                    stage = str(ev["step"])
+                elif ev.get("step") == "result":
+                    stage = "passed" if ev.get("ok") else f"failed at {ev.get('failed_step')}"
+                elif "action" in ev and "result" in ev and ev["step"] != "playbook":
+                    stage_step = str(ev["step"])
+                    seen = str(ev.get("matched") or seen)
+                    if not stage.startswith(("passed", "failed")):
+                        stage = f"{stage.split(': ')[0]}: {stage_step}"
+            elapsed = float(events[-1].get("t", 0.0)) if events else 0.0
+            out.append((f"{seat.index} {seat.name}", stage, f"{elapsed:.0f} s", seen[-60:]))
+        return out
+
+    def _table(self) -> Any:
+        from rich.table import Table
+
+        table = Table(title=f"{self.lab.name}: {time.monotonic() - self._started:.0f} s", expand=False)
+        for col in ("seat", "stage", "elapsed", "last screen text"):
+            table.add_column(col)
+        for row in self.rows():
+            table.add_row(*row)
+        return table
+
+    def _run(self) -> None:
+        from rich.console import Console as RichConsole
+        from rich.live import Live
+
+        with Live(self._table(), console=RichConsole(stderr=True), refresh_per_second=2, transient=False) as live:
+            while not self._stop.wait(self.refresh):
+                live.update(self._table())
+            live.update(self._table())
+
+    def __enter__(self) -> LiveTable:
+        self._thread = threading.Thread(target=self._run, name="live-table", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5.0)
+
+
+def write_report(lab: Lab, results: list[SeatResult], runs_dir: Path | None = None) -> Path:
+    """A classroom's index.html (every seat, failures first, links to each seat's report) and one junit.xml
+    with a testcase per seat, in ``runs/<stamp>-classroom/``. Returns index.html's path."""
+    from datetime import UTC, datetime
+
+    from labctl.report import SeatRun, write_classroom
+
+    base = runs_dir or lab.resolve(lab.runs_dir)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    out = base / f"{stamp}-classroom"
+    n = 1
+    while out.exists():
+        n += 1
+        out = base / f"{stamp}-classroom-{n}"
+    seats = [SeatRun(r.seat.index, r.seat.name, r.ok, r.seconds, r.message, r.run_dir, r.step) for r in results]
+    index, _ = write_classroom(out, lab.name, seats)
+    return index
 
 
 def _in_parallel(lab: Lab, seats: list[Seat], parallel: int, one: Callable[[Seat], SeatResult],

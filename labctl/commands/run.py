@@ -129,6 +129,10 @@ def cmd_up(args: argparse.Namespace) -> int:
                 print(f"labctl: {res.detail}", file=sys.stderr, flush=True)
 
         results = run_seats(lab, seats, options, on_result=heard)
+        if many:  # a classroom: index.html and one junit.xml with a testcase per seat
+            from labctl.classroom import write_report
+
+            _say(args, f"classroom report: {write_report(lab, results, options.runs_dir)}")
         for res in results:
             b = res.backend or make_backend(lab, res.seat, args.backend)
             env.seats.append(seat_record(lab, res.seat, b, ok=res.ok, changed=True, step=res.step,
