@@ -405,7 +405,8 @@ class VmwareBackend:
                 self.vmrun()
             if not self.vmx.is_file() or not self._running():
                 self._forget()
-                return StopResult("not running", time.monotonic() - t0)
+                return StopResult("not running", time.monotonic() - t0, process="VMware VM")
+            pid = self.vmx_pid()
             how: Any = "hard"
             if mode == "soft":
                 try:
@@ -428,7 +429,16 @@ class VmwareBackend:
                 log.warning("seat %s: VMware still holds %s after %g s", self.seat.name,
                             ", ".join(p.name for p in left), UNLOCK_TIMEOUT)
             self._forget()
-            return StopResult(how, time.monotonic() - t0)
+            return StopResult(how, time.monotonic() - t0, pid=pid, process="vmware-vmx")
+
+    def vmx_pid(self) -> int | None:
+        """The running VM's vmware-vmx pid, as its vmware.log's first line gives it."""
+        try:
+            with open(self.log_path, encoding="utf-8", errors="replace") as f:
+                head = f.read(4096)
+        except OSError:
+            return None
+        return vmwarelog.vmx_pid(head)
 
     def _forget(self) -> None:
         self.record_path.unlink(missing_ok=True)
@@ -556,6 +566,8 @@ class VmwareBackend:
 
     def status_details(self) -> Facts:
         facts: Facts = {"vmx": str(self.vmx), "product": self.product or "ws"}
+        if self.power_state() is PowerState.RUNNING and (pid := self.vmx_pid()):
+            facts["pid"] = pid
         if self._vmrun is not None:
             facts["vmrun"] = self._vmrun.exe
         if self.capabilities.snapshots and self.vmx.is_file():

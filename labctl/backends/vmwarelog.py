@@ -57,6 +57,15 @@ def msg_post_error(text: str) -> str | None:
     return "\n".join(block) if block else None
 
 
+def vmx_pid(text: str) -> int | None:
+    """The VMX process's pid from the log's first line ``Log for VMware Workstation pid=NNNN ...``."""
+    for line in messages(text)[:5]:
+        m = re.match(r"Log for VMware \S.*?\bpid=(\d+)", line)
+        if m:
+            return int(m.group(1))
+    return None
+
+
 def powered_off(text: str) -> bool:
     """The log records the VM's power-off (its VMX process exited)."""
     return any(_POWERED_OFF_RE.search(line) for line in messages(text))

@@ -153,6 +153,15 @@ def test_error_with_exit_0_fails_the_run_with_vmruns_words(seats: Any, noise: st
     assert seat.running() == 0
 
 
+def test_operation_canceled_shows_vmware_logs_msg_post_block(seats: Any) -> None:
+    seat = seats(faults={"start": {"cancel": True}})
+    r = seat.labctl("up", str(seat.lab))
+    assert r.returncode == 1, r.stderr[-3000:]
+    assert "vmrun start failed: Error: The operation was canceled" in r.stderr
+    assert "vmware.log" in r.stderr and "[msg.vmx.poweron.failed] Failed to start the virtual machine." in r.stderr
+    assert "-----" not in r.stderr
+
+
 def test_usb_connect_failure_is_reported_in_seconds_with_vmware_logs_words(seats: Any) -> None:
     seat = seats(connect_error="4")
     r = seat.labctl("up", str(seat.lab))

@@ -56,6 +56,11 @@ def test_watcher_reads_incrementally_and_follows_a_new_power_on(tmp_path: Path) 
     assert w.poll() == ["VMX exit (0)."] and w.off
 
 
+def test_vmx_pid_from_the_first_line() -> None:
+    assert vmwarelog.vmx_pid(f"{P}Log for VMware Workstation pid=4711 version=17.5.0 build-24995812\n") == 4711
+    assert vmwarelog.vmx_pid(f"{P}something else\n") is None
+
+
 def test_tail_drops_prefixes(tmp_path: Path) -> None:
     log = tmp_path / "vmware.log"
     log.write_text("".join(f"{P}line {i}\n" for i in range(30)))
