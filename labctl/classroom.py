@@ -236,18 +236,30 @@ def keep_golden(lab: Lab, seat: Seat, options: UpOptions) -> str | None:
 
 
 def prepare_reset(lab: Lab, seat: Seat, b: Backend, to: str | None = None) -> list[str]:
-    """Before ``reset`` writes anything: the stick's point. after-install keeps the golden copy (reset reverts
-    to it); before-install forgets it, so that the stick is emptied and the next successful up keeps a new one."""
+    """Before ``reset`` writes anything: the stick's point. after-install keeps the golden copy (an image stick's
+    reset reverts to it; a seat without a stick image, such as VMware's passed-through stick, reverts its VM
+    snapshot here); before-install forgets it, so that the stick is emptied and the next successful up keeps a
+    new one."""
     point = to or lab.reset
+    snaps = b.snapshots()
     if point == "after-install":
-        return [] if GOLDEN in b.snapshots() else ["no golden copy yet (no successful up since the last "
-                                                   "before-install reset): the stick is emptied"]
-    if not b.snapshots():
+        if GOLDEN not in snaps:
+            return ["no golden copy yet (no successful up since the last before-install reset): the stick is "
+                    "emptied"]
+        if seat.stick_image(lab) is None:
+            b.revert(GOLDEN)
+            return [f"VM reverted to its snapshot '{GOLDEN}'"]
+        return []
+    if not snaps:
         return []
     drop = getattr(b, "drop_snapshots", None)
-    if not callable(drop):
-        raise InputError(f"seat {seat.index} ({seat.name}): the {b.name} backend cannot forget its stick snapshots")
-    drop()
+    delete = getattr(b, "delete_snapshot", None)
+    if callable(drop):
+        drop()
+    elif callable(delete) and GOLDEN in snaps:
+        delete(GOLDEN)
+    else:
+        raise InputError(f"seat {seat.index} ({seat.name}): the {b.name} backend cannot forget its snapshots")
     return ["golden copy forgotten (reset: before-install)"]
 
 
