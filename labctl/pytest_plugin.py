@@ -328,15 +328,6 @@ class LabSeat:
         self.run_playbook(str(book))
 
 
-def lab_variables(lab: Lab, seat: Seat, password: str | None) -> dict[str, object]:
-    """What ``labctl up`` gives a playbook (``{boot_options}``, ``{root_password}`` ...)."""
-    out: dict[str, object] = {"boot_options": lab.install.boot_options, "keyboard": lab.install.keyboard,
-                              "esxi": lab.esxi, "media": lab.verify.media, "lab": lab.name, "seat": seat.name}
-    if password is not None:
-        out["root_password"] = password
-    return out
-
-
 def _root_password(lab: Lab) -> str:
     from labctl.errors import LabctlError
     from labctl.spec import resolve_secret
@@ -357,11 +348,11 @@ def start_seat(lab: Lab, backend_name: str | None, run_dir: Path, install: bool)
     from labctl.console import Console
     from labctl.errors import InputError, RunFailed
     from labctl.report import RunFolder
-    from labctl.runner import DEFAULT_KEY_RATE, UpOptions, check_playbooks, run_seat
+    from labctl.runner import DEFAULT_KEY_RATE, UpOptions, check_playbooks, playbook_variables, run_seat
 
     seat = lab.seat_list()[0]
     password = _root_password(lab) if install else None
-    variables = lab_variables(lab, seat, password)
+    variables = playbook_variables(lab, seat, password)
     secrets = [password] if password else []
     if install:
         check_playbooks(lab)
