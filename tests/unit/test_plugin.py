@@ -209,3 +209,15 @@ def lab_seat(tmp_path):
     result = pytester.runpytest()
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*no screenshot: the VNC console is gone*"])
+
+
+def test_pytest_html_gets_the_screenshot_and_texts_as_extras(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("pytest_html")
+    pytester.makeconftest(FAKE_SEAT)
+    pytester.makepyfile("def test_fails(lab_seat):\n    assert False\n")
+    page = pytester.path / "report.html"
+    result = pytester.runpytest(f"--html={page}", "--self-contained-html")
+    result.assert_outcomes(failed=1)
+    html = page.read_text()
+    assert "plug: screen" in html and "data:image/png;base64," in html
+    assert "plug: screen text" in html and "plug: serial tail" in html
