@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from labctl.backends import Choice, choose
 from labctl.backends.base import Backend, PowerState, SeatImages, StopResult, VncEndpoint
-from labctl.errors import InputError
+from labctl.errors import InputError, LabctlError
 from labctl.runner import (
     SeatFailed,
     SeatResult,
@@ -223,15 +223,21 @@ def keep_golden(lab: Lab, seat: Seat, options: UpOptions) -> str | None:
     to (a backend snapshot: on QEMU the stick image is frozen and later writes go to a qcow2 overlay, so a reset
     only drops the overlay). Once per seat: an existing golden copy is kept. Returns what it did, or None."""
     b = make_backend(lab, seat, options.backend, options.registry)
-    if GOLDEN in b.snapshots():
-        return None
     if b.attach_running():
         return "no golden copy kept: the VM was left running (--keep); 'labctl down' and run up again"
+    if GOLDEN in b.snapshots():
+        return None
     try:
         b.snapshot(GOLDEN)
-    except InputError as exc:  # a host stick: its golden copy is a stick image (labctl stick backup)
-        log.warning("seat %s: no golden copy of the stick: %s", seat.name, exc)
-        return f"no golden copy kept ({exc})"
+    except InputError as exc:  # no snapshot of this stick (QEMU's host stick, VMware Player)
+        why: LabctlError = exc
+        if seat.stick_image(lab) is None and seat.stick.usb is not None:
+            try:  # the host stick itself: a stick image, restored by 'labctl stick restore'
+                return keep_host_golden(lab, seat)
+            except LabctlError as failed:
+                why = failed
+        log.warning("seat %s: no golden copy of the stick: %s", seat.name, why)
+        return f"no golden copy kept ({why})"
     return "golden copy of the stick kept (labctl reset returns to it)"
 
 
@@ -261,6 +267,72 @@ def prepare_reset(lab: Lab, seat: Seat, b: Backend, to: str | None = None) -> li
     else:
         raise InputError(f"seat {seat.index} ({seat.name}): the {b.name} backend cannot forget its snapshots")
     return ["golden copy forgotten (reset: before-install)"]
+
+
+# -- host sticks: the golden copy is a stick image, restored with 'labctl stick restore' -----------------------
+
+GOLDEN_IMAGE = "golden-stick.img"  # in the seat's state folder
+
+
+def host_stick_device(lab: Lab, seat: Seat) -> str:
+    """The block device of the seat's host stick, found by its vendor:product id (exactly one such disk)."""
+    from labctl.stick import blockdev
+
+    usb = seat.stick.usb
+    if usb is None or usb.vendor_id is None or usb.product_id is None:
+        raise InputError(f"seat {seat.index} ({seat.name}): a host stick given by bus path cannot be found as a "
+                         "disk; give stick.usb vendor_id and product_id for its golden copy")
+    want = f"{usb.vendor_id:04x}:{usb.product_id:04x}"
+    found = [d for d in blockdev.probe() if d.usb_id == want]
+    if len(found) != 1:
+        raise InputError(f"seat {seat.index} ({seat.name}): {len(found)} disks are USB {want} "
+                         f"({', '.join(d.path for d in found) or 'none plugged in'}); exactly one is needed")
+    return found[0].path
+
+
+def _stick_verb(verb: str, **fields: object) -> None:
+    """Run a ``labctl stick`` verb (its safety rules, its confirmation unless ``yes``), its lines on stderr
+    (stdout may be a JSON envelope)."""
+    import argparse
+    import contextlib
+    import sys
+
+    from labctl.commands import stick
+
+    defaults: dict[str, object] = {"quiet": True, "allow_non_usb": False, "allow_large": False, "full": False,
+                                   "compress": False, "zero_rest": False, "coredump_header_only": False}
+    args = argparse.Namespace(**{**defaults, **fields})
+    with contextlib.redirect_stdout(sys.stderr):
+        code = getattr(stick, f"cmd_{verb}")(args)
+    if code != 0:
+        raise InputError(f"labctl stick {verb} ended with exit {code}")
+
+
+def keep_host_golden(lab: Lab, seat: Seat, device: str | None = None) -> str:
+    """The installed host stick backed up (GPT-aware, sparse, verified) as the seat's golden copy."""
+    if (seat.state_dir / GOLDEN_IMAGE).exists():
+        return "golden copy of the host stick kept earlier"
+    dev = device or host_stick_device(lab, seat)
+    _stick_verb("backup", device=dev, image=str(seat.state_dir / GOLDEN_IMAGE), yes=True)
+    return f"golden copy of the host stick {dev} kept (labctl reset restores it)"
+
+
+def reset_host_stick(lab: Lab, seat: Seat, to: str | None, yes: bool, device: str | None = None) -> str:
+    """after-install: the golden image restored onto the stick (differential: only what differs is written, then
+    read back); before-install: a quick wipe, and the golden copy forgotten. Both need the stick's own
+    confirmation (or ``yes``)."""
+    golden = seat.state_dir / GOLDEN_IMAGE
+    if (to or lab.reset) == "after-install":
+        if not golden.exists():
+            return "host stick left as it is (no golden copy yet; 'labctl stick wipe DEV' empties it)"
+        dev = device or host_stick_device(lab, seat)
+        _stick_verb("restore", image=str(golden), devices=[dev], yes=yes)
+        return f"host stick {dev} restored from its golden copy (only what differed written, then verified)"
+    dev = device or host_stick_device(lab, seat)
+    _stick_verb("wipe", device=dev, quick=True, yes=yes)
+    for path in (golden, golden.with_name(golden.name + ".manifest.json")):
+        path.unlink(missing_ok=True)
+    return f"host stick {dev} wiped (quick); golden copy forgotten"
 
 
 @dataclass

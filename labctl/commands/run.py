@@ -279,7 +279,7 @@ def _drift_record(args: argparse.Namespace, lab: Lab, seat: Seat) -> dict[str, A
 
 
 def _reset_seats(args: argparse.Namespace, lab: Lab, seats: list[Seat]) -> Iterator[dict[str, Any]]:
-    from labctl.classroom import prepare_reset
+    from labctl.classroom import prepare_reset, reset_host_stick
     from labctl.runner import last_run_dir, make_backend
 
     _check_reset_images(lab, seats, bool(getattr(args, "yes", False)))  # a refusal leaves every file as it was
@@ -293,8 +293,8 @@ def _reset_seats(args: argparse.Namespace, lab: Lab, seats: list[Seat]) -> Itera
         removed = b.cleanup_stale()
         if removed:
             done.append(f"removed stale {', '.join(removed)}")
-        if seat.stick_image(lab) is None:
-            done.append("host stick left as it is (wipe it with 'labctl stick wipe DEV')")
+        if seat.stick_image(lab) is None:  # its golden stick image restored, or a quick wipe (stick safety rules)
+            done.append(reset_host_stick(lab, seat, getattr(args, "to", None), bool(getattr(args, "yes", False))))
         done += prepare_reset(lab, seat, b, getattr(args, "to", None))  # after-install keeps the golden copy
         snaps = b.snapshots()
         for img in seatimages.check_seat(lab, seat, b.images().disk):

@@ -118,3 +118,48 @@ def test_differing_bytes_reads_only_data_and_counts_exactly(tmp_path: Path) -> N
         f.seek(5 * 2**30 + 500)
         f.write(b"\x01" * 1000)
     assert differing_bytes(a, b) == 1000
+
+
+HOST_LAB = """\
+name: hostroom
+backend: qemu
+iso: sim
+stick: {usb: {vendor_id: 0x0781, product_id: 0x5567}}
+install: {root_password: {env: LAB_ROOT_PASSWORD}}
+reset: after-install
+"""
+
+
+def test_a_host_stick_is_restored_from_its_golden_image_and_wiped_before_install(tmp_path: Path) -> None:
+    """The stick here is an image file standing in for /dev/sdX (the 'labctl stick' verbs accept both; finding
+    the device by vendor:product id is blockdev's, tested with it)."""
+    from labctl.classroom import GOLDEN_IMAGE, keep_host_golden, reset_host_stick
+    from labctl.layouts import expected_layout, write_gpt
+
+    (tmp_path / "lab.yaml").write_text(HOST_LAB)
+    lab = load_lab(tmp_path / "lab.yaml")
+    seat = lab.seat_list()[0]
+    seat.state_dir.mkdir(parents=True)
+    stick = tmp_path / "sdx.img"
+    with stick.open("wb") as f:
+        f.truncate(2**30)
+    sectors = 2**30 // 512
+    write_gpt(str(stick), sectors, expected_layout(sectors, "usb"))
+    qemu_io(stick, "raw", "write -P 0x61 33M 1M")  # data inside a partition: kept by the backup
+    before = tmp_path / "installed.img"
+    subprocess.run(["cp", "--sparse=always", str(stick), str(before)], check=True)
+
+    assert "golden copy of the host stick" in keep_host_golden(lab, seat, device=str(stick))
+    assert (seat.state_dir / GOLDEN_IMAGE).exists()
+    qemu_io(stick, "raw", "write -P 0x77 33M 64k")  # the student's change
+    assert subprocess.run(["cmp", "--quiet", str(stick), str(before)]).returncode != 0
+    said = reset_host_stick(lab, seat, None, yes=True, device=str(stick))
+    assert "restored from its golden copy" in said
+    assert subprocess.run(["cmp", "--quiet", str(stick), str(before)]).returncode == 0
+
+    said = reset_host_stick(lab, seat, "before-install", yes=True, device=str(stick))
+    assert "wiped (quick); golden copy forgotten" in said and not (seat.state_dir / GOLDEN_IMAGE).exists()
+    from labctl.layouts import GptError, read_gpt
+
+    with pytest.raises(GptError, match="no valid GPT"):
+        read_gpt(str(stick))
