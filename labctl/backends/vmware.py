@@ -588,8 +588,9 @@ class VmwareBackend:
 
     def vnc_endpoint(self) -> VncEndpoint:
         rec = self._rec()
-        password = vnc_credentials(self.seat).password
-        return VncEndpoint("127.0.0.1", rec.vnc_port, password)
+        # the .vmx the VM runs with is the truth (a VM started outside labctl has its own password)
+        password = VmxFile.load(self.vmx).get("RemoteDisplay.vnc.password") if self.vmx.is_file() else None
+        return VncEndpoint("127.0.0.1", rec.vnc_port, password or vnc_credentials(self.seat).password)
 
     def vnc_display(self) -> str:
         rec = self._record or VmRecord.load(self.record_path)

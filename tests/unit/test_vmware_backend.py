@@ -251,3 +251,15 @@ def test_usb_connect_failure_in_vmware_log_is_a_death_with_its_words(tmp_path: P
     b.log_path.write_text(f"2026-12-01T09:00:01.000Z| vmx| I005: {line}\n")
     assert b.died()
     assert line in b.death_message() and "0781:5567" in b.death_message()
+
+
+def test_attach_to_a_vm_started_outside_labctl_reads_a_windows_written_vmx(tmp_path: Path) -> None:
+    fake = Fake()
+    b = backend(tmp_path, fake)
+    b.vm_dir.mkdir(parents=True)
+    b.vmx.write_bytes(b'.encoding = "UTF-8"\r\nREMOTEDISPLAY.VNC.PORT = "5933"\r\nDisplayName = "vmw"\r\n'
+                      b'remotedisplay.vnc.Password = "Tr41ner!"\r\n')
+    fake.running = [str(b.vmx)]
+    assert b.attach_running()
+    assert b.vnc_display() == "127.0.0.1 port 5933 (display :33)"
+    assert b.vnc_endpoint().password == "Tr41ner!"

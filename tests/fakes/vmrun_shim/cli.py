@@ -58,9 +58,10 @@ def _running(p: Path) -> state.Running:
 
 
 def _wait_gone(rec: state.Running, timeout: float) -> bool:
+    """Until the VM is off (its record gone); like vmrun, this returns before VMware drops its lock files."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not state.alive(rec.pid):
+        if not state.alive(rec.pid) or not (rec.folder / "run.json").exists():
             return True
         time.sleep(0.1)
     return False
