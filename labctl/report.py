@@ -415,8 +415,9 @@ def build_report(run_dir: Path, result: str | None = None, message: str = "") ->
         if row.shot is None and row.result != "skipped":
             row.shot = shots.get(frame_at(t))  # no evidence frame (keys, typing): the screen as the step ended
         steps.append(row)
-    for row in open_stages.values():  # a stage that never ended: the run was killed in it
-        row.result = "failed" if row.result == "running" else row.result
+    for row in open_stages.values():  # a stage that never ended: the run was stopped or killed in it
+        if row.result == "running":
+            row.result = "interrupted" if verdict.get("interrupted") else "failed"
     if result is None:
         result = "passed" if verdict.get("ok") else ("interrupted" if verdict.get("interrupted") else "failed")
     failed = next((s for s in steps if s.result == "failed" and s.kind == "step" and not s.cleanup), None) \

@@ -286,3 +286,21 @@ def test_labctl_report_names_the_files_of_a_run_and_of_a_labs_last_runs(
     assert info[0]["junit"] == str(failed_run / "junit.xml")
     assert main(["report", str(failed_run.parent)]) == 2
     assert "is not a run folder" in capsys.readouterr().err
+
+
+def test_an_interrupted_run_says_so_in_its_report_and_junit(lab: Lab, tmp_path: Path) -> None:
+    class CtrlC(Step):
+        name = "install playbook scripted"
+
+        def run(self, ctx: Context) -> None:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_seat(lab, lab.seat_list()[0], UpOptions(runs_dir=tmp_path / "runs"), [], {},
+                 steps=[Quick("prepare"), CtrlC()])
+    run_dir = next((tmp_path / "runs").iterdir())
+    html = (run_dir / "report.html").read_text()
+    assert '<span class="interrupted">interrupted</span>' in html
+    assert '<td class="result interrupted">interrupted</td>' in html
+    case = [c for c in ET.parse(run_dir / "junit.xml").getroot().iter("testcase")][-1]
+    assert case.get("name", "").endswith("install playbook scripted") and case.find("error") is not None
