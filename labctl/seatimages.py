@@ -9,7 +9,8 @@ Two rules keep that from happening:
   path, resolved through symbolic links, is a regular file or does not exist yet; never a block or
   character device, a FIFO, a socket or a folder; not the lab file, an ISO, a playbook, the password
   file or the UEFI firmware; not another seat's image (also not through a hard link); and an
-  existing file is whole 512-byte sectors of at least 1 MiB (a text file is never a stick).
+  existing file is whole 512-byte sectors of at least 1 MiB (a text file is never a stick) and backs
+  no loop device (it would be a disk in use).
   ``labctl validate`` reports a violation at the field's FILE:LINE:COL; every backend checks again
   right before it opens or creates an image (:func:`ensure_images`).
 * **Reset touches only what labctl made** (:func:`recreate_blank`): an image labctl created is
@@ -145,6 +146,11 @@ def image_problem(path: Path, forbidden: Iterable[tuple[Path, str]] = ()) -> str
     if st is not None and (st.st_size < MIN_IMAGE or st.st_size % 512):
         return (f"holds {st.st_size} bytes: not a disk image (an image is whole 512-byte sectors, at least "
                 "1 MiB); give a new file name")
+    if st is not None:
+        from labctl.stick.blockdev import loop_users
+
+        if users := loop_users(str(path)):
+            return f"backs loop device {', '.join(users)}: a disk in use ('losetup -d' frees it)"
     return None
 
 

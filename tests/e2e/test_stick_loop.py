@@ -391,3 +391,16 @@ def test_backup_of_a_loop_device_stopped_by_a_signal_leaves_no_temporary_file(
     assert proc.returncode == code, err
     assert f"labctl: {word}" in err and "the temporary file was removed" in err
     assert list(out.iterdir()) == []
+
+
+def test_a_lab_cannot_use_a_file_that_backs_a_loop_device_as_a_stick(tmp_path: Path, loop: Callable[[Path], str],
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    backing = tmp_path / "disk.raw"
+    backing.write_bytes(bytes(4 * MIB))
+    dev = loop(backing)
+    lab = tmp_path / "lab.yaml"
+    lab.write_text("name: t\nbackend: qemu\niso: sim\nstick: {image: disk.raw, size: 4M}\n"
+                   "install: {root_password: {env: LAB_ROOT_PASSWORD}}\n")
+    assert main(["validate", str(lab)]) == 2
+    err = capsys.readouterr().err
+    assert f"backs loop device {os.path.basename(dev)}" in err and ":4:" in err
