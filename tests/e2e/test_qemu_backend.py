@@ -22,7 +22,7 @@ import pytest
 from labctl.backends.base import PowerState
 from labctl.backends.qemu import QemuBackend, Runtime
 from labctl.errors import RunFailed
-from labctl.runner import Context, Prepare, StartVm, Step, UpOptions, run_seat
+from labctl.runner import Context, OpenConsole, Prepare, StartVm, Step, UpOptions, run_seat
 from labctl.spec import Lab, load_lab
 
 pytestmark = [
@@ -182,7 +182,7 @@ def backend_vnc(backend: QemuBackend) -> object:
 
 
 class KillQemu(Step):
-    """Kill QEMU from outside, then wait as a console wait would (up to 60 s)."""
+    """Kill QEMU from outside, then wait on the console for a text that never comes (up to 60 s)."""
 
     name = "install"
 
@@ -190,11 +190,11 @@ class KillQemu(Step):
         self.sig = sig
 
     def run(self, ctx: Context) -> None:
-        assert ctx.backend is not None
-        pid = ctx.backend.pid()
-        assert pid is not None
+        assert ctx.backend is not None and ctx.console is not None
+        pid = ctx.backend.status_details()["pid"]
+        assert isinstance(pid, int)
         os.kill(pid, self.sig)
-        time.sleep(60)
+        ctx.console.wait_text("a text this screen never shows", 60)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
@@ -202,10 +202,11 @@ def test_qemu_dying_mid_step_is_a_clear_failure(lab: Lab, tmp_path: Path, sig: i
     seat = lab.seat_list()[0]
     t0 = time.monotonic()
     with pytest.raises(RunFailed) as info:
-        run_seat(lab, seat, UpOptions(runs_dir=tmp_path / "runs"), [], {}, steps=[Prepare(), StartVm(), KillQemu(sig)])
+        run_seat(lab, seat, UpOptions(runs_dir=tmp_path / "runs"), [], {},
+                 steps=[Prepare(), StartVm(), OpenConsole(), KillQemu(sig)])
     took = time.monotonic() - t0
     message = str(info.value)
-    assert took < 20, "the watchdog interrupts the step; no waiting for a timeout"
+    assert took < 20, "the supervisor ends the console wait at once; no waiting for its timeout"
     assert "step 'install' failed" in message and "QEMU" in message and "exited unexpectedly" in message
     if sig == signal.SIGKILL:
         assert "killed by signal 9" in message
@@ -352,17 +353,17 @@ def test_cli_reset_is_honest(tmp_path: Path) -> None:
 
     with open(image, "r+b") as f:
         f.write(b"INSTALLED")
-    b.snapshot("installed")
+    b.snapshot("after-install")  # the golden copy a successful up keeps
     drive = b.stick_drive()
     assert drive is not None
     subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write -P 0x42 0 512", str(drive.path)], check=True,
                    capture_output=True, timeout=30)
-    out = labctl("reset", str(lab_path)).stdout
-    assert "reverted to its snapshot 'installed'" in out
+    out = labctl("reset", str(lab_path), "--to", "after-install").stdout
+    assert "reverted to its snapshot 'after-install'" in out
     with b.stick_raw_view() as view, open(view, "rb") as f:
         assert f.read(9) == b"INSTALLED"
     row = json.loads(labctl("status", str(lab_path), "--json").stdout)["seats"][0]
-    assert row["stick_snapshots"] == ["installed"] and row["power_state"] == "off"
+    assert row["stick_snapshots"] == ["after-install"] and row["power_state"] == "off"
 
 
 def test_vnc_on_a_unix_socket(lab: Lab) -> None:
