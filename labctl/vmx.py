@@ -12,13 +12,12 @@ import errno
 import json
 import os
 import re
-import socket
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from labctl.errors import InputError
+from labctl.errors import InputError, RunFailed
 from labctl.private import vnc_password, write_private
 from labctl.resources import data_path
 
@@ -184,16 +183,6 @@ class VncCredentials:
         return f"VncCredentials(port={self.port}, password=***)"
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def vnc_credentials(seat: Seat, taken: set[int] | None = None) -> VncCredentials:
     """The seat's VNC port and password, created once and kept (0600) in its state folder.
 
@@ -207,12 +196,14 @@ def vnc_credentials(seat: Seat, taken: set[int] | None = None) -> VncCredentials
             return VncCredentials(int(data["port"]), str(data["password"]))
         except (ValueError, KeyError, TypeError, RecursionError, OSError):
             pass  # a damaged file is replaced below
-    used = set(taken or ())
-    port = next((p for p in VNC_PORTS if p not in used and _port_free(p)), None)
-    if port is None:
-        raise InputError("no free VNC port in 5901-5999 on 127.0.0.1")
-    creds = VncCredentials(port, vnc_password())
-    write_private(path, json.dumps({"port": creds.port, "password": creds.password}))
+    from labctl.backends.vncports import reserve_vnc_port  # the one VNC port allocator
+
+    try:
+        with reserve_vnc_port(exclude=set(taken or ()), ports=VNC_PORTS) as port:
+            creds = VncCredentials(port, vnc_password())
+            write_private(path, json.dumps({"port": creds.port, "password": creds.password}))
+    except RunFailed as exc:
+        raise InputError(str(exc)) from None
     return creds
 
 
