@@ -206,10 +206,6 @@ class VmwareBackend:
             self._vmrun.product = self.product
         return self._vmrun
 
-    @property
-    def vmrun_calls(self) -> int:
-        return self._vmrun.calls if self._vmrun is not None else 0
-
     def _call(self, command: str, *args: str, timeout: float | None = None) -> list[str]:
         return self.vmrun().call(command, *args, timeout=timeout, log=self.log_path)
 
@@ -354,7 +350,7 @@ class VmwareBackend:
                 "start_to_vnc_seconds": round(self.start_seconds or 0.0, 3), "iso": str(self.iso) if self.iso else None}
 
     def _wait_new_log(self, old_inode: int) -> None:
-        deadline = time.monotonic() + 10.0
+        deadline = time.monotonic() + 5.0
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError):
                 if self.log_path.stat().st_ino != old_inode:

@@ -99,11 +99,6 @@ class LogWatcher:
     usb_failures: list[str] = field(default_factory=list)
     off: bool = False
 
-    @classmethod
-    def from_start(cls, path: Path) -> LogWatcher:
-        """Watch a log VMware starts afresh at this power-on (read from its first byte)."""
-        return cls(path)
-
     def poll(self) -> list[str]:
         """Read what was appended since the last poll; returns the new complete messages."""
         try:
