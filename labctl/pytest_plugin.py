@@ -348,7 +348,7 @@ def start_seat(lab: Lab, backend_name: str | None, run_dir: Path, install: bool)
     from labctl.console import Console
     from labctl.errors import InputError, RunFailed
     from labctl.report import RunFolder
-    from labctl.runner import DEFAULT_KEY_RATE, UpOptions, check_playbooks, playbook_variables, run_seat
+    from labctl.runner import UpOptions, check_playbooks, playbook_variables, run_seat
 
     seat = lab.seat_list()[0]
     password = _root_password(lab) if install else None
@@ -366,7 +366,7 @@ def start_seat(lab: Lab, backend_name: str | None, run_dir: Path, install: bool)
     run = RunFolder(run_dir, secrets=secrets)
     try:
         serial = backend.serial_endpoint() if lab.console.serial else None
-        key_rate = lab.console.key_rate or DEFAULT_KEY_RATE.get(backend.name, 10.0)
+        key_rate = lab.console.key_rate or backend.default_key_rate
         console = Console.open(backend.vnc_endpoint(), serial, run, key_rate=key_rate, secrets=secrets,
                                timeout_scale=lab.console.timeout_scale, alive=backend.alive)
     except BaseException:

@@ -52,11 +52,6 @@ from labctl.spec import Lab, Seat
 
 log = logging.getLogger(__name__)
 
-DEFAULT_KEY_RATE = {"qemu": 30.0, "vmware": 10.0}
-"""Keys per second by backend name, for callers without a backend object; a backend's own
-``default_key_rate`` is the same figure."""
-
-
 # -- backend selection -------------------------------------------------------------------------------
 
 

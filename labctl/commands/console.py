@@ -21,14 +21,14 @@ def _console(args: argparse.Namespace) -> Iterator[Console]:
     """A Console on the running seat ``--seat`` of the lab (the one place these commands attach)."""
     from labctl.console import Console
     from labctl.report import RunFolder
-    from labctl.runner import DEFAULT_KEY_RATE, attach, seat_by_index
+    from labctl.runner import attach, seat_by_index
     from labctl.spec import load_lab
 
     lab = load_lab(args.lab)
     seat = seat_by_index(lab, args.seat)
     att = attach(lab, args.seat)
     run = RunFolder(seat.state_dir / "console", secrets=[att.vnc.password] if att.vnc.password else [])
-    key_rate = lab.console.key_rate or DEFAULT_KEY_RATE.get(att.backend.name, 10.0)
+    key_rate = lab.console.key_rate or att.backend.default_key_rate
     console = Console.open(att.vnc, None, run, key_rate=key_rate, secrets=_known_secrets(lab),
                            timeout_scale=lab.console.timeout_scale)
     console.step = args.command
