@@ -417,8 +417,8 @@ class VmwareBackend:
                 try:
                     self._call("stop", str(self.vmx), "hard")
                     how = "hard"
-                except vr.VmrunFailed as exc:
-                    if "not powered on" not in exc.words:
+                except vr.VmrunFailed:
+                    if self._running():  # whatever vmrun said, a VM that is not listed is stopped
                         raise
             left = vr.wait_unlocked(self.vmx, UNLOCK_TIMEOUT)
             if left:

@@ -263,3 +263,28 @@ def test_attach_to_a_vm_started_outside_labctl_reads_a_windows_written_vmx(tmp_p
     assert b.attach_running()
     assert b.vnc_display() == "127.0.0.1 port 5933 (display :33)"
     assert b.vnc_endpoint().password == "Tr41ner!"
+
+
+def test_a_failed_hard_stop_of_a_vm_that_is_gone_counts_as_stopped(tmp_path: Path) -> None:
+    fake = Fake()
+    b = backend(tmp_path, fake)
+    b.define()
+    fake.running = [str(b.vmx)]
+    fake.answers["stop"] = (255, "Error: Cannot connect to the virtual machine\n")
+
+    def gone_after_stop(argv: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
+        res = fake(argv, **kw)
+        if argv[3] == "stop":
+            fake.running = []
+        return res
+
+    b._vmrun = vr.Vmrun("vmrun", "ws", runner=gone_after_stop)
+    assert b.stop("hard").how == "hard"
+    fake.running = [str(b.vmx)]
+
+    def still_there(argv: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
+        return fake(argv, **kw)
+
+    b._vmrun = vr.Vmrun("vmrun", "ws", runner=still_there)
+    with pytest.raises(vr.VmrunFailed, match="Cannot connect to the virtual machine"):
+        b.stop("hard")
