@@ -32,7 +32,7 @@ from pydantic import (
 )
 
 from labctl.errors import InputError, SpecError
-from labctl.yamlsrc import Located, PathKey, dotted, load_located
+from labctl.yamlsrc import SECRET_KEYS, Located, PathKey, dotted, load_located
 
 log = logging.getLogger(__name__)
 
@@ -700,6 +700,10 @@ def _first_error(exc: ValidationError, located: Located) -> SpecError:
         if close:
             hint = f"; did you mean '{close[0]}'?"
         msg = f"unknown key{hint}"
+        if any(part in SECRET_KEYS for part in loc[:-1]):  # {S3cret!} in YAML is a mapping with that key
+            line, col = located.where(loc, prefer_key=True)
+            return SpecError(located.file, line, col, dotted(loc[:-1]),
+                             f"unknown key (not shown: it may be the password){hint}{_more(errors)}")
     elif kind == "missing":
         msg = "required key is missing"
         field = str(loc[-1])
@@ -722,9 +726,6 @@ def _shown(value: Any, loc: PathKey) -> str:
     if any(part in SECRET_KEYS for part in loc):
         return f"a {type(value).__name__}, value not shown"
     return f"{value!r:.40}"
-
-
-SECRET_KEYS = ("root_password",)
 
 
 def _more(errors: list[Any]) -> str:

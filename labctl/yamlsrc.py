@@ -8,6 +8,7 @@ the line and column of its key and value. Errors come out as ``SpecError`` (FILE
 from __future__ import annotations
 
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ import yaml
 from labctl.errors import SpecError
 
 PathKey = tuple[str | int, ...]
+SECRET_KEYS = ("root_password",)  # below these keys neither a value nor a key nor a tag reaches a message
 MAX_BYTES = 1 << 20  # a lab file is a page of YAML; anything bigger is the wrong file
 MAX_VALUES = 20_000  # values after alias expansion: stops "billion laughs" files early
 MAX_DEPTH = 50  # nesting of mappings and lists; a lab file needs 5
@@ -45,6 +47,13 @@ class Located:
             if not p:
                 return (1, 1)
             p = p[:-1]
+
+
+_QUOTED_NAME_RE = re.compile(r" ?'[^'<][^']+'")  # 'name' of two or more characters; not '<scalar>' nor 'q'
+
+
+def _secret(path: PathKey) -> bool:
+    return any(part in SECRET_KEYS for part in path)
 
 
 def _pos(node: yaml.Node) -> tuple[int, int]:
@@ -105,6 +114,8 @@ def _compose(text: str, name: str) -> Located:
             problem = "a tab character; YAML indents with spaces only"
         elif "expected a single document" in str(exc.context or ""):
             problem = "more than one YAML document ('---'); a lab file holds one"
+        else:  # an alias, anchor or tag name may be a password that starts with '*', '&' or '!': not quoted back
+            problem = _QUOTED_NAME_RE.sub("", problem)
         raise SpecError(name, line, col, "(yaml)", problem) from None
     except yaml.reader.ReaderError as exc:
         line, col = _line_col(text, exc.position)
@@ -140,14 +151,19 @@ class _Builder:
 
     def fail(self, node: yaml.Node, path: PathKey, message: str) -> SpecError:
         line, col = _pos(node)
+        if _secret(path):  # a key below a secret may be the secret itself ({S3cret!}: a mapping)
+            path = path[: next(i for i, part in enumerate(path) if part in SECRET_KEYS) + 1]
         return SpecError(self.loc.file, line, col, _dotted(path) or "(lab)", message)
 
     def scalar(self, node: yaml.Node, path: PathKey) -> Any:
         try:
             return self.loader.construct_object(node)
         except yaml.constructor.ConstructorError as exc:
-            raise self.fail(node, path, exc.problem or "cannot read this value") from None
-        except (yaml.YAMLError, ValueError, KeyError, TypeError, OverflowError):
+            problem = exc.problem or "cannot read this value"
+            raise self.fail(node, path, _QUOTED_NAME_RE.sub("", problem) if _secret(path) else problem) from None
+        except (yaml.YAMLError, ValueError, KeyError, IndexError, TypeError, AttributeError, OverflowError):
+            # PyYAML's own constructors fail on odd text with IndexError (!!int '') or AttributeError
+            # (!!timestamp x) as well as ValueError; the tag is one PyYAML knows (int, timestamp), never the user's
             tag = str(node.tag).rsplit(":", 1)[-1]
             raise self.fail(node, path, f"cannot read this value as {tag!r}") from None
 

@@ -230,6 +230,27 @@ def test_a_bad_password_value_is_never_echoed(tmp_path: Path, given: str) -> Non
         assert secret not in message, message
 
 
+@pytest.mark.parametrize("given", ["{S3cr3t!pw}", "{S3cr3t!pw: 1}", "{value: x, S3cr3t!pw: 1}", "*S3cr3t!pw",
+                                   "!S3cr3t!pw", "!S3cr3tpw", "!!S3cr3tpw", "&S3cr3tpw",
+                                   "!<tag:yaml.org,2002:S3cr3tpw> x"])
+def test_a_password_written_as_yaml_syntax_is_never_echoed(tmp_path: Path, given: str) -> None:
+    # braces, '*', '&' and '!' are YAML syntax: a password starting with one is a key, an alias, an anchor or a tag
+    path = write(tmp_path, HEAD + f"stick: {USB}\n" + f"install:\n  root_password: {given}\n")
+    with pytest.raises(SpecError) as info:
+        load_lab(path)
+    message = str(info.value)
+    assert LINE_RE.match(message) and info.value.line == 5, message
+    assert "S3cr3t" not in message, message
+
+
+@pytest.mark.parametrize("value", ["!!timestamp x", "!!timestamp ''", "!!int ''", "!!float ''"])
+def test_a_tagged_value_that_cannot_be_read_is_one_line(tmp_path: Path, value: str) -> None:
+    path = write(tmp_path, HEAD + f"stick: {USB}\n" + INSTALL + f"esxi: {value}\n")
+    with pytest.raises(SpecError) as info:
+        load_lab(path)
+    assert LINE_RE.match(str(info.value)) and info.value.line == 5 and "cannot read" in str(info.value)
+
+
 @pytest.mark.parametrize("kind", ["fifo", "device", "huge"])
 def test_lab_file_that_is_not_a_small_regular_file(tmp_path: Path, kind: str) -> None:
     import os
