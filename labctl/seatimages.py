@@ -14,8 +14,10 @@ Two rules keep that from happening:
   ``labctl validate`` reports a violation at the field's FILE:LINE:COL; every backend checks again
   right before it opens or creates an image (:func:`ensure_images`).
 * **Reset touches only what labctl made** (:func:`recreate_blank`): an image labctl created is
-  recorded in the seat's state folder (``images.json``: path, st_dev, st_ino, size and a sha256 of
-  its first 64 KiB). Reset empties such a file in place (ftruncate to 0, then to its size: the inode,
+  recorded in the seat's state folder (``images.json``: path, st_dev, st_ino, the inode's generation
+  where the file system keeps one, size and a sha256 of its first 64 KiB). The generation tells a new
+  file that got the inode number of a deleted one (ext4 hands a freed number out again at once) from
+  the file labctl made. Reset empties such a file in place (ftruncate to 0, then to its size: the inode,
   owner, mode and links stay; nothing is unlinked). A file at that path that is not the recorded one
   (replaced, or a record of another size) is refused; a file labctl did not create but that holds
   data needs ``yes=True`` (``labctl reset --yes``); an empty one is adopted.
@@ -34,6 +36,7 @@ import hashlib
 import json
 import os
 import stat
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -94,6 +97,12 @@ class Record:
     size: int
     fingerprint: str
     created: str
+    generation: int | None = None  # FS_IOC_GETVERSION; None where the file system has none (tmpfs)
+
+    def matches(self, st: os.stat_result, generation: int | None) -> bool:
+        """Whether a file (its stat and generation) is the inode this record describes."""
+        same_gen = self.generation is None or generation is None or self.generation == generation
+        return (st.st_dev, st.st_ino) == (self.dev, self.ino) and same_gen
 
 
 # -- the path check ----------------------------------------------------------------------------------
@@ -243,6 +252,18 @@ def ensure_images(lab: Lab, seat: Seat, default_disk: Path | None = None) -> lis
 # -- creating, recording, resetting ------------------------------------------------------------------
 
 
+_FS_IOC_GETVERSION = 0x80087601  # _IOR('v', 1, long); the kernel writes an unsigned 32-bit generation
+
+
+def generation(fd: int) -> int | None:
+    """The inode's generation number (new for every inode the file system hands out), or None."""
+    try:
+        raw = fcntl.ioctl(fd, _FS_IOC_GETVERSION, bytes(8))
+    except OSError:  # ENOTTY/EOPNOTSUPP: tmpfs, some network file systems
+        return None
+    return int.from_bytes(raw[:4], sys.byteorder)
+
+
 def fingerprint(fd: int) -> str:
     """sha256 of a file's first 64 KiB (its partition table area), from an open descriptor."""
     return hashlib.sha256(os.pread(fd, HEADER, 0)).hexdigest()
@@ -280,7 +301,7 @@ def _save_records(state_dir: Path, records: dict[str, Record]) -> None:
 def _note(state_dir: Path, role: str, path: Path, fd: int) -> Record:
     st = os.fstat(fd)
     rec = Record(role, str(path), st.st_dev, st.st_ino, st.st_size, fingerprint(fd),
-                 time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+                 time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), generation(fd))
     records = load_records(state_dir)
     records[str(path)] = rec
     _save_records(state_dir, records)
@@ -302,12 +323,16 @@ def record_for(state_dir: Path, path: Path) -> Record | None:
     """The record of the image at ``path`` when the file there is still the one labctl created."""
     rec = load_records(state_dir).get(str(path))
     try:
-        st = os.stat(path, follow_symlinks=False)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
-    if rec is None or (st.st_dev, st.st_ino, st.st_size) != (rec.dev, rec.ino, rec.size):
-        return None
-    return rec
+    try:
+        st = os.fstat(fd)
+        if rec is None or not rec.matches(st, generation(fd)) or st.st_size != rec.size:
+            return None
+        return rec
+    finally:
+        os.close(fd)
 
 
 def remember(state_dir: Path, img: SeatImage) -> Record:
@@ -351,7 +376,7 @@ def _verdict(state_dir: Path, img: SeatImage, fd: int, yes: bool) -> tuple[bool,
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         raise ImageRefused(f"{what}: not a regular file; refused", img.key)
-    ours = rec is not None and (st.st_dev, st.st_ino) == (rec.dev, rec.ino)
+    ours = rec is not None and rec.matches(st, generation(fd))
     if rec is not None and ours and st.st_size != rec.size:
         raise ImageRefused(f"{what}: {st.st_size} bytes, labctl made it {rec.size}: something else changed "
                            "it; refused (move it away and reset again for a new one)", img.key)

@@ -194,3 +194,32 @@ def test_records_hold_identity_and_fingerprint(tmp_path: Path) -> None:
     with open(img.path, "r+b") as f:
         f.truncate(8 << 20)  # the same file, cut by someone else
     assert seatimages.record_for(seat.state_dir, img.path) is None
+
+
+def test_reset_refuses_a_new_file_that_got_the_deleted_images_inode_number(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """ext4 gives a freed inode number to the next new file: same path, device, inode number and size
+    is not yet labctl's file; the inode's generation tells them apart."""
+    import json
+
+    lab = lab_file(tmp_path, "s.img")
+    assert main(["reset", str(lab)]) == 0
+    img = tmp_path / "s.img"
+    fd = os.open(img, os.O_RDONLY)
+    try:
+        if seatimages.generation(fd) is None:
+            pytest.skip("this file system keeps no inode generation")
+    finally:
+        os.close(fd)
+    img.unlink()
+    with open(img, "wb") as f:  # the trainer's own 16 MiB image copied to that path
+        f.write(os.urandom(1 << 20))
+        f.truncate(16 << 20)
+    records = next(tmp_path.glob(".labctl/*/seat1/images.json"))
+    data = json.loads(records.read_text())
+    data["images"][0]["ino"] = img.stat().st_ino  # what ext4 usually does by itself
+    records.write_text(json.dumps(data))
+    before = fingerprint(img)
+    assert main(["reset", str(lab)]) == 2
+    assert "not the file labctl created" in capsys.readouterr().err
+    assert fingerprint(img) == before
