@@ -15,7 +15,7 @@ import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from labctl.errors import InputError, RunFailed
 from labctl.private import vnc_password, write_private
@@ -55,14 +55,23 @@ def read_vmx_text(path: Path) -> str:
     m = _ENCODING_RE.search(raw)
     name = m.group(1).decode("ascii", "replace") if m else "UTF-8"
     try:
-        codecs.lookup(name)
+        codec = codecs.lookup(name)
     except LookupError:
         raise InputError(f"{path}: .encoding = {name!r} is not an encoding labctl knows") from None
+    if not getattr(codec, "_is_text_encoding", True):  # rot13, base64, zlib: codecs that do not make text
+        _not_text(path, name)
     try:
-        return raw.decode(name).lstrip("\ufeff")
+        return raw.decode(codec.name).lstrip("\ufeff")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise InputError(f"{path}:{line}: not valid {name} text (the file's .encoding)") from None
+    except UnicodeError:  # the 'undefined' codec refuses everything
+        _not_text(path, name)
+
+
+def _not_text(path: Path, name: str) -> NoReturn:
+    raise InputError(f"{path}: .encoding = {name!r} is not a text encoding (a .vmx names one like UTF-8 or "
+                     "windows-1252)")
 
 
 def check_vmx_target(path: Path) -> None:

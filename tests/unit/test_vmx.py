@@ -163,6 +163,15 @@ def test_an_undecodable_or_unknown_encoding_is_one_line(tmp_path: Path) -> None:
         VmxFile.load(path)
 
 
+@pytest.mark.parametrize("name", ["rot13", "base64", "undefined", "zlib"])
+def test_an_encoding_name_that_is_not_a_text_encoding_is_one_line(tmp_path: Path, name: str) -> None:
+    path = tmp_path / "seat.vmx"
+    path.write_bytes(f'.encoding = "{name}"\ndisplayName = "x"\n'.encode())
+    with pytest.raises(InputError, match="not a text encoding") as info:
+        VmxFile.load(path)
+    assert "\n" not in str(info.value)
+
+
 def test_a_symlinked_vmx_is_refused_not_merged_with_its_target(tmp_path: Path) -> None:
     target = tmp_path / "other-vm.vmx"
     target.write_text('.encoding = "UTF-8"\nsecret.key = "the other VM"\n')
