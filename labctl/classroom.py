@@ -541,8 +541,11 @@ def _stage(seat: Seat, run_dir: Path | None, result: dict[str, object] | None, r
     if up_in_progress(seat) is not None:
         step = _current_step(run_dir)
         return f"up: {step}" if step else "up: starting"
-    if run_dir is None or result is None:
+    if run_dir is None:
         return "running (no run recorded)" if running else "not run yet"
+    if result is None:  # the run folder has no result: that labctl ended without its cleanups
+        step = _current_step(run_dir)
+        return f"the last up ended without a result during step '{step or 'prepare'}' (labctl was killed)"
     if result.get("ok"):
         done = "booted (boot-only run)" if result.get("boot_only") else "installed and verified"
         return done + ("; left running" if running else "")

@@ -5,14 +5,18 @@ Files of a seat (its state folder, see ``SeatFiles``): ``OVMF_VARS.fd`` (per-sea
 ``qemu.json`` (pid, process start time and endpoints of the running QEMU; no secrets), ``qemu.log``
 (QEMU's stderr), ``serial.log`` (the serial port itself: QEMU writes the guest's output there and the
 console follows the file), unix sockets for QMP and VNC (in a short folder under the temp dir when the
-state path is too long for a socket), ``stick-snapshots/`` (qcow2 overlays on top of the stick image, for resets).
+state path is too long for a socket: ``labctl.backends.tmpdirs`` checks it is this user's own),
+``stick-snapshots/`` (qcow2 overlays on top of the stick image, for resets). The VNC port comes from
+``labctl.backends.vncports``.
 
 Supervision: QEMU runs as a child in its own session (a Ctrl-C in the terminal reaches labctl only, which
-then stops QEMU in order); ``PR_SET_PDEATHSIG`` kills it if labctl itself dies, unless the seat is started
-``detached`` (``up --keep``). ``QemuBackend.check()`` raises ``RunFailed`` with the tail of QEMU's stderr
-when QEMU died on its own. ``stop()`` is soft (ACPI power button, with ``-no-shutdown`` QEMU stays to
-report it) then hard (QMP ``quit``, SIGTERM, SIGKILL); ``QemuBackend.attach()`` finds a seat started
-by another labctl process (``labctl down``/``send``/``status``) through ``qemu.json``.
+then stops QEMU in order); ``PR_SET_PDEATHSIG`` (set by ``setpriv`` in front of the argv) ends it if labctl
+itself dies, unless the seat is started ``detached`` (``up --keep``). ``QemuBackend.check()`` raises
+``QemuDied`` with the tail of QEMU's stderr when QEMU died on its own. ``stop()`` is soft (ACPI power
+button, with ``-no-shutdown`` QEMU stays to report it) then hard (QMP ``quit``, SIGTERM, SIGKILL);
+``attach_running()`` finds a seat started by another labctl process (``labctl down``/``send``/``status``)
+through ``qemu.json``. A recorded pid counts as the seat's QEMU, and is ever signalled, only while its
+start time matches and its command line opens the seat's QMP socket (``is_seat_qemu``).
 """
 
 from __future__ import annotations

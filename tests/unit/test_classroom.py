@@ -158,3 +158,23 @@ def test_supervise_without_a_backend_is_a_no_op() -> None:
         pass
     assert calls == []
 
+
+
+def test_status_shows_the_step_of_an_up_in_progress(lab: Lab, tmp_path: Path) -> None:
+    from labctl.report import RunFolder
+    from labctl.runner import last_run_file, seat_lock
+
+    host = FakeHost()
+    seat = lab.seat_list()[0]
+    run = RunFolder(tmp_path / "runs" / "now-room-1")
+    run.event("prepare", phase="start")
+    run.event("prepare", phase="end", result="ok")
+    run.event("install playbook esxi-6.7-interactive", phase="start")
+    seat.state_dir.mkdir(parents=True, exist_ok=True)
+    last_run_file(seat).write_text(f"{run.path}\n")
+    with seat_lock(seat):  # as the 'labctl up' in another shell holds it
+        [row] = status_seats(lab, [seat], "fake", host.registry())
+    assert row.stage == "up: install playbook esxi-6.7-interactive"
+    [row] = status_seats(lab, [seat], "fake", host.registry())
+    assert row.stage == ("the last up ended without a result during step 'install playbook esxi-6.7-interactive' "
+                         "(labctl was killed)")
