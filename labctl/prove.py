@@ -272,14 +272,15 @@ def run_step(arg: dict[str, Any], variables: dict[str, Any], run_dir: Path, back
     var = arg.get("getptbl", "getptbl")
     if var not in variables:
         raise RunFailed(f"prove_layout: no output named {var!r}; run 'partedUtil getptbl' with as: {var} first")
-    media = str(arg.get("media") or variables.get("media") or "usb")
-    if media not in ("usb", "hdd"):
-        raise RunFailed(f"prove_layout: media is usb or hdd, not {media!r}")
+    given = str(arg.get("media") or variables.get("media") or "usb")
+    if given not in ("usb", "hdd"):
+        raise RunFailed(f"prove_layout: media is usb or hdd, not {given!r}")
+    media: layouts.Media = "hdd" if given == "hdd" else "usb"
     ls_var = arg.get("ls", "ls_root")
     ls_text = variables.get(ls_var)
     host = _host_table(backend, media) if arg.get("host", True) else None
     try:
-        proof = prove(str(variables[var]), media,  # type: ignore[arg-type]
+        proof = prove(str(variables[var]), media,
                       disk=str(arg.get("disk") or "install disk"), ls_root=None if ls_text is None else str(ls_text),
                       expect_scratch=arg.get("scratch") or None, host_table=host)
     except InputError as exc:
