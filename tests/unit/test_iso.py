@@ -151,3 +151,36 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "not an ISO 9660 image" in capsys.readouterr().err
     assert main(["iso", "kickstart", str(src), str(ks), "-o", str(src)]) == 2
     assert main(["iso", "kickstart", str(src), str(ks), "-o", str(out), "--boot-option", "a b"]) == 2
+
+
+def test_up_step_boots_the_remastered_iso_and_reuses_it(tmp_path: Path) -> None:
+    import threading
+    from types import SimpleNamespace
+
+    from labctl.runner import KickstartIso, build_steps
+    from labctl.spec import load_lab
+
+    src = make_iso(tmp_path)
+    (tmp_path / "ks").mkdir()
+    (tmp_path / "ks" / "usb.cfg").write_bytes(KS)
+    lab_file = tmp_path / "lab.yaml"
+    lab_file.write_text(f"name: ks\nbackend: qemu\niso: {src}\nstick: {{image: s.img, size: 1G}}\n"
+                        "install: {kickstart: ks/usb.cfg, playbook: esxi-6.7-kickstart, "
+                        "root_password: {env: LAB_ROOT_PASSWORD}}\n")
+    lab = load_lab(lab_file, strict=True)
+    assert [type(s).__name__ for s in build_steps(lab, SimpleNamespace(boot_only=True))][:3] == [  # type: ignore[arg-type]
+        "Prepare", "KickstartIso", "StartVm"]
+    events: list[dict[str, object]] = []
+    isos = []
+    for _ in range(2):
+        ctx = SimpleNamespace(lab=lab, seat=lab.seat_list()[0], iso=None, backend=SimpleNamespace(iso=src),
+                              options=SimpleNamespace(build_lock=threading.Lock()),
+                              run=SimpleNamespace(event=lambda step, **kw: events.append(kw)))
+        KickstartIso().run(ctx)  # type: ignore[arg-type]
+        assert ctx.backend.iso == ctx.iso
+        isos.append(ctx.iso)
+    assert isos[0] == isos[1] and isos[0] != src
+    facts = iso.inspect_iso(isos[0])
+    assert facts.kernelopts["/EFI/BOOT/BOOT.CFG"] == "runweasel cdromBoot preferVMklinux=TRUE ks=cdrom:/KS.CFG"
+    assert extract(isos[0], "/KS.CFG", tmp_path) == KS
+    assert events[0]["source"] == str(src)
