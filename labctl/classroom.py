@@ -12,6 +12,7 @@ Backends come from the registry (``labctl.backends``): nothing here knows a hype
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import json
@@ -23,6 +24,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -133,6 +135,10 @@ class LiveTable:
                     if not stage.startswith(("passed", "failed")):
                         stage = f"{stage.split(': ')[0]}: {stage_step}"
             elapsed = float(events[-1].get("t", 0.0)) if events else 0.0
+            if events and not stage.startswith(("passed", "failed")):  # still running: counted up to now
+                with contextlib.suppress(KeyError, ValueError):
+                    began = datetime.fromisoformat(str(events[0]["time"])).timestamp() - float(events[0].get("t", 0))
+                    elapsed = time.time() - began
             out.append((f"{seat.index} {seat.name}", stage, f"{elapsed:.0f} s", seen[-60:]))
         return out
 
@@ -169,7 +175,7 @@ class LiveTable:
 def write_report(lab: Lab, results: list[SeatResult], runs_dir: Path | None = None) -> Path:
     """A classroom's index.html (every seat, failures first, links to each seat's report) and one junit.xml
     with a testcase per seat, in ``runs/<stamp>-classroom/``. Returns index.html's path."""
-    from datetime import UTC, datetime
+    from datetime import UTC
 
     from labctl.report import SeatRun, write_classroom
 

@@ -485,7 +485,7 @@ def _html_extras(item: pytest.Item, report: pytest.TestReport, shot: Path | None
     if not item.config.pluginmanager.hasplugin("html"):
         return
     try:
-        from pytest_html import extras  # type: ignore[import-not-found,unused-ignore]
+        from pytest_html import extras  # type: ignore[import-not-found,import-untyped,unused-ignore]
     except ImportError:
         return
     found = getattr(report, "extras", [])
