@@ -141,6 +141,8 @@ def fake_qemu(tmp_path: Path, lab: Lab) -> Iterator[subprocess.Popen[bytes]]:
     exe.symlink_to(sys.executable)
     qmp = QemuBackend(lab, lab.seat_list()[0]).files.qmp
     proc = subprocess.Popen([str(exe), "-c", "import time; time.sleep(60)", "-chardev", qmp_chardev(qmp)])
+    # Popen returns once exec has begun; the new argv shows in /proc a moment later
+    assert _wait_until(lambda: Path(f"/proc/{proc.pid}/cmdline").read_bytes() != b"")
     yield proc
     proc.kill()
     proc.wait(10)
