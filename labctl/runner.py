@@ -66,7 +66,7 @@ def make_backend(lab: Lab, seat: Seat, override: str | None = None, registry: Re
                  **options: object) -> Backend:
     """One seat's backend object (nothing started)."""
     registry = registry or default_registry()
-    return registry.create(lab, seat, backend_kind(lab, override, registry), **options)
+    return registry.create(lab, seat, registry.choose(lab, override).name, **options)
 
 
 def playbook_variables(lab: Lab, seat: Seat, root_password: str | None) -> dict[str, object]:
@@ -292,18 +292,10 @@ class Playbook(Step):
 def check_playbooks(lab: Lab) -> None:
     """Load the lab's install and post-install playbooks: a bad one is exit 2 before any VM starts
     (``up`` and ``validate``)."""
-    from labctl.errors import SpecError
-    from labctl.playbook import LAB_VARIABLES, load, resolve
-    from labctl.yamlsrc import dotted, load_located
+    from labctl.playbook import LAB_VARIABLES, load
 
-    named: list[tuple[tuple[str | int, ...], str]] = [(("install", "playbook"), lab.install.playbook)]
-    named += [(("post_install", i), name) for i, name in enumerate(lab.post_install)]
-    for key, name in named:
-        ref = playbook_ref(lab, name)
-        if not resolve(ref).is_file():  # the lab's line names it: say so there, not at a file that is not
-            line, col = load_located(lab.source).where(key)
-            raise SpecError(str(lab.source), line, col, dotted(key), f"playbook '{name}' not found ({resolve(ref)})")
-        load(ref, known_vars=set(LAB_VARIABLES))
+    for name in [lab.install.playbook, *lab.post_install]:
+        load(playbook_ref(lab, name), known_vars=set(LAB_VARIABLES))
 
 
 def playbook_ref(lab: Lab, name: str) -> str:
