@@ -183,17 +183,32 @@ def test_hanging_start_times_out_with_a_clear_message(seats: Any) -> None:
     assert "Traceback" not in r.stderr
 
 
-def test_player_host_resets_by_re_rendering(seats: Any) -> None:
+def test_player_host_resets_by_re_rendering(seats: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a Player-only host the product is probed, nothing asks for snapshots, and the reset point is a
+    re-rendered VM (fresh nvram, the .vmx rendered again). Driven through the backend contract, as
+    'labctl reset' does after it has dealt with the host stick (which the shim's image is not)."""
+    from labctl import backends
+    from labctl.spec import load_lab
+
     seat = seats(faults={"player_only": True})
     r = seat.labctl("up", str(seat.lab), "--boot-only")
     assert r.returncode == 0, r.stderr[-3000:]
     assert seat.running() == 1
     nvram = seat.vmx.with_suffix(".nvram")
     assert nvram.exists()
-    r = seat.labctl("reset", str(seat.lab))
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert "re-rendered" in r.stdout + r.stderr and "nvram" in r.stdout + r.stderr
-    assert seat.running() == 0 and not nvram.exists() and 'firmware = "efi"' in seat.vmx.read_text()
+    for k in ("LABCTL_VMRUN", "VMRUN_SHIM_STATE", "VMRUN_SHIM_USB", "VMRUN_SHIM_FAULTS"):
+        monkeypatch.setenv(k, seat.env[k])
+    lab = load_lab(seat.lab)
+    b = backends.create(lab, lab.seat_list()[0], "vmware")
+    assert b.attach_running() and not b.capabilities.snapshots and b.snapshots() == []
+    assert b.stop("hard").how == "hard" and seat.running() == 0
+    seat.vmx.write_text(seat.vmx.read_text() + 'trainer.note = "kept"\n')
+    done = b.reset_definition()
+    assert done == ["UEFI variables (nvram) removed", f"{seat.vmx.name} re-rendered"]
+    assert not nvram.exists() and 'firmware = "efi"' in seat.vmx.read_text() and "trainer.note" in seat.vmx.read_text()
     used = seat.calls()
     assert ["-T", "player", "start", str(seat.vmx), "nogui"] in used
     assert not [c for c in used if c[2] in ("snapshot", "revertToSnapshot", "listSnapshots")], used
+    r = seat.labctl("up", str(seat.lab), "--boot-only")  # the re-rendered VM powers on again
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert seat.running() == 1 and nvram.exists()
