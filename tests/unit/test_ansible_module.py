@@ -141,7 +141,8 @@ def test_output_without_the_envelope_is_a_clean_failure(fake: Path, tmp_path: Pa
 
 def test_a_missing_lab_or_labctl_is_one_line(fake: Path, tmp_path: Path) -> None:
     missing = labctl_lab.act(params(fake, tmp_path / "nope.yaml", "up"))
-    assert missing["failed"] is True and missing["msg"].endswith("nope.yaml: no such lab file on " + os.uname().nodename)
+    assert missing["failed"] is True
+    assert missing["msg"].endswith("nope.yaml: no such lab file on " + os.uname().nodename)
     no_exe = labctl_lab.act(params(tmp_path / "no-labctl", lab(tmp_path), "status"))
     assert no_exe["failed"] is True and no_exe["rc"] == 127
     assert no_exe["msg"].startswith(f"cannot run {tmp_path / 'no-labctl'}: ")
@@ -228,3 +229,19 @@ def test_through_ansible_no_log_and_changed(fake: Path, tmp_path: Path) -> None:
     rc, host, text = adhoc("up")
     assert rc != 0 and host["failed"] is True, text
     assert host["msg"] == "seat 1 (seat1): step 'verify' failed: waited 60 s for 'Welcome'"
+
+
+def test_documentation_matches_the_argument_spec() -> None:
+    """ansible-doc reads the module's DOCUMENTATION; every option is documented with the spec's type and default."""
+    doc_exe = Path(sys.executable).parent / "ansible-doc"
+    if not doc_exe.exists():
+        pytest.skip("ansible-core is not installed in this venv")
+    r = subprocess.run([str(doc_exe), "-M", str(LIBRARY), "-t", "module", "--json", "labctl_lab"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)["labctl_lab"]["doc"]
+    assert set(doc["options"]) == set(labctl_lab.ARGUMENT_SPEC)
+    for name, spec in labctl_lab.ARGUMENT_SPEC.items():
+        assert doc["options"][name]["type"] == spec["type"], name
+        assert doc["options"][name].get("default") == spec.get("default"), name
+        assert doc["options"][name].get("choices") == spec.get("choices"), name

@@ -131,3 +131,52 @@ def test_report_lists_every_host_and_seat(tmp_path: Path) -> None:
         page = check_page(root / "index.html", artifacts=tmp_path / "artifacts")
         assert page.images == 1
         assert "3 PCs, 3 seats: 1 passed, 2 failed." in page.text
+
+
+LAB_PLAY = """
+- name: Each PC's lab as the labctl_host role works it out
+  hosts: pcs
+  gather_facts: false
+  vars:
+    labctl_wheel: /srv/build/labctl-0.1.0-py3-none-any.whl
+  tasks:
+    - name: The role's lab tasks
+      ansible.builtin.include_role:
+        name: {role}
+        tasks_from: lab
+        public: true
+    - name: Keep what it made
+      ansible.builtin.copy:
+        content: "{{{{ {{'final': labctl_lab_final, 'data': labctl_lab_data, 'members': labctl_lab_members}} | to_json }}}}"
+        dest: "{out}/{{{{ inventory_hostname }}}}.json"
+        mode: "0644"
+"""
+
+
+@needs_ansible
+def test_each_pc_gets_its_stick_overrides_and_vmrun(tmp_path: Path) -> None:
+    usb, sim = REPO / "labs" / "usb-install.yaml", REPO / "labs" / "usb-install-sim.yaml"
+    stick = '\'{"vendor_id": 2352, "product_id": 25856}\''
+    hosts = {
+        "usb": f"labctl_lab_src={usb} labctl_stick_usb={stick}",
+        "sim": f"labctl_lab_src={sim} labctl_stick_usb={stick}",
+        "win": f"labctl_lab_src={usb} labctl_windows=true labctl_vmrun_path='D:\\VMware\\vmrun.exe'",
+        "over": f"""labctl_lab_src={sim} labctl_lab_overrides='{{"seats": 2, "vm": {{"memory_mb": 4096}}}}'""",
+    }
+    (tmp_path / "inv.ini").write_text("[pcs]\n" + "".join(
+        f"{h} ansible_connection=local ansible_python_interpreter={sys.executable} {v}\n" for h, v in hosts.items()))
+    (tmp_path / "play.yml").write_text(LAB_PLAY.format(role=DEPLOY / "roles" / "labctl_host", out=tmp_path))
+    r = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(tmp_path / "inv.ini"), str(tmp_path / "play.yml")],
+                       capture_output=True, text=True, timeout=180, env=_env(), cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    got = {h: json.loads((tmp_path / f"{h}.json").read_text()) for h in hosts}
+
+    assert got["usb"]["final"]["stick"] == {**got["usb"]["data"]["stick"],
+                                            "usb": {"vendor_id": 2352, "product_id": 25856}}
+    assert "vmware" not in got["usb"]["final"] or got["usb"]["final"]["vmware"] == got["usb"]["data"].get("vmware")
+    assert got["sim"]["final"] == got["sim"]["data"]  # an image-file stick: the ids do not apply
+    assert got["win"]["final"]["vmware"]["vmrun"] == "D:\\VMware\\vmrun.exe"
+    over = got["over"]["final"]
+    assert over["seats"] == 2 and over["vm"]["memory_mb"] == 4096
+    assert over["vm"]["cpus"] == got["over"]["data"]["vm"]["cpus"]  # merged, not replaced
+    assert got["over"]["members"] == ["playbooks"]

@@ -51,7 +51,7 @@ options:
       - Never on labctl's command line; it is masked in everything the module returns.
     type: str
   password_env:
-    description: The environment variable the lab file's C(install.root_password) names (C({env: VAR})).
+    description: "The environment variable the lab file's C(install.root_password) names (C({env: VAR}))."
     type: str
     default: LAB_ROOT_PASSWORD
   timeout:
