@@ -147,7 +147,8 @@ LAB_PLAY = """
         public: true
     - name: Keep what it made
       ansible.builtin.copy:
-        content: "{{{{ {{'final': labctl_lab_final, 'data': labctl_lab_data, 'members': labctl_lab_members}} | to_json }}}}"
+        content: >-
+          {{{{ {{'final': labctl_lab_final, 'data': labctl_lab_data, 'members': labctl_lab_members}} | to_json }}}}
         dest: "{out}/{{{{ inventory_hostname }}}}.json"
         mode: "0644"
 """
