@@ -19,6 +19,7 @@ This contract only grows: existing members keep their signatures; a new member i
 
 Changes since the first version:
 - ``StopResult.process`` (what was stopped, for messages: 'QEMU', 'vmware-vmx'; default 'VM').
+- ``Backend.delete_snapshot(name)`` (forget one snapshot, keeping the VM as it is now; vmrun deleteSnapshot).
 """
 
 from __future__ import annotations
@@ -254,6 +255,10 @@ class Backend(Protocol):
     def snapshot(self, name: str) -> None: ...
 
     def revert(self, name: str) -> None: ...
+
+    def delete_snapshot(self, name: str) -> None:
+        """Forget snapshot ``name``; the VM and its stick keep their current contents."""
+        ...
 
     def clone(self, dest: Path, linked: bool = True) -> Path: ...
 

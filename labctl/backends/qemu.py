@@ -805,7 +805,10 @@ class QemuBackend:
         d = self.files.snapshots
         d.mkdir(parents=True, exist_ok=True)
         if chain["active"]:
-            frozen = d / f"snap-{len(chain['snapshots'])}.qcow2"
+            n = len(chain["snapshots"])
+            while (d / f"snap-{n}.qcow2").exists():  # a deleted snapshot may have left the numbering uneven
+                n += 1
+            frozen = d / f"snap-{n}.qcow2"
             Path(chain["active"]).rename(frozen)
             chain["snapshots"].append({"name": name, "file": str(frozen), "format": "qcow2"})
         else:
@@ -833,6 +836,36 @@ class QemuBackend:
         active = self.files.snapshots / "active.qcow2"
         self._qemu_img("create", "-q", "-f", "qcow2", "-b", top["file"], "-F", top["format"], str(active))
         chain["active"] = str(active)
+        self._save_chain(chain)
+
+    def delete_snapshot(self, name: str) -> None:
+        """Forget snapshot ``name``, keeping the stick as it is now: the overlay above the snapshot is merged
+        down into it (``qemu-img commit``) and the overlay above that rebased onto the result."""
+        self._require_off("delete a snapshot")
+        chain = self._snapshot_chain()
+        snaps: list[dict[str, Any]] = chain["snapshots"]
+        names = [sn["name"] for sn in snaps]
+        if name not in names:
+            raise InputError(f"seat {self.seat.index} has no snapshot {name!r} (it has: {', '.join(names) or 'none'})")
+        k = names.index(name)
+        base = snaps[k]
+        upper = snaps[k + 1]["file"] if k + 1 < len(snaps) else chain["active"]
+        if upper:
+            self._qemu_img("commit", "-q", "-f", "qcow2", str(upper))  # upper's changes into base's file
+        if k + 1 < len(snaps):
+            above = snaps[k + 2]["file"] if k + 2 < len(snaps) else chain["active"]
+            if above:
+                self._qemu_img("rebase", "-q", "-u", "-f", "qcow2", "-b", base["file"], "-F", base["format"],
+                               str(above))
+            snaps[k + 1] = {"name": snaps[k + 1]["name"], "file": base["file"], "format": base["format"]}
+        else:  # the newest snapshot: base's file is the stick as it is now
+            chain["active"] = base["file"] if base["format"] == "qcow2" else None
+        if upper:
+            Path(upper).unlink(missing_ok=True)
+        del snaps[k]
+        if not snaps and chain["active"] is None:
+            shutil.rmtree(self.files.snapshots, ignore_errors=True)
+            return
         self._save_chain(chain)
 
     def drop_snapshots(self) -> None:

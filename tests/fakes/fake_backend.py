@@ -281,6 +281,11 @@ class FakeBackend:
             raise InputError(f"no snapshot {name!r}")
         shutil.copyfile(self._snapshot_dir() / f"{name}.img", self.stick_image)
 
+    def delete_snapshot(self, name: str) -> None:
+        if name not in self.snapshots():
+            raise InputError(f"no snapshot {name!r}")
+        (self._snapshot_dir() / f"{name}.img").unlink()
+
     def clone(self, dest: Path, linked: bool = True) -> Path:
         if self.stick_image is None:
             raise Unsupported("fake: no stick image to clone")

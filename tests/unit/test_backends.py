@@ -3,6 +3,7 @@ pid is the seat's QEMU before anything signals it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -98,8 +99,23 @@ def test_a_temp_folder_that_is_not_ours_is_refused(private_tmp: Path, tmp_path: 
 # -- VNC ports ------------------------------------------------------------------------------------
 
 
+def _free_ports(n: int) -> range:
+    """n consecutive free ports (outside 5900-5999, where the team's VMs may be listening)."""
+    for start in range(41000, 42000, n):
+        ports = range(start, start + n)
+        with contextlib.ExitStack() as stack:
+            try:
+                for p in ports:
+                    s = stack.enter_context(socket.socket())
+                    s.bind(("127.0.0.1", p))
+            except OSError:
+                continue
+        return ports
+    raise AssertionError("no free port range")
+
+
 def test_two_reservations_at_once_get_different_ports(private_tmp: Path) -> None:
-    ports = range(5990, 5994)
+    ports = _free_ports(4)
     got: list[int] = []
     inside = threading.Barrier(2, timeout=10)
 
@@ -117,17 +133,19 @@ def test_two_reservations_at_once_get_different_ports(private_tmp: Path) -> None
 
 
 def test_a_bound_port_is_skipped_and_prefer_is_first(private_tmp: Path) -> None:
-    ports = range(5994, 5996)
+    ports = _free_ports(2)
+    first, second = ports
     with socket.socket() as busy:
         busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        busy.bind(("127.0.0.1", 5994))
+        busy.bind(("127.0.0.1", first))
         busy.listen()
-        with reserve_vnc_port(ports=ports, prefer=5994) as port:
-            assert port == 5995
-    with reserve_vnc_port(ports=ports, prefer=5994) as port:
-        assert port == 5994
-    with (reserve_vnc_port(ports=ports) as a, pytest.raises(RunFailed, match="no free VNC port in 5994-5995"),
-          reserve_vnc_port(ports=ports, exclude={5994, 5995} - {a})):
+        with reserve_vnc_port(ports=ports, prefer=first) as port:
+            assert port == second
+    with reserve_vnc_port(ports=ports, prefer=first) as port:
+        assert port == first
+    with (reserve_vnc_port(ports=ports) as a,
+          pytest.raises(RunFailed, match=f"no free VNC port in {first}-{second}"),
+          reserve_vnc_port(ports=ports, exclude={first, second} - {a})):
         pass
 
 
@@ -209,3 +227,49 @@ def test_strays_are_only_processes_opening_the_seats_qmp_socket(
     assert b.stop_strays() == [fake_qemu.pid]
     assert _wait_until(lambda: fake_qemu.poll() is not None)
     assert other_process.poll() is None
+
+
+# -- QEMU stick snapshots: delete keeps the stick as it is now -------------------------------------
+
+
+def _write(b: QemuBackend, data: bytes) -> None:
+    drive = b.stick_drive()
+    assert drive is not None
+    if drive.format == "raw":
+        with drive.path.open("r+b") as f:
+            f.write(data)
+        return
+    pattern = f"write -P {data[0]:#04x} 0 {len(data)}"
+    subprocess.run(["qemu-io", "-f", "qcow2", "-c", pattern, str(drive.path)], check=True, capture_output=True,
+                   timeout=30)
+
+
+def _first(b: QemuBackend, n: int) -> bytes:
+    with b.stick_view() as view:
+        assert view.path is not None
+        with view.path.open("rb") as f:
+            return f.read(n)
+
+
+@pytest.mark.parametrize("order", [["s1", "s2"], ["s2", "s1"]])
+def test_deleting_snapshots_keeps_the_current_stick(lab: Lab, order: list[str]) -> None:
+    b = QemuBackend(lab, lab.seat_list()[0])
+    b.define()
+    _write(b, b"AAAA")
+    b.snapshot("s1")
+    _write(b, b"BBBB")
+    b.snapshot("s2")
+    _write(b, b"CCCC")
+    b.delete_snapshot(order[0])
+    assert _first(b, 4) == b"CCCC" and b.snapshots() == [order[1]]
+    b.revert(order[1])  # what is left still holds its own state
+    assert _first(b, 4) == (b"AAAA" if order[1] == "s1" else b"BBBB")
+    _write(b, b"DDDD")
+    b.snapshot("s3")
+    b.delete_snapshot(order[1])
+    b.delete_snapshot("s3")
+    assert _first(b, 4) == b"DDDD" and b.snapshots() == []
+    drive = b.stick_drive()
+    assert drive is not None and drive.format == "raw"  # every overlay merged back into the image
+    with drive.path.open("rb") as f:
+        assert f.read(4) == b"DDDD"
