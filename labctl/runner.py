@@ -2,10 +2,10 @@
 
 The flow (each a ``Step`` with ``run`` and ``cleanup``; cleanups run in reverse order, always):
 
-    prepare       state folder, UEFI vars, VNC password, stick image (sparse, created on first use)
+    prepare       the backend's definition: state folder, VNC password, stick image (sparse, made on first use)
     build ISO     the simulator ISO (``labctl.sim.build.build_iso``), only for ``iso: sim``
-    start VM      the backend (QEMU), returns once VNC answers       cleanup: stop the VM (not after
-                                                                     a successful ``--keep`` run)
+    start VM      ``backend.prepare()`` (QEMU: the accelerator) and   cleanup: stop the VM (not after
+                  ``backend.start()``, returns once VNC answers      a successful ``--keep`` run)
     open console  VNC (+ serial) session for the playbooks           cleanup: close it
     install       the install playbook (lab.install.playbook)
     post-install  each of lab.post_install
