@@ -300,7 +300,7 @@ def _check_targets(paths: Sequence[str], image: str, need: int, allow_non_usb: b
     seen: set[object] = set()
     for p in paths:
         t = blockdev.resolve_target(p, allow_non_usb=allow_non_usb, allow_large=allow_large)
-        who = _identity(t)
+        who = t.ident  # hard links and symlinks agree; two aliases of one device node too
         if who in seen:
             raise InputError(f"{p} is named twice (another name, link or device node of a target given before)")
         seen.add(who)
@@ -312,16 +312,6 @@ def _check_targets(paths: Sequence[str], image: str, need: int, allow_non_usb: b
                                f"({human_size(need)}, {need} bytes): refused")
         targets.append(t)
     return targets
-
-
-def _identity(t: Target) -> object:
-    """One value per thing written: a device's number, a file's device and inode (hard links and
-    symlinks agree), a new file's resolved path."""
-    try:
-        st = os.stat(t.path)
-    except OSError:
-        return os.path.realpath(t.path)
-    return ("block", st.st_rdev) if t.is_block else ("file", st.st_dev, st.st_ino)
 
 
 @_terminable

@@ -289,6 +289,9 @@ class Target:
     size: int  # bytes; 0 for a file that does not exist yet
     exists: bool
     disk: Disk | None = None
+    # what was checked: ("block", st_rdev), ("file", st_dev, st_ino) or ("new", path). The writer opens
+    # the path again after the confirmation and refuses unless it is still this (see imaging.Dev's expect)
+    ident: tuple[object, ...] | None = None
 
     def describe(self) -> str:
         if self.disk:
@@ -307,13 +310,13 @@ def resolve_target(path: str, *, allow_non_usb: bool, allow_large: bool = False,
             raise InputError(f"{path}: no such device") from None
         if not os.path.isdir(os.path.dirname(os.path.abspath(real))):
             raise InputError(f"{path}: its folder does not exist") from None
-        return Target(real, False, 0, False)
+        return Target(real, False, 0, False, ident=("new", real))
     except OSError as exc:
         raise InputError(f"{path}: {exc.strerror}") from None
     if stat.S_ISREG(st.st_mode):
         if users := loop_users(real, sysfs):
             raise RefusedError(f"{path} backs loop device {', '.join(users)} ('losetup -d' frees it); refused")
-        return Target(real, False, st.st_size, True)
+        return Target(real, False, st.st_size, True, ident=("file", st.st_dev, st.st_ino))
     if not stat.S_ISBLK(st.st_mode):
         raise RefusedError(f"{path}: neither a block device nor a regular file")
     node = sysfs / "dev" / "block" / f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
@@ -328,4 +331,4 @@ def resolve_target(path: str, *, allow_non_usb: bool, allow_large: bool = False,
     ok, why = verdict(disk, allow_non_usb, allow_large)
     if not ok:
         raise RefusedError(f"{path} ({disk.describe()}): refused: {why}")
-    return Target(real, True, disk.size, True, disk)
+    return Target(real, True, disk.size, True, disk, ident=("block", st.st_rdev))

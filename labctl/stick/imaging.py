@@ -115,16 +115,25 @@ class Dev:
     """
 
     def __init__(self, path: str, *, write: bool = False, exclusive: bool = False,
-                 create_size: int | None = None) -> None:
+                 create_size: int | None = None, expect: tuple[object, ...] | None = None) -> None:
+        """``expect`` is a checked target's identity (:attr:`labctl.stick.blockdev.Target.ident`): the
+        path is opened as that kind and refused, before anything is written, when it is no longer the
+        device or file that was checked (another disk at /dev/sdX after a replug, a link or another
+        file put there while the user confirmed)."""
         self.path = path
         try:
-            st = os.stat(path) if os.path.exists(path) else None
-            if st is not None and not (stat.S_ISBLK(st.st_mode) or stat.S_ISREG(st.st_mode)):
-                raise InputError(f"{path}: neither a block device nor a regular file")
-            self.is_block = bool(st and stat.S_ISBLK(st.st_mode))
+            if expect is None:
+                st = os.stat(path) if os.path.exists(path) else None
+                if st is not None and not (stat.S_ISBLK(st.st_mode) or stat.S_ISREG(st.st_mode)):
+                    raise InputError(f"{path}: neither a block device nor a regular file")
+                self.is_block = bool(st and stat.S_ISBLK(st.st_mode))
+            else:
+                self.is_block = expect[0] == "block"
             flags = os.O_RDWR if write else os.O_RDONLY
             if self.is_block:
                 flags |= os.O_DIRECT | (os.O_EXCL if exclusive else 0)
+            elif expect is not None:  # the checked path is resolved: a link there now is not what was checked
+                flags |= os.O_NOFOLLOW | os.O_NONBLOCK | (os.O_CREAT | os.O_EXCL if expect[0] == "new" else 0)
             elif write:
                 flags |= os.O_CREAT
             self.fd = os.open(path, flags | os.O_CLOEXEC, 0o644)
@@ -132,7 +141,12 @@ class Dev:
             if exc.errno == errno.EBUSY:  # from O_EXCL
                 raise RefusedError(f"{path} is in use (mounted or opened by another program); "
                                    "refused") from None
+            if expect is not None and exc.errno in (errno.EEXIST, errno.ELOOP):
+                raise RefusedError(f"{path} changed after it was checked (a file or link appeared there); "
+                                   "nothing written") from None
             raise InputError(f"{path}: {exc.strerror}") from None
+        if expect is not None:
+            self._same_as(expect)
         try:
             if write:
                 self._lock()
@@ -148,6 +162,19 @@ class Dev:
         except BaseException:
             self.close()
             raise
+
+    def _same_as(self, expect: tuple[object, ...]) -> None:
+        st = os.fstat(self.fd)
+        if stat.S_ISBLK(st.st_mode):
+            now: tuple[object, ...] = ("block", st.st_rdev)
+        elif stat.S_ISREG(st.st_mode):
+            now = ("file", st.st_dev, st.st_ino) if expect[0] != "new" else expect
+        else:
+            now = ("other",)
+        if now != expect:
+            self.close()
+            raise RefusedError(f"{self.path} is no longer what was checked (replaced while waiting for the "
+                               "confirmation?); nothing written")
 
     def _lock(self) -> None:
         """Take a whole-file write lock, or refuse: QEMU locks the disks and images it runs on, and

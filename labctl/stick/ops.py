@@ -372,7 +372,11 @@ def _commit_image(tmp: str, image: str, m: Manifest) -> None:
 def open_target(target: Target, min_size: int, sector_size: int | None = None) -> Dev:
     """Open a checked target for writing: O_EXCL on block devices, files created/extended as needed."""
     if target.is_block:
-        dev = Dev(target.path, write=True, exclusive=True)
+        dev = Dev(target.path, write=True, exclusive=True, expect=target.ident)
+        if dev.size != target.size:  # same device number, another disk: /dev/sdX after a replug
+            dev.close()
+            raise RefusedError(f"{target.path} now holds {human_size(dev.size)}, {human_size(target.size)} when it "
+                               "was checked: another disk? nothing written")
         if dev.size < min_size:
             dev.close()
             raise RefusedError(f"{target.path} holds {human_size(dev.size)} ({dev.size} bytes), the image "
@@ -382,7 +386,7 @@ def open_target(target: Target, min_size: int, sector_size: int | None = None) -
             raise RefusedError(f"{target.path} has {dev.sector}-byte sectors, the image {sector_size}-byte "
                                "ones: its GPT would not be valid there; refused")
         return dev
-    return Dev(target.path, write=True, create_size=min_size)
+    return Dev(target.path, write=True, create_size=min_size, expect=target.ident)
 
 
 def restore(img: ImageData, dev: Dev, *, zero_rest: bool, job: Job,

@@ -404,3 +404,33 @@ def test_a_lab_cannot_use_a_file_that_backs_a_loop_device_as_a_stick(tmp_path: P
     assert main(["validate", str(lab)]) == 2
     err = capsys.readouterr().err
     assert f"backs loop device {os.path.basename(dev)}" in err and ":4:" in err
+
+
+def test_a_device_node_pointed_at_another_disk_while_confirming_is_not_written(
+        tmp_path: Path, loop: Callable[[Path], str], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The checked disk's node (and a checked file's path) name another disk by the time the user has
+    typed the confirmation: nothing is written to either."""
+    src = make_stick(tmp_path / "src.raw")
+    img = tmp_path / "s.img"
+    assert main(["stick", "backup", str(src), str(img)]) == 0
+    checked, other = make_stick(tmp_path / "checked.raw", junk=True), make_stick(tmp_path / "other.raw", junk=True)
+    dev_checked, dev_other = loop(checked), loop(other)
+    before = {p: file_sha(p) for p in (checked, other)}
+    node = tmp_path / "stick"
+    os.mknod(node, 0o600 | 0o060000, os.stat(dev_checked).st_rdev)
+    plain = tmp_path / "plain.raw"
+    plain.write_bytes(bytes(TOTAL * 512))
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+    for name, swap in ((node, lambda: os.mknod(node, 0o600 | 0o060000, os.stat(dev_other).st_rdev)),
+                       (plain, lambda: plain.symlink_to(dev_other))):
+        def answer(prompt: str, name: Path = name, swap: Callable[[], None] = swap) -> str:
+            name.unlink()
+            swap()
+            return name.name
+
+        monkeypatch.setattr("builtins.input", answer)
+        assert main(["stick", "restore", str(img), str(name), "--allow-non-usb"]) == 2
+        last = capsys.readouterr().err.strip().splitlines()[-1]
+        assert "nothing written" in last, last
+    assert {p: file_sha(p) for p in (checked, other)} == before

@@ -568,3 +568,32 @@ def test_a_manifest_with_a_field_of_the_wrong_type_creates_nothing(image: tuple[
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "manifest" in err, err
     assert not target.exists()
+
+
+@pytest.mark.parametrize("verb", ["restore", "wipe"])
+@pytest.mark.parametrize("swap", ["link", "file"])
+def test_a_target_replaced_while_the_user_confirms_is_not_written(
+        image: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], verb: str, swap: str) -> None:
+    """The target is checked, then the prompt waits; what the path names by then is not what was
+    confirmed (a link to another file, another file moved there): refused, nothing written anywhere."""
+    _, img = image
+    dst = junk_target(tmp_path / "dst.raw")
+    victim = junk_target(tmp_path / "victim.raw")
+    before = sha(victim, 0, TOTAL * 512)
+
+    def answer(prompt: str) -> str:
+        dst.unlink()
+        if swap == "link":
+            dst.symlink_to(victim)
+        else:
+            os.link(victim, dst)
+        return dst.name
+
+    monkeypatch.setattr("builtins.input", answer)
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+    argv = ["stick", "restore", str(img), str(dst)] if verb == "restore" else ["stick", "wipe", str(dst)]
+    assert main(argv) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # after the prompt's lines
+    assert last.startswith("labctl: ") and "nothing written" in last, last
+    assert sha(victim, 0, TOTAL * 512) == before
