@@ -545,6 +545,7 @@ def load_lab(path: str | Path, strict: bool = False) -> Lab:
     lab._source = Path(os.path.realpath(p))
     lab._located = located
     check_release(lab, located)
+    check_qemu_args(lab, located)
     check_dirs(lab, located)
     check_images(lab, located)
     for w in lab_warnings(lab, located):
@@ -584,6 +585,48 @@ def check_release(lab: Lab, located: Located) -> None:
             raise SpecError(located.file, line, col, dotted((*key, "size")),
                             f"{stick.size / 1e9:.1f} GB: ESXi 8.0's installer refuses media under 16 GB ('disk "
                             "device does not support OSDATA'); use 16G or more (32G is what VMware recommends)")
+
+
+# qemu.extra_args may tune the VM (-rtc, -cpu, -smp, -global, a -device of labctl's own kind) but never
+# open a host file or device: that would hand QEMU a host disk past every seat image check
+_QEMU_OPTIONS_OK = frozenset({
+    "cpu", "smp", "rtc", "global", "no-reboot", "no-shutdown", "d", "msg", "boot", "machine", "M", "device",
+    "name", "k", "overcommit", "usb", "vga", "nodefaults", "no-hpet", "uuid", "smbios",
+})
+_QEMU_HOST_DEVICES = ("usb-host", "vfio", "scsi-generic", "scsi-block", "u2f-passthru", "usb-redir", "vhost",
+                      "ivshmem", "pci-assign", "host-")
+_QEMU_FILE_KEYS = re.compile(r"(?:^|,)(?:file|filename|path|script|downscript|fd|fds|sock|socket|chardev|"
+                             r"drive|fsdev|netdev|memdev|memory-backend|splash|dumpdir)=")
+
+
+def _qemu_arg_problem(option: str, value: str | None) -> str | None:
+    name = option.lstrip("-")
+    if name not in _QEMU_OPTIONS_OK:
+        return (f"{option} is not one labctl passes on (it may open a host file or device); labctl attaches "
+                "the stick (stick.image, stick.usb), the disk (vm.disk) and the ISO itself. Allowed: "
+                + ", ".join(f"-{o}" for o in sorted(_QEMU_OPTIONS_OK)))
+    if value is not None and ("/" in value or _QEMU_FILE_KEYS.search(value)):
+        return f"{option} {value!r} names a host file, device or backend; not passed on"
+    if name == "device" and value is not None and value.split(",", 1)[0].startswith(_QEMU_HOST_DEVICES):
+        return (f"-device {value.split(',', 1)[0]} passes a host device through; a host stick goes through "
+                "stick.usb (its safety checks)")
+    return None
+
+
+def check_qemu_args(lab: Lab, located: Located) -> None:
+    """qemu.extra_args: options that cannot reach a host file or device (see _QEMU_OPTIONS_OK)."""
+    args = lab.qemu.extra_args
+    i = 0
+    while i < len(args):
+        option = args[i]
+        value = args[i + 1] if i + 1 < len(args) and not args[i + 1].startswith("-") else None
+        problem = _qemu_arg_problem(option, value) if option.startswith("-") else (
+            f"{option!r}: expected an option (-rtc, -cpu, ...) here")
+        if problem is not None:
+            key: PathKey = ("qemu", "extra_args", i)
+            line, col = located.where(key)
+            raise SpecError(located.file, line, col, dotted(key), problem)
+        i += 2 if value is not None else 1
 
 
 NAME_MAX = 255  # bytes per path component (Linux)

@@ -344,3 +344,34 @@ def test_a_missing_playbook_is_located_at_its_field_in_the_lab(tmp_path: Path) -
     with pytest.raises(SpecError) as info:
         check_playbook_names(lab)
     assert info.value.field == "post_install[1]" and info.value.line == 7 and "nable-esxi-shell" in info.value.message
+
+
+@pytest.mark.parametrize(("args", "index", "words"), [
+    ("[-drive, 'if=none,id=d,format=raw,file=/dev/vda', -device, 'usb-storage,drive=d']", 0, "-drive"),
+    ("[-rtc, base=utc, -blockdev, 'driver=host_device,filename=/dev/sda,node-name=x']", 2, "-blockdev"),
+    ("[-hda, /dev/sda]", 0, "-hda"),
+    ("[--drive, file=x.img]", 0, "--drive"),
+    ("[-device, 'usb-host,vendorid=0x0781,productid=0x5567']", 0, "passes a host device"),
+    ("[-device, 'usb-storage,drive=stick']", 0, "names a host file"),
+    ("[-smbios, 'file=/etc/shadow']", 0, "names a host file"),
+    ("[-boot, 'splash=/root/x.bmp']", 0, "names a host file"),
+    ("[-object, 'memory-backend-file,id=m,mem-path=/dev/sda']", 0, "-object"),
+    ("[-chardev, 'file,id=c,path=/dev/sda']", 0, "-chardev"),
+    ("[-D, /dev/sda]", 0, "-D"),
+    ("[-pidfile, /etc/passwd]", 0, "-pidfile"),
+    ("[-readconfig, evil.cfg]", 0, "-readconfig"),
+    ("[base=utc]", 0, "expected an option"),
+])
+def test_qemu_extra_args_cannot_open_a_host_file_or_device(tmp_path: Path, args: str, index: int,
+                                                           words: str) -> None:
+    text = GOOD.replace("backend: vmware", "backend: qemu") + f"qemu: {{extra_args: {args}}}\n"
+    with pytest.raises(SpecError) as info:
+        load_lab(write(tmp_path, text))
+    assert info.value.field == f"qemu.extra_args[{index}]" and words in info.value.message, str(info.value)
+    assert info.value.line == 7
+
+
+def test_qemu_extra_args_that_only_tune_the_vm_are_passed_on(tmp_path: Path) -> None:
+    text = GOOD + "qemu: {extra_args: [-rtc, base=utc, -no-reboot, -cpu, 'max,+vmx', -smp, '2,cores=2', " \
+                  "-device, e1000e]}\n"
+    assert load_lab(write(tmp_path, text)).qemu.extra_args[0] == "-rtc"
