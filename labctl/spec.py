@@ -818,6 +818,9 @@ def resolve_secret(secret: Secret, lab: Lab, what: str = "root password") -> str
         return secret.value
     if secret.env is not None:
         if secret.env not in os.environ:
+            if esxi_password_problem(secret.env) is None:  # Passw0rd is a valid name, and maybe the password
+                raise InputError(f"{what}: the environment variable install.root_password.env names is not set "
+                                 "(its name is not shown: it would pass as a password)")
             raise InputError(f"{what}: environment variable {secret.env} is not set (export {secret.env}=...)")
         return os.environ[secret.env]
     if secret.file is not None:

@@ -375,3 +375,16 @@ def test_qemu_extra_args_that_only_tune_the_vm_are_passed_on(tmp_path: Path) -> 
     text = GOOD + "qemu: {extra_args: [-rtc, base=utc, -no-reboot, -cpu, 'max,+vmx', -smp, '2,cores=2', " \
                   "-device, e1000e]}\n"
     assert load_lab(write(tmp_path, text)).qemu.extra_args[0] == "-rtc"
+
+
+def test_an_env_name_that_would_pass_as_a_password_is_not_shown(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("Hunter2x", raising=False)
+    monkeypatch.delenv("LAB_ROOT_PASSWORD", raising=False)
+    lab = load_lab(write(tmp_path, GOOD.replace("{env: LAB_ROOT_PASSWORD}", "{env: Hunter2x}")))
+    with pytest.raises(InputError) as info:
+        resolve_secret(lab.install.root_password, lab)
+    assert "Hunter2x" not in str(info.value) and "install.root_password.env" in str(info.value)
+    lab = load_lab(write(tmp_path, GOOD))
+    with pytest.raises(InputError, match="LAB_ROOT_PASSWORD is not set"):  # an ordinary name is still named
+        resolve_secret(lab.install.root_password, lab)
