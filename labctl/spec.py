@@ -656,6 +656,16 @@ def _dir_problem(path: Path) -> str | None:
             return f"{probe}: {exc.strerror}"
         if not stat.S_ISDIR(st.st_mode):
             return f"{probe} is not a folder"
+        if probe == path:
+            return None
+        # the folders below it are made later: can they be?
+        real = os.path.realpath(probe)
+        if real in ("/proc", "/sys") or real.startswith(("/proc/", "/sys/")):
+            return f"{probe} is in the kernel's {real.split('/')[1]} file system; labctl cannot make folders there"
+        if os.statvfs(probe).f_flag & os.ST_RDONLY:
+            return f"{probe} is on a read-only file system"
+        if not os.access(probe, os.W_OK | os.X_OK):
+            return f"{probe}: labctl may not make folders there (no write permission, or it is immutable)"
         return None
 
 

@@ -388,3 +388,24 @@ def test_an_env_name_that_would_pass_as_a_password_is_not_shown(tmp_path: Path,
     lab = load_lab(write(tmp_path, GOOD))
     with pytest.raises(InputError, match="LAB_ROOT_PASSWORD is not set"):  # an ordinary name is still named
         resolve_secret(lab.install.root_password, lab)
+
+
+@pytest.mark.parametrize("kind", ["proc", "sys", "immutable"])
+def test_a_state_dir_labctl_cannot_create_is_one_located_line(tmp_path: Path, kind: str) -> None:
+    import shutil
+    import subprocess
+
+    value = {"proc": "/proc/labctl-state", "sys": "/sys/labctl-state",
+             "immutable": str(tmp_path / "frozen/state")}[kind]
+    if kind == "immutable":
+        (tmp_path / "frozen").mkdir()
+        if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(tmp_path / "frozen")],
+                                                            capture_output=True, timeout=10).returncode != 0:
+            pytest.skip("chattr +i does not work here")
+    try:
+        with pytest.raises(SpecError) as info:
+            load_lab(write(tmp_path, GOOD + f"state_dir: {value}\n"))
+        assert info.value.field == "state_dir" and info.value.line == 7, str(info.value)
+    finally:
+        if kind == "immutable":
+            subprocess.run(["chattr", "-i", str(tmp_path / "frozen")], capture_output=True, timeout=10)
