@@ -206,8 +206,12 @@ def open_reader(path: str) -> tuple[Reader, int, int | None, Callable[[], None]]
         fd = os.open(path, os.O_RDONLY | (os.O_DIRECT if is_blk else 0))
     except OSError as exc:
         raise GptError(f"{path}: {exc.strerror}") from None
-    size = os.lseek(fd, 0, os.SEEK_END)
-    sector = _blk_sector_size(fd) if is_blk else None
+    try:
+        size = os.lseek(fd, 0, os.SEEK_END)  # EINVAL on files that have no end (/proc/self/mem)
+        sector = _blk_sector_size(fd) if is_blk else None
+    except OSError as exc:
+        os.close(fd)
+        raise GptError(f"{path}: {exc.strerror}") from None
     if not is_blk:
         def read(offset: int, length: int) -> bytes:
             return os.pread(fd, length, offset)

@@ -174,7 +174,7 @@ def test_render_writes_nothing_before_it_refuses(tmp_path: Path, capsys: pytest.
 
 def test_layout_json_prints_errors_as_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "text.img").write_text("not a disk\n")
-    for target in (tmp_path / "text.img", tmp_path / "missing.img"):
+    for target in (tmp_path / "text.img", tmp_path / "missing.img", Path("/proc/self/mem")):  # the last has no end
         assert main(["layout", "--json", str(target)]) == 2
         doc = json.loads(capsys.readouterr().out)
         assert doc["ok"] is False and doc["error"]
