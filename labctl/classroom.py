@@ -21,13 +21,14 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from labctl import seatimages
 from labctl.backends import Choice, choose
 from labctl.backends.base import Backend, PowerState, SeatImages, StopResult, VncEndpoint
 from labctl.errors import InputError, LabctlError
@@ -273,6 +274,56 @@ def prepare_reset(lab: Lab, seat: Seat, b: Backend, to: str | None = None) -> li
     else:
         raise InputError(f"seat {seat.index} ({seat.name}): the {b.name} backend cannot forget its snapshots")
     return ["golden copy forgotten (reset: before-install)"]
+
+
+@dataclass
+class SeatReset:
+    """What ``reset`` did to one seat, as short phrases."""
+
+    seat: Seat
+    backend: Backend
+    done: list[str]
+
+
+def check_reset_images(lab: Lab, seats: list[Seat], yes: bool, registry: Registry | None = None) -> None:
+    """Every image reset would empty may be emptied (labctl made it, or --yes), before any seat is touched."""
+    for seat in seats:
+        b = make_backend(lab, seat, registry=registry)
+        snapshotted = bool(b.snapshots())
+        for img in seatimages.check_seat(lab, seat, b.images().disk):
+            if not (img.role == "stick" and snapshotted):
+                seatimages.check_reset(seat.state_dir, img, yes=yes)
+
+
+def reset_seats(lab: Lab, seats: list[Seat], to: str | None = None, yes: bool = False,
+                registry: Registry | None = None) -> Iterator[SeatReset]:
+    """Put each seat back to its point (``to``, else the lab's ``reset:``): the VM stopped, the stick at its
+    golden copy or blank, the images labctl made emptied in place (others only with ``yes``), the VM
+    definition as rendered. One seat at a time, each reported as it is done."""
+    check_reset_images(lab, seats, yes, registry)  # a refusal leaves every file as it was
+    for seat in seats:
+        b = make_backend(lab, seat, registry=registry)
+        done: list[str] = []
+        if b.attach_running():
+            b.mark_stopped_by("reset")
+            stopped = b.stop("hard")
+            done.append(f"stopped the running VM ({stopped.process} pid {stopped.pid})")
+        removed = b.cleanup_stale()
+        if removed:
+            done.append(f"removed stale {', '.join(removed)}")
+        if seat.stick_image(lab) is None:  # its golden stick image restored, or a quick wipe (stick safety rules)
+            done.append(reset_host_stick(lab, seat, to, yes))
+        done += prepare_reset(lab, seat, b, to)  # after-install keeps the golden copy
+        snaps = b.snapshots()
+        for img in seatimages.check_seat(lab, seat, b.images().disk):
+            if img.role == "stick" and snaps:
+                b.revert(snaps[0])
+                done.append(f"stick reverted to its snapshot '{snaps[0]}' (changes since then discarded)")
+            else:  # in place, and only what labctl made (or --yes)
+                done.append(seatimages.recreate_blank(seat.state_dir, img, yes=yes))
+        done += b.reset_definition()
+        b.define()
+        yield SeatReset(seat, b, done)
 
 
 # -- host sticks: the golden copy is a stick image, restored with 'labctl stick restore' -----------------------

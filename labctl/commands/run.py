@@ -21,7 +21,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from labctl import seatimages
 from labctl.commands.paths import output_folder
 from labctl.errors import InputError, RunFailed
 from labctl.spec import Lab, Seat, load_lab
@@ -243,18 +242,6 @@ def _status_lines(r: Any, rec: dict[str, Any], show_password: bool) -> str:
 # -- reset ---------------------------------------------------------------------------------------
 
 
-def _check_reset_images(lab: Lab, seats: list[Seat], yes: bool) -> None:
-    """Every image reset would empty may be emptied (labctl made it, or --yes), before any seat is touched."""
-    from labctl.runner import make_backend
-
-    for seat in seats:
-        b = make_backend(lab, seat)
-        snapshotted = bool(b.snapshots())
-        for img in seatimages.check_seat(lab, seat, b.images().disk):
-            if not (img.role == "stick" and snapshotted):
-                seatimages.check_reset(seat.state_dir, img, yes=yes)
-
-
 def cmd_reset(args: argparse.Namespace) -> int:
     with _envelope(args, "reset") as env:
         lab, seats = _lab(args)
@@ -279,33 +266,11 @@ def _drift_record(args: argparse.Namespace, lab: Lab, seat: Seat) -> dict[str, A
 
 
 def _reset_seats(args: argparse.Namespace, lab: Lab, seats: list[Seat]) -> Iterator[dict[str, Any]]:
-    from labctl.classroom import prepare_reset, reset_host_stick
-    from labctl.runner import last_run_dir, make_backend
+    from labctl.classroom import reset_seats
+    from labctl.runner import last_run_dir
 
-    _check_reset_images(lab, seats, bool(getattr(args, "yes", False)))  # a refusal leaves every file as it was
-    for seat in seats:
-        b = make_backend(lab, seat)
-        done: list[str] = []
-        if b.attach_running():
-            b.mark_stopped_by("reset")
-            stopped = b.stop("hard")
-            done.append(f"stopped the running VM ({stopped.process} pid {stopped.pid})")
-        removed = b.cleanup_stale()
-        if removed:
-            done.append(f"removed stale {', '.join(removed)}")
-        if seat.stick_image(lab) is None:  # its golden stick image restored, or a quick wipe (stick safety rules)
-            done.append(reset_host_stick(lab, seat, getattr(args, "to", None), bool(getattr(args, "yes", False))))
-        done += prepare_reset(lab, seat, b, getattr(args, "to", None))  # after-install keeps the golden copy
-        snaps = b.snapshots()
-        for img in seatimages.check_seat(lab, seat, b.images().disk):
-            if img.role == "stick" and snaps:
-                b.revert(snaps[0])
-                done.append(f"stick reverted to its snapshot '{snaps[0]}' (changes since then discarded)")
-            else:  # in place, and only what labctl made (or --yes)
-                done.append(seatimages.recreate_blank(seat.state_dir, img, yes=bool(getattr(args, "yes", False))))
-        done += b.reset_definition()
-        b.define()
-        said = "; ".join(done)
-        _say(args, f"seat {seat.index} ({seat.name}): {said}")
-        yield seat_record(lab, seat, b, ok=True, changed=True, step=None, message=said, run_dir=last_run_dir(seat))
-
+    for r in reset_seats(lab, seats, getattr(args, "to", None), bool(getattr(args, "yes", False))):
+        said = "; ".join(r.done)
+        _say(args, f"seat {r.seat.index} ({r.seat.name}): {said}")
+        yield seat_record(lab, r.seat, r.backend, ok=True, changed=True, step=None, message=said,
+                          run_dir=last_run_dir(r.seat))
