@@ -119,8 +119,8 @@ def test_mutated_labs_never_traceback(tmp_path: Path, data: st.DataObject) -> No
 
 
 def test_timeouts_counts_and_paths_are_checked_before_anything_runs(tmp_path: Path) -> None:
-    """Found by a review: nan/inf waited forever, --parallel 0 and --seats '' meant 'all', and
-    wrong output paths ended in OSError (exit 1) after work had started."""
+    """nan/inf timeouts, --parallel 0, --seats '' and wrong output paths are refused (exit 2) before
+    any work starts: a wait must be bounded, an empty selection is not 'all'."""
     afile = tmp_path / "a.yaml"
     afile.write_text("x: 1\n")
     cases = [

@@ -170,7 +170,7 @@ MALFORMED: list[tuple[str, str | bytes, int, str]] = [
     ("post-install-bad", HEAD + f"stick: {USB}\n" + INSTALL + "post_install: ['rm -rf /']\n", 5, "playbook name"),
     ("key-rate-negative", HEAD + f"stick: {USB}\n" + INSTALL + "console: {key_rate: -5}\n", 5, "out of range"),
     ("complex-key", HEAD + f"stick: {USB}\n" + INSTALL + "? [a, b]\n: c\n", 5, "plain name"),
-    # found by a review: tracebacks, hangs and echoed passwords before
+    # tagged values, merge keys, alias cycles and bombs: each one located line, no value echoed
     ("tag-int-password", HEAD + f"stick: {USB}\n" + "install: {root_password: !!int S3cret!xyz}\n", 4, "as 'int'"),
     ("tag-bool-value", HEAD + f"stick: {USB}\n" + "install: {root_password: {value: !!bool S3cret!xyz}}\n", 4,
      "as 'bool'"),
