@@ -189,7 +189,8 @@ def _playbook_files(lab: Lab) -> list[Path]:
 
 
 def lab_files(lab: Lab) -> list[tuple[Path, str]]:
-    """Files a lab reads that no image may be: the lab file, ISOs, playbooks, password file, firmware."""
+    """Files a lab reads that no image may be: the lab file, ISOs, playbooks, password and kickstart
+    files, the lab's firmware and the host's (Debian's OVMF builds a QEMU seat boots by default)."""
     out: list[tuple[Path, str]] = [(lab.source, "the lab file itself")]
     for seat in lab.seat_list():
         iso = lab.iso_path(seat)
@@ -199,9 +200,15 @@ def lab_files(lab: Lab) -> list[tuple[Path, str]]:
     secret = lab.install.root_password.file
     if secret is not None:
         out.append((lab.resolve(secret), "the root password file"))
+    if lab.install.kickstart is not None:
+        out.append((lab.resolve(lab.install.kickstart), "the kickstart file"))
     for value, label in ((lab.qemu.ovmf_code, "the UEFI firmware"), (lab.qemu.ovmf_vars, "the UEFI variables")):
         if value is not None:
             out.append((lab.resolve(value), label))
+    from labctl.backends import qemu_argv  # the host's own firmware files, used when the lab names none
+
+    out += [(p, "the host's UEFI firmware") for p in (qemu_argv.OVMF_CODE, qemu_argv.OVMF_CODE_SECBOOT)]
+    out += [(p, "the host's UEFI variables template") for p in (qemu_argv.OVMF_VARS, qemu_argv.OVMF_VARS_SECBOOT)]
     return out
 
 

@@ -223,3 +223,27 @@ def test_reset_refuses_a_new_file_that_got_the_deleted_images_inode_number(
     assert main(["reset", str(lab)]) == 2
     assert "not the file labctl created" in capsys.readouterr().err
     assert fingerprint(img) == before
+
+
+def test_the_hosts_firmware_and_the_kickstart_are_not_images(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """A seat boots the host's OVMF build when the lab names none: 4 MiB of whole sectors, so only the
+    firmware rule keeps a stick image from being written over it."""
+    from labctl.backends import qemu_argv
+
+    code = tmp_path / "OVMF_CODE_4M.fd"
+    code.write_bytes(os.urandom(4 << 20))
+    monkeypatch.setattr(qemu_argv, "OVMF_CODE", code)
+    lab = lab_file(tmp_path, str(code))
+    before = fingerprint(code)
+    assert main(["validate", str(lab)]) == 2
+    one_located_line(capsys.readouterr().err, "the host's UEFI firmware")
+    assert main(["reset", str(lab), "--yes"]) == 2
+    capsys.readouterr()
+    assert fingerprint(code) == before
+    ks = tmp_path / "ks.cfg"
+    ks.write_bytes(b"#" * (1 << 20))
+    lab = lab_file(tmp_path, "ks.cfg", extra="")
+    lab.write_text(lab.read_text().replace("install:\n", "install:\n  kickstart: ks.cfg\n"))
+    assert main(["validate", str(lab)]) == 2
+    one_located_line(capsys.readouterr().err, "the kickstart file")
