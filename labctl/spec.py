@@ -834,15 +834,38 @@ def resolve_secret(secret: Secret, lab: Lab, what: str = "root password") -> str
             raise InputError(f"{what}: environment variable {secret.env} is not set (export {secret.env}=...)")
         return os.environ[secret.env]
     if secret.file is not None:
-        path = lab.resolve(secret.file)
-        try:
-            return path.read_text(encoding="utf-8").rstrip("\r\n")
-        except (OSError, UnicodeDecodeError) as exc:
-            why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            raise InputError(f"{what}: cannot read the file install.root_password.file names ({why})") from None
+        return _read_secret_file(lab.resolve(secret.file), what)
     if not os.isatty(0):
         raise InputError(f"{what}: the lab asks for a prompt but there is no terminal; use {{env: VAR}}")
     return getpass.getpass(f"{what} for lab {lab.name}: ")
+
+
+SECRET_FILE_MAX = 4096
+
+
+def _read_secret_file(path: Path, what: str) -> str:
+    """A password file's text: a small regular file (a FIFO would block, /dev/zero never end)."""
+    def refuse(why: str) -> InputError:
+        return InputError(f"{what}: cannot read the file install.root_password.file names ({why})")
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise refuse(exc.strerror or "cannot open it") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise refuse("not a regular file")
+        raw = os.read(fd, SECRET_FILE_MAX + 1)
+    except OSError as exc:
+        raise refuse(exc.strerror or "cannot read it") from None
+    finally:
+        os.close(fd)
+    if len(raw) > SECRET_FILE_MAX:
+        raise refuse(f"more than {SECRET_FILE_MAX} bytes: not a password file")
+    try:
+        return raw.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise refuse("not UTF-8 text") from None
 
 
 def esxi_password_problem(password: str) -> str | None:

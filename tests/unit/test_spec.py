@@ -409,3 +409,18 @@ def test_a_state_dir_labctl_cannot_create_is_one_located_line(tmp_path: Path, ki
     finally:
         if kind == "immutable":
             subprocess.run(["chattr", "-i", str(tmp_path / "frozen")], capture_output=True, timeout=10)
+
+
+@pytest.mark.parametrize("kind", ["big", "device", "fifo"])
+def test_a_password_file_that_is_not_a_small_file_is_one_line(tmp_path: Path, kind: str) -> None:
+    import os
+
+    target = {"big": tmp_path / "big.txt", "device": Path("/dev/zero"), "fifo": tmp_path / "pw.fifo"}[kind]
+    if kind == "big":
+        target.write_bytes(b"x" * (8 << 20))  # the wrong file, read whole
+    elif kind == "fifo":
+        os.mkfifo(target)  # nobody writes: reading it would wait forever
+    lab = load_lab(write(tmp_path, GOOD.replace("{env: LAB_ROOT_PASSWORD}", f"{{file: '{target}'}}")))
+    with pytest.raises(InputError) as info:
+        resolve_secret(lab.install.root_password, lab)
+    assert "install.root_password.file" in str(info.value) and str(target) not in str(info.value)
