@@ -6,7 +6,8 @@ is given, so a wrong path there would install ESXi onto a host disk or over the 
 Two rules keep that from happening:
 
 * **Image paths are images** (:func:`image_problem`, :func:`check_lab`, :func:`check_seat`): the
-  path, resolved through symbolic links, is a regular file or does not exist yet; never a block or
+  path, resolved through symbolic links, is a regular file or does not exist yet (and then not in /dev,
+  /proc or /sys: /dev/sdb with no stick plugged in is not a new file's name); never a block or
   character device, a FIFO, a socket or a folder; not the lab file, an ISO, a playbook, the password
   file or the UEFI firmware; not another seat's image (also not through a hard link); and an
   existing file is whole 512-byte sectors of at least 1 MiB (a text file is never a stick) and backs
@@ -125,6 +126,14 @@ def _identity(path: Path) -> tuple[int, int] | str | None:
     return (st.st_dev, st.st_ino) if st is not None else os.path.realpath(path)
 
 
+def _in_kernel_folder(path: Path) -> bool:
+    """/dev (but its /dev/shm), /proc and /sys: names there are the kernel's, never an image file's."""
+    real = os.path.realpath(path)
+    if real == "/dev/shm" or real.startswith("/dev/shm/"):
+        return False
+    return any(real == top or real.startswith(top + "/") for top in ("/dev", "/proc", "/sys"))
+
+
 def image_problem(path: Path, forbidden: Iterable[tuple[Path, str]] = ()) -> str | None:
     """Why ``path`` may not be a seat image, or None when it may.
 
@@ -144,6 +153,9 @@ def image_problem(path: Path, forbidden: Iterable[tuple[Path, str]] = ()) -> str
     if st is None:
         if os.path.islink(path):  # resolved paths get here only when a link's target's folder is gone
             return "a symbolic link to nothing"
+        if _in_kernel_folder(path):
+            return ("a device path with no device behind it (not plugged in?); labctl never creates an image "
+                    "there: use stick.usb for a real stick, or an image file elsewhere")
     else:
         kind = _KINDS.get(stat.S_IFMT(st.st_mode))
         if kind is not None or not stat.S_ISREG(st.st_mode):

@@ -247,3 +247,15 @@ def test_the_hosts_firmware_and_the_kickstart_are_not_images(tmp_path: Path, mon
     lab.write_text(lab.read_text().replace("install:\n", "install:\n  kickstart: ks.cfg\n"))
     assert main(["validate", str(lab)]) == 2
     one_located_line(capsys.readouterr().err, "the kickstart file")
+
+
+@pytest.mark.parametrize("path", ["/dev/sdz9labctl", "/dev/disk/by-id/usb-labctl-no-such-stick", "/proc/labctl.img",
+                                  "/sys/labctl.img"])
+def test_a_device_path_with_nothing_behind_it_is_not_a_new_image(tmp_path: Path, path: str,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """/dev/sdX written while the stick is unplugged: labctl would create a 16 GiB file in /dev (RAM)."""
+    lab = lab_file(tmp_path, path)
+    assert main(["validate", str(lab)]) == 2
+    one_located_line(capsys.readouterr().err, "device path")
+    assert main(["reset", str(lab)]) == 2
+    assert not os.path.lexists(path)
