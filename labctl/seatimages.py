@@ -126,14 +126,6 @@ def _identity(path: Path) -> tuple[int, int] | str | None:
     return (st.st_dev, st.st_ino) if st is not None else os.path.realpath(path)
 
 
-def _in_kernel_folder(path: Path) -> bool:
-    """/dev (but its /dev/shm), /proc and /sys: names there are the kernel's, never an image file's."""
-    real = os.path.realpath(path)
-    if real == "/dev/shm" or real.startswith("/dev/shm/"):
-        return False
-    return any(real == top or real.startswith(top + "/") for top in ("/dev", "/proc", "/sys"))
-
-
 def image_problem(path: Path, forbidden: Iterable[tuple[Path, str]] = ()) -> str | None:
     """Why ``path`` may not be a seat image, or None when it may.
 
@@ -153,7 +145,9 @@ def image_problem(path: Path, forbidden: Iterable[tuple[Path, str]] = ()) -> str
     if st is None:
         if os.path.islink(path):  # resolved paths get here only when a link's target's folder is gone
             return "a symbolic link to nothing"
-        if _in_kernel_folder(path):
+        from labctl.stick.blockdev import in_kernel_folder
+
+        if in_kernel_folder(str(path)):
             return ("a device path with no device behind it (not plugged in?); labctl never creates an image "
                     "there: use stick.usb for a real stick, or an image file elsewhere")
     else:

@@ -131,6 +131,15 @@ def holders(sysfs: Path, name: str) -> list[str]:
     return out
 
 
+def in_kernel_folder(path: str) -> bool:
+    """/dev (but its /dev/shm), /proc and /sys: names there are the kernel's, never a new image file's
+    (/dev/sdb while the stick is unplugged)."""
+    real = os.path.realpath(path)
+    if real == "/dev/shm" or real.startswith("/dev/shm/"):
+        return False
+    return any(real == top or real.startswith(top + "/") for top in ("/dev", "/proc", "/sys"))
+
+
 def loop_users(path: str, sysfs: Path = Path("/sys")) -> list[str]:
     """The loop devices whose backing file is ``path`` (a disk or a regular file): writing it would
     change a disk that is in use, which neither O_EXCL nor the holders list shows."""

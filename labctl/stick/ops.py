@@ -29,7 +29,7 @@ from typing import Any
 
 from labctl import layouts
 from labctl.errors import InputError, RefusedError
-from labctl.stick.blockdev import Target, human_size
+from labctl.stick.blockdev import Target, human_size, in_kernel_folder
 from labctl.stick.imaging import (
     BLOCK,
     MAX_RANGE,
@@ -189,8 +189,12 @@ def gaps(extents: list[Extent], size: int) -> list[Extent]:
 
 
 def check_image_path(image: str) -> None:
-    """IMG may be new or a regular file; never a device node or a folder (it would be replaced)."""
+    """IMG may be new or a regular file; never a device node or a folder (it would be replaced), nor a
+    new name in /dev (backup SRC /dev/sdb with the arguments swapped and the stick unplugged)."""
     if not os.path.lexists(image):
+        if in_kernel_folder(image):
+            raise InputError(f"{image}: no such device, and labctl makes no image file in /dev, /proc or /sys "
+                             "(backup is DEVICE IMAGE; restore is IMAGE DEVICE)")
         return
     try:
         mode = os.stat(image).st_mode

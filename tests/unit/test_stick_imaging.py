@@ -597,3 +597,11 @@ def test_a_target_replaced_while_the_user_confirms_is_not_written(
     last = capsys.readouterr().err.strip().splitlines()[-1]  # after the prompt's lines
     assert last.startswith("labctl: ") and "nothing written" in last, last
     assert sha(victim, 0, TOTAL * 512) == before
+
+
+def test_a_backup_makes_no_image_file_in_dev(image: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    src, _ = image
+    target = "/dev/sdz9labctl"  # 'backup IMG DEV' typed for a restore, the stick not plugged in
+    assert main(["stick", "backup", str(src), target, "--yes"]) == 2
+    assert "no image file in /dev" in capsys.readouterr().err
+    assert not os.path.lexists(target)
