@@ -315,7 +315,7 @@ def resolve_target(path: str, *, allow_non_usb: bool, allow_large: bool = False,
     try:
         st = os.stat(real)
     except FileNotFoundError:
-        if path.startswith("/dev/"):
+        if path.startswith("/dev/") or in_kernel_folder(real):
             raise InputError(f"{path}: no such device") from None
         if not os.path.isdir(os.path.dirname(os.path.abspath(real))):
             raise InputError(f"{path}: its folder does not exist") from None

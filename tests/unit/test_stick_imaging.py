@@ -605,3 +605,12 @@ def test_a_backup_makes_no_image_file_in_dev(image: tuple[Path, Path], capsys: p
     assert main(["stick", "backup", str(src), target, "--yes"]) == 2
     assert "no image file in /dev" in capsys.readouterr().err
     assert not os.path.lexists(target)
+
+
+def test_a_restore_through_a_link_to_a_missing_device_makes_no_file_in_dev(
+        image: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _, img = image
+    (tmp_path / "stick").symlink_to("/dev/sdz9labctl")  # the stick it named is not plugged in
+    assert main(["stick", "restore", str(img), str(tmp_path / "stick"), "--yes"]) == 2
+    assert "no such device" in capsys.readouterr().err
+    assert not os.path.lexists("/dev/sdz9labctl")
