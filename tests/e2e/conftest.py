@@ -41,6 +41,14 @@ def sim_iso(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def sim8_iso(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The ESXi 8.0 simulator ISO (fast speed, boot loader also on the serial console), built once per session."""
+    if not qemu_available():
+        pytest.skip("qemu-system-x86_64 or OVMF is missing")
+    return _build(tmp_path_factory, serial_bootloader=True, esxi="8.0")
+
+
+@pytest.fixture(scope="session")
 def sim_ks_iso(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The default simulator ISO (boot loader on the graphics console only) with KS.CFG (KICKSTART_USB)."""
     if not qemu_available():

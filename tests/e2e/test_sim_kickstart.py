@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from harness.simvm import NATIVE, VMFS, SimVM, boot_installer, check_gpt, mtype, read_range
+from harness.simvm import NATIVE, VMFS, SimVM, boot_installer, check_gpt, mtype, read_range, remaster
 
 pytestmark = pytest.mark.e2e
 
@@ -65,3 +65,22 @@ def test_kickstart_install_on_6g_local_disk(sim_ks_iso: Path, simvm: Callable[..
                                              (3, 1843200 + 8388608, total - 34, VMFS)])
     assert read_range(stick, 0, 34) == bytes(34 * 512)  # local first: the stick is untouched
     assert "install.media=local" in mtype(disk, 8224, "/state.cfg")
+
+
+def test_boot_loader_reads_boot_cfg_and_a_bad_script_stops_on_screen(sim_iso: Path, simvm: Callable[..., SimVM],
+                                                                      tmp_path: Path) -> None:
+    """kernelopt and timeout come from the CD's EFI/BOOT/BOOT.CFG: ks=cdrom:/KS.CFG there runs the script with
+    no key typed; a script with errors shows the installer's error and waits for Enter."""
+    from labctl.sim.build import iso_boot_cfg
+
+    cfg = iso_boot_cfg().replace(b"timeout=5", b"timeout=2").replace(
+        b"kernelopt=runweasel cdromBoot", b"kernelopt=runweasel cdromBoot ks=cdrom:/KS.CFG")
+    iso = remaster(sim_iso, tmp_path / "ks.iso", cfg, b"vmaccepteula\ninstall --firstdisk=usb\nbogus\n")
+    vm = simvm(iso, [("usb", 1024 * MIB)])
+    vm.wait(r"Automatic boot in 2 seconds\.\.\.", 60)  # the countdown from BOOT.CFG
+    vm.wait(r"An error has occurred while parsing the installation script", 60)
+    vm.wait(r"error:/KS\.CFG:3: unknown command \"bogus\"", 5)
+    vm.wait(r"rootpw command was not found\.", 5)
+    vm.wait(r"\(Enter\) Reboot", 5)
+    assert "Welcome to the VMware ESXi" not in vm.text()
+    assert read_range(vm.disks[0].path, 0, 34) == bytes(34 * 512)

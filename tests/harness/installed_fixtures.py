@@ -181,9 +181,10 @@ def make_vmfs_disk(image: Path, size: int) -> None:
     layouts.write_gpt(str(image), total, [layouts.TableEntry(1, 2048, total - 34, layouts.VMFS, "vmfs", 0)])
 
 
-def state_cfg(image: Path) -> dict[str, str]:
-    """The bootbank's state file read on the host with mtools (key -> value, padding trimmed)."""
-    out = subprocess.run(["mtype", "-i", f"{image}@@{BOOTBANK_START * 512}", "::/state.cfg"], capture_output=True,
+def state_cfg(image: Path, bootbank_start: int = BOOTBANK_START) -> dict[str, str]:
+    """The bootbank's state file read on the host with mtools (key -> value, padding trimmed); the
+    bootbank starts at 8224 on ESXi 6.x, at 208896 on 7.0/8.0."""
+    out = subprocess.run(["mtype", "-i", f"{image}@@{bootbank_start * 512}", "::/state.cfg"], capture_output=True,
                          timeout=30, check=True, env={**os.environ, "MTOOLS_SKIP_CHECK": "1"}).stdout.decode()
     pairs = (ln.split("=", 1) for ln in out.splitlines() if "=" in ln and not ln.startswith("#"))
     return {k.strip(): v.strip() for k, v in pairs}

@@ -9,6 +9,7 @@ spelling of a key as a QMP ``qcode`` lives here.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 import shutil
@@ -423,3 +424,25 @@ def finish_install(vm: SimVM, password: str = "VMware1!", timeout: float = 120) 
     vm.key("f11")
     vm.expect(r"Installation Complete", timeout)
     vm.expect(r"\(Enter\) Reboot", 10)
+
+
+def remaster(iso: Path, out: Path, boot_cfg: bytes, ks: bytes) -> Path:
+    """A copy of iso with EFI/BOOT/BOOT.CFG replaced and /KS.CFG added (pycdlib keeps the El Torito entry)."""
+    import pycdlib
+
+    cd = pycdlib.PyCdlib()
+    cd.open(str(iso))
+    try:
+        def names(path: str) -> dict[str, str]:  # the Rock Ridge / Joliet names the ISO also carries
+            extra = {"rr_name": path.rsplit("/", 1)[1]} if cd.has_rock_ridge() else {}
+            if cd.has_joliet():
+                extra["joliet_path"] = path
+            return extra
+
+        cd.rm_file(iso_path="/EFI/BOOT/BOOT.CFG;1", **names("/EFI/BOOT/BOOT.CFG"))
+        cd.add_fp(io.BytesIO(boot_cfg), len(boot_cfg), iso_path="/EFI/BOOT/BOOT.CFG;1", **names("/EFI/BOOT/BOOT.CFG"))
+        cd.add_fp(io.BytesIO(ks), len(ks), iso_path="/KS.CFG;1", **names("/KS.CFG"))
+        cd.write(str(out))
+    finally:
+        cd.close()
+    return out
