@@ -418,7 +418,8 @@ def recreate_blank(state_dir: Path, img: SeatImage, *, yes: bool = False) -> str
     created. A file labctl created (same device, inode and size as recorded) is emptied in place. A
     file labctl did not create is emptied only with ``yes`` when it holds data; an empty one is
     adopted. A recorded path now holding the recorded inode at another size is refused. The inode,
-    its owner, mode and hard links stay: the file is cut to 0 bytes and extended to its size again.
+    its owner, mode and hard links stay: the file is cut to 0 bytes and extended again, to the lab's
+    size for an image labctl made (the lab's stick.size may have changed), else to its own size.
     """
     what = f"{img.role} image {img.path}"
     if not os.path.lexists(img.path):
@@ -427,8 +428,10 @@ def recreate_blank(state_dir: Path, img: SeatImage, *, yes: bool = False) -> str
     fd = _open_in_place(img)
     try:
         ours, size = _verdict(state_dir, img, fd, yes)
+        if ours and img.size:  # labctl's own image is made again as the lab says now (stick.size changed?)
+            size = img.size
         with _locked(fd, img.path):
-            if ours and not _holds_data(fd):
+            if ours and not _holds_data(fd) and os.fstat(fd).st_size == size:
                 return f"{what} already blank"
             os.ftruncate(fd, 0)
             os.ftruncate(fd, size)

@@ -259,3 +259,16 @@ def test_a_device_path_with_nothing_behind_it_is_not_a_new_image(tmp_path: Path,
     one_located_line(capsys.readouterr().err, "device path")
     assert main(["reset", str(lab)]) == 2
     assert not os.path.lexists(path)
+
+
+def test_reset_makes_labctls_image_the_size_the_lab_says_now(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    lab = lab_file(tmp_path, "s.img")
+    assert main(["reset", str(lab)]) == 0
+    lab.write_text(lab.read_text().replace("size: 16M", "size: 32M"))
+    ino = (tmp_path / "s.img").stat().st_ino
+    assert main(["reset", str(lab)]) == 0
+    assert (tmp_path / "s.img").stat().st_size == 32 << 20 and (tmp_path / "s.img").stat().st_ino == ino
+    capsys.readouterr()
+    assert main(["reset", str(lab)]) == 0  # and it is still labctl's
+    assert "already blank" in capsys.readouterr().out
