@@ -24,7 +24,7 @@ Two rules keep that from happening:
   data needs ``yes=True`` (``labctl reset --yes``); an empty one is adopted.
 
 The API, for backends and for reset-like commands: :func:`seat_images`, :func:`check_seat`,
-:func:`ensure_images`, :func:`check_reset`, :func:`recreate_blank`, :func:`record_for`, :func:`remember`,
+:func:`ensure_images`, :func:`check_reset`, :func:`recreate_blank`, :func:`load_records`,
 :func:`fingerprint`. Nothing here prints; refusals are :class:`ImageRefused` (exit 2, one line).
 """
 
@@ -327,32 +327,6 @@ def create(state_dir: Path, img: SeatImage) -> Record:
     fd = os.open(img.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     try:
         os.ftruncate(fd, img.size)
-        return _note(state_dir, img.role, img.path, fd)
-    finally:
-        os.close(fd)
-
-
-def record_for(state_dir: Path, path: Path) -> Record | None:
-    """The record of the image at ``path`` when the file there is still the one labctl created."""
-    rec = load_records(state_dir).get(str(path))
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        st = os.fstat(fd)
-        if rec is None or not rec.matches(st, generation(fd)) or st.st_size != rec.size:
-            return None
-        return rec
-    finally:
-        os.close(fd)
-
-
-def remember(state_dir: Path, img: SeatImage) -> Record:
-    """Record the image at ``img.path`` as labctl's with its current identity and fingerprint (after
-    labctl itself wrote it, e.g. restored a golden image into it). The file must pass the path check."""
-    fd = _open_in_place(img)
-    try:
         return _note(state_dir, img.role, img.path, fd)
     finally:
         os.close(fd)

@@ -187,13 +187,14 @@ def test_records_hold_identity_and_fingerprint(tmp_path: Path) -> None:
     lab = load_lab(lab_file(tmp_path, "s.img"))
     seat = lab.seat_list()[0]
     [img] = seatimages.ensure_images(lab, seat)
-    rec = seatimages.record_for(seat.state_dir, img.path)
+    rec = seatimages.load_records(seat.state_dir)[str(img.path)]
     st = img.path.stat()
-    assert rec is not None and (rec.dev, rec.ino, rec.size) == (st.st_dev, st.st_ino, 16 << 20)
+    assert (rec.dev, rec.ino, rec.size) == (st.st_dev, st.st_ino, 16 << 20)
     assert rec.fingerprint == hashlib.sha256(bytes(64 << 10)).hexdigest()
     with open(img.path, "r+b") as f:
         f.truncate(8 << 20)  # the same file, cut by someone else
-    assert seatimages.record_for(seat.state_dir, img.path) is None
+    with pytest.raises(seatimages.ImageRefused, match="labctl made it 16777216"):
+        seatimages.check_reset(seat.state_dir, img)
 
 
 def test_reset_refuses_a_new_file_that_got_the_deleted_images_inode_number(
