@@ -32,6 +32,10 @@ def output_file(path: str, option: str) -> Path:
         raise InputError(f"{option} {path}: is a folder; give a file name")
     if p.exists() and not stat.S_ISREG(p.stat().st_mode):
         raise InputError(f"{option} {path}: exists and is not a regular file")
+    from labctl.stick.blockdev import in_kernel_folder
+
+    if not p.exists() and in_kernel_folder(str(p)):  # -o /dev/sdb with the stick unplugged: no file in /dev
+        raise InputError(f"{option} {path}: no such device, and labctl makes no new file in /dev, /proc or /sys")
     folder = p.parent
     if not folder.is_dir():
         raise InputError(f"{option} {path}: no such folder {folder}")

@@ -138,11 +138,14 @@ def test_timeouts_counts_and_paths_are_checked_before_anything_runs(tmp_path: Pa
         (["up", str(SIM_LAB), "--runs", str(afile)], "not a folder"),
         (["sim", "build", "-o", str(afile / "x.iso")], "no such folder"),
         (["sim", "build", "--kickstart", "/dev/zero"], "not a regular file"),
+        (["sim", "build", "-o", "/dev/sdz9labctl"], "no such device"),  # a stick's name, unplugged
+        (["screenshot", str(SIM_LAB), "/dev/sdz9labctl"], "no such device"),
     ]
     for argv, word in cases:
         r = run_cli(*argv)
         assert r.returncode == 2, (argv, r.stderr)
         assert word in r.stderr and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, (argv, r.stderr)
+    assert not os.path.lexists("/dev/sdz9labctl")
 
 
 @pytest.mark.parametrize("verb", ["validate", "status", "render", "down"])
