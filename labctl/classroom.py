@@ -32,17 +32,16 @@ from labctl import seatimages
 from labctl.backends import Choice, choose
 from labctl.backends.base import Backend, PowerState, SeatImages, StopResult, VncEndpoint
 from labctl.errors import InputError, LabctlError
+from labctl.interrupts import Terminated, sigterm_as_exception
 from labctl.runner import (
     SeatFailed,
     SeatResult,
-    Terminated,
     UpOptions,
     check_playbooks,
     last_run_dir,
     make_backend,
     playbook_variables,
     run_seat,
-    sigterm_as_exception,
 )
 from labctl.spec import Lab, Seat, esxi_password_problem, resolve_secret
 

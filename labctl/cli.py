@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 
 from labctl import __version__
 from labctl.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, LabctlError, SpecError
+from labctl.interrupts import EXIT_TERMINATED, Terminated
 
 EPILOG = """\
 exit codes: 0 success, 1 the lab ran and failed, 2 bad input or refused operation, 130 interrupted
@@ -261,9 +262,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # A lab file error is already "FILE:LINE:COL: field: message" (the contract); others get a prefix.
         print(str(exc) if isinstance(exc, SpecError) else f"labctl: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("labctl: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (labctl.interrupts.Terminated): cleanups have run
+        terminated = isinstance(exc, Terminated)
+        print("labctl: terminated" if terminated else "labctl: interrupted", file=sys.stderr)
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     except OSError as exc:  # the system said no (disk full, file too large, ...): one line, not a traceback
         if isinstance(exc, BrokenPipeError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -1,6 +1,6 @@
 """``labctl up`` for one seat, as Packer-style steps, and ``attach`` for commands on a running seat.
 
-The flow (each a ``Step`` with ``run`` and ``cleanup``; cleanups run in reverse order, always):
+The flow (each an ``UpStep`` with ``run`` and ``cleanup``; cleanups run in reverse order, always):
 
     prepare       the backend's definition: state folder, VNC password, stick image (sparse, made on first use)
     build ISO     the simulator ISO (``labctl.sim.build.build_iso``), only for ``iso: sim``
@@ -42,12 +42,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import Any, NamedTuple
 
 from labctl.backends import Registry, choose, default_registry
 from labctl.backends.base import Backend, SerialEndpoint, VmDied, VncEndpoint
 from labctl.errors import InputError, NotBuiltError, RunFailed
+from labctl.interrupts import EXIT_TERMINATED, Terminated, sigterm_as_exception
 from labctl.spec import Lab, Seat
 
 log = logging.getLogger(__name__)
@@ -170,7 +170,7 @@ class Context:
     result: dict[str, object] = field(default_factory=dict)
 
 
-class Step:
+class UpStep:
     """Packer's step: ``run`` does the work, ``cleanup`` undoes it (runs after success and failure)."""
 
     name = "step"
@@ -182,7 +182,7 @@ class Step:
         return None
 
 
-class Prepare(Step):
+class Prepare(UpStep):
     name = "prepare"
 
     def run(self, ctx: Context) -> None:
@@ -197,7 +197,7 @@ class Prepare(Step):
         ctx.run.event(self.name, state_dir=str(ctx.seat.state_dir), stick_image=str(image) if image else None)
 
 
-class BuildSimulator(Step):
+class BuildSimulator(UpStep):
     name = "build simulator"
 
     def run(self, ctx: Context) -> None:
@@ -213,7 +213,7 @@ class BuildSimulator(Step):
         ctx.run.event(self.name, iso=str(ctx.iso), speed=ctx.lab.sim_speed, seconds=round(time.monotonic() - t0, 2))
 
 
-class KickstartIso(Step):
+class KickstartIso(UpStep):
     """install.kickstart: the ISO remastered with it (labctl.iso; cached by content hash)."""
 
     name = "kickstart ISO"
@@ -231,7 +231,7 @@ class KickstartIso(Step):
         ctx.run.event(self.name, iso=str(ctx.iso), source=str(source))
 
 
-class StartVm(Step):
+class StartVm(UpStep):
     name = "start VM"
 
     def run(self, ctx: Context) -> None:
@@ -253,7 +253,7 @@ class StartVm(Step):
             ctx.run.event("stop VM", mode="hard", how=res.how, seconds=round(res.seconds, 2))
 
 
-class OpenConsole(Step):
+class OpenConsole(UpStep):
     name = "open console"
 
     def run(self, ctx: Context) -> None:
@@ -275,7 +275,7 @@ class OpenConsole(Step):
             ctx.console = None
 
 
-class Playbook(Step):
+class Playbook(UpStep):
     def __init__(self, playbook: str, role: str) -> None:
         self.playbook = playbook
         self.name = f"{role} playbook {playbook}"
@@ -307,7 +307,7 @@ def playbook_ref(lab: Lab, name: str) -> str:
     return str(local) if local.is_file() else name
 
 
-class VerifyLayout(Step):
+class VerifyLayout(UpStep):
     name = "verify layout"
 
     def run(self, ctx: Context) -> None:
@@ -335,8 +335,8 @@ class VerifyLayout(Step):
                             + "; ".join(diffs[:8]))
 
 
-def build_steps(lab: Lab, options: UpOptions) -> list[Step]:
-    steps: list[Step] = [Prepare()]
+def build_steps(lab: Lab, options: UpOptions) -> list[UpStep]:
+    steps: list[UpStep] = [Prepare()]
     if lab.uses_simulator:
         steps.append(BuildSimulator())
     if lab.install.kickstart is not None:
@@ -352,10 +352,6 @@ def build_steps(lab: Lab, options: UpOptions) -> list[Step]:
 
 
 # -- supervision ---------------------------------------------------------------------------------
-
-
-class Terminated(BaseException):
-    """SIGTERM during a run: run the cleanups, then exit 143."""
 
 
 class SeatFailed(RunFailed):
@@ -408,24 +404,6 @@ def supervise(backend: Backend | None, on_death: Callable[[], None], poll: float
         thread.join(2.0)
 
 
-@contextmanager
-def sigterm_as_exception() -> Iterator[None]:
-    """SIGTERM raises Terminated in the main thread while inside (elsewhere: nothing), so that
-    cleanups run as on Ctrl-C."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise Terminated()
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def _scrub(text: str, secrets: Sequence[str]) -> str:
     from labctl.secrets import scrub
 
@@ -470,7 +448,7 @@ def run_seat(
     options: UpOptions,
     secrets: list[str],
     variables: dict[str, object],
-    steps: list[Step] | None = None,
+    steps: list[UpStep] | None = None,
     run_folder: Callable[[Path], Any] | None = None,
 ) -> SeatResult:
     """One seat's ``up``. Raises RunFailed naming the failed step (after the cleanups ran)."""
@@ -504,7 +482,7 @@ def seat_lock(seat: Seat) -> Iterator[None]:
 
 
 def _run_seat(lab: Lab, seat: Seat, options: UpOptions, secrets: list[str], variables: dict[str, object],
-              steps: list[Step] | None, run_folder: Callable[[Path], Any] | None) -> SeatResult:
+              steps: list[UpStep] | None, run_folder: Callable[[Path], Any] | None) -> SeatResult:
     if run_folder is None:
         from labctl.report import RunFolder
 
@@ -517,7 +495,7 @@ def _run_seat(lab: Lab, seat: Seat, options: UpOptions, secrets: list[str], vari
     last_run_file(seat).write_text(str(run.path) + "\n")
     ctx = Context(lab=lab, seat=seat, options=options, run=run, secrets=list(secrets), variables=variables)
     steps = steps if steps is not None else build_steps(lab, options)
-    done: list[Step] = []
+    done: list[UpStep] = []
     t0 = time.monotonic()
     failure: BaseException | None = None
     failed_step = ""
@@ -569,7 +547,7 @@ def _run_seat(lab: Lab, seat: Seat, options: UpOptions, secrets: list[str], vari
         _write_result(run.path, {"ok": False, "interrupted": True, "step": failed_step})
         _finish(run, "interrupted", f"interrupted during step '{failed_step}'")
         if isinstance(failure, Terminated):
-            raise SystemExit(143)
+            raise SystemExit(EXIT_TERMINATED)
         raise KeyboardInterrupt
     def scrub(text: str) -> str:  # every secret the run folder knows (the VNC password too)
         text = _scrub(text, secrets)
@@ -600,7 +578,7 @@ def _run_seat(lab: Lab, seat: Seat, options: UpOptions, secrets: list[str], vari
                      screenshot=png) from failure
 
 
-def _cleanup(done: list[Step], ctx: Context) -> list[str]:
+def _cleanup(done: list[UpStep], ctx: Context) -> list[str]:
     """Run the cleanups in reverse order; one failing (or a second Ctrl-C) does not skip the others."""
     errors: list[str] = []
     b = ctx.backend

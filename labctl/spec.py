@@ -149,7 +149,7 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Disk(_Model):
+class DiskSettings(_Model):
     """A local hard disk (the seed has none; tests use one for the 8-partition layout)."""
 
     size: Size = Field(description="e.g. 10G")
@@ -165,7 +165,7 @@ class VM(_Model):
     nic: Literal["vmxnet3", "e1000e", "e1000"] = "vmxnet3"
     usb: Literal["xhci", "ehci"] = Field("xhci", description="USB controller for the stick")
     nested_virtualization: bool = Field(True, description="vhv.enable, so ESXi's system scan does not warn")
-    disk: Disk | None = Field(None, description="'none' (the seed) or {size: 10G}")
+    disk: DiskSettings | None = Field(None, description="'none' (the seed) or {size: 10G}")
 
     @field_validator("disk", mode="before")
     @classmethod

@@ -9,19 +9,18 @@ target is in (exit 130; SIGTERM is handled the same way and exits 143).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import json
 import os
-import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from types import FrameType
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from labctl.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, InputError, RefusedError
+from labctl.interrupts import EXIT_TERMINATED, Terminated
+from labctl.interrupts import sigterm_as_exception as sigterm_like_ctrl_c
 from labctl.stick import blockdev, imaging, ops
 from labctl.stick.blockdev import Target, human_size
 
@@ -62,29 +61,7 @@ def confirm(targets: Sequence[Target], *, yes: bool, action: str,
             raise RefusedError(f"{action} {t.path}: not confirmed; nothing written")
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, handled like Ctrl-C: the jobs stop between blocks, clean up, and labctl exits 143."""
-
-
-EXIT_TERMINATED = 143
 STOP_WAIT = 120.0  # seconds a cancelled job gets to reach its next block boundary (an fsync may be slow)
-
-
-@contextlib.contextmanager
-def sigterm_like_ctrl_c() -> Iterator[None]:
-    """While inside (main thread only), SIGTERM raises :class:`Terminated` as Ctrl-C raises KeyboardInterrupt."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise Terminated()
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def run_jobs(jobs: Sequence[tuple[ops.Job, Callable[[], T]]], *, quiet_mode: bool

@@ -32,7 +32,7 @@ STICK_MAX = 128 * 2**30  # a "128 GB" stick is 128e9 bytes; above this, --allow-
 
 
 @dataclass
-class Disk:
+class BlockDisk:
     name: str
     path: str
     type: str
@@ -153,7 +153,7 @@ def loop_users(path: str, sysfs: Path = Path("/sys")) -> list[str]:
 
 
 def assess_disks(disks_json: dict[str, Any], tree_json: dict[str, Any], swaps_text: str,
-                 system_disks: Iterable[str], sysfs: Path = Path("/sys")) -> list[Disk]:
+                 system_disks: Iterable[str], sysfs: Path = Path("/sys")) -> list[BlockDisk]:
     """Disks from ``lsblk -J -b -d -o LSBLK_DISK_COLUMNS`` with their verdicts."""
     trees = {str(n.get("name")): n for n in tree_json.get("blockdevices") or []}
     swaps = set(parse_swaps(swaps_text))
@@ -161,7 +161,7 @@ def assess_disks(disks_json: dict[str, Any], tree_json: dict[str, Any], swaps_te
     out = []
     for d in disks_json.get("blockdevices") or []:
         name = str(d.get("name"))
-        disk = Disk(
+        disk = BlockDisk(
             name=name, path=str(d.get("path") or f"/dev/{name}"), type=str(d.get("type") or ""),
             tran=d.get("tran"), removable=_flag(d.get("rm")), hotplug=_flag(d.get("hotplug")),
             ro=_flag(d.get("ro")), size=int(d.get("size") or 0), model=d.get("model"),
@@ -181,7 +181,7 @@ def assess_disks(disks_json: dict[str, Any], tree_json: dict[str, Any], swaps_te
     return out
 
 
-def _kind(d: Disk) -> str:
+def _kind(d: BlockDisk) -> str:
     if d.type == "loop" or d.name.startswith("loop"):
         return "loop"
     if d.type == "rom" or d.name.startswith("sr"):
@@ -191,7 +191,7 @@ def _kind(d: Disk) -> str:
     return "disk"
 
 
-def verdict(d: Disk, allow_non_usb: bool, allow_large: bool = False) -> tuple[bool, str]:
+def verdict(d: BlockDisk, allow_non_usb: bool, allow_large: bool = False) -> tuple[bool, str]:
     """(may be written, why). ``allow_non_usb`` admits non-USB disks and loop devices, ``allow_large``
     disks over STICK_MAX; neither ever admits a mounted, swapping, held or system disk, a RAM disk
     or an optical drive."""
@@ -276,7 +276,7 @@ def system_disks(sysfs: Path = Path("/sys")) -> set[str]:
     return out
 
 
-def probe(device: str | None = None) -> list[Disk]:
+def probe(device: str | None = None) -> list[BlockDisk]:
     """The machine's disks (or one disk) with verdicts."""
     try:
         swaps = Path("/proc/swaps").read_text()
@@ -291,13 +291,13 @@ def probe(device: str | None = None) -> list[Disk]:
 
 @dataclass
 class Target:
-    """Where an operation writes: a whole block device (with its Disk record) or a regular file."""
+    """Where an operation writes: a whole block device (with its BlockDisk record) or a regular file."""
 
     path: str
     is_block: bool
     size: int  # bytes; 0 for a file that does not exist yet
     exists: bool
-    disk: Disk | None = None
+    disk: BlockDisk | None = None
     # what was checked: ("block", st_rdev), ("file", st_dev, st_ino) or ("new", path). The writer opens
     # the path again after the confirmation and refuses unless it is still this (see imaging.Dev's expect)
     ident: tuple[object, ...] | None = None
@@ -309,7 +309,7 @@ class Target:
 
 
 def resolve_target(path: str, *, allow_non_usb: bool, allow_large: bool = False,
-                   disks: list[Disk] | None = None, sysfs: Path = Path("/sys")) -> Target:
+                   disks: list[BlockDisk] | None = None, sysfs: Path = Path("/sys")) -> Target:
     """Check that ``path`` may be written; RefusedError (exit 2) saying why not."""
     real = os.path.realpath(path)
     try:

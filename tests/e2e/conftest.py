@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from harness.simvm import Disk, SimVM, qemu_available
+from harness.simvm import SimDisk, SimVM, qemu_available
 
 from labctl.errors import InputError
 
@@ -66,7 +66,7 @@ def simvm(tmp_path: Path) -> Iterator[Callable[..., SimVM]]:
     vms: list[SimVM] = []
 
     def make(iso: Path, disks: list[tuple[str, int]], **kwargs: object) -> SimVM:
-        d = [Disk(tmp_path / f"{bus}{i}.img", bus, size) for i, (bus, size) in enumerate(disks)]
+        d = [SimDisk(tmp_path / f"{bus}{i}.img", bus, size) for i, (bus, size) in enumerate(disks)]
         vm = SimVM(iso, tmp_path / f"vm{len(vms)}", d, **kwargs)  # type: ignore[arg-type]
         vms.append(vm)
         vm.start()

@@ -22,7 +22,7 @@ import pytest
 from labctl.backends.base import PowerState
 from labctl.backends.qemu import QemuBackend, Runtime
 from labctl.errors import RunFailed
-from labctl.runner import Context, OpenConsole, Prepare, StartVm, Step, UpOptions, run_seat
+from labctl.runner import Context, OpenConsole, Prepare, StartVm, UpOptions, UpStep, run_seat
 from labctl.spec import Lab, load_lab
 
 pytestmark = [
@@ -181,7 +181,7 @@ def backend_vnc(backend: QemuBackend) -> object:
     return VncListen(port=5999)
 
 
-class KillQemu(Step):
+class KillQemu(UpStep):
     """Kill QEMU from outside, then wait on the console for a text that never comes (up to 60 s)."""
 
     name = "install"
@@ -221,10 +221,10 @@ def test_qemu_dying_mid_step_is_a_clear_failure(lab: Lab, tmp_path: Path, sig: i
 SCRIPT = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from labctl.runner import Prepare, StartVm, Step, UpOptions, run_seat
+    from labctl.runner import Prepare, StartVm, UpStep, UpOptions, run_seat
     from labctl.spec import load_lab
 
-    class Wait(Step):
+    class Wait(UpStep):
         name = "install"
         def run(self, ctx):
             print(ctx.backend.pid(), flush=True)

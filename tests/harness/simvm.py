@@ -74,7 +74,7 @@ class HarnessQmp(Qmp):
 
 
 @dataclass
-class Disk:
+class SimDisk:
     """A disk image attached to the VM: bus 'usb' (usb-storage behind qemu-xhci) or 'sata' (AHCI)."""
 
     path: Path
@@ -86,7 +86,7 @@ class Disk:
 class SimVM:
     iso: Path
     workdir: Path
-    disks: Sequence[Disk] = ()
+    disks: Sequence[SimDisk] = ()
     memory_mb: int = 4096
     cpus: int = 2
     cpu_model: str = "qemu64"

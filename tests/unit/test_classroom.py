@@ -13,7 +13,7 @@ from fakes.fake_backend import FakeBackend, FakeHost
 
 from labctl.classroom import down_seats, run_seats, status_seats, summary
 from labctl.errors import InputError, RunFailed
-from labctl.runner import Context, Step, UpOptions, playbook_variables, run_seat, supervise
+from labctl.runner import Context, UpOptions, UpStep, playbook_variables, run_seat, supervise
 from labctl.spec import Lab, load_lab
 
 LAB = """\
@@ -125,7 +125,7 @@ def test_the_supervisor_ends_a_step_when_the_vm_dies_in_the_main_thread(lab: Lab
 
         def close(self) -> None: ...
 
-    class Start(Step):
+    class Start(UpStep):
         name = "start VM"
 
         def run(self, ctx: Context) -> None:
@@ -136,7 +136,7 @@ def test_the_supervisor_ends_a_step_when_the_vm_dies_in_the_main_thread(lab: Lab
         def cleanup(self, ctx: Context) -> None:
             backend.stop("hard")
 
-    class Wait(Step):
+    class Wait(UpStep):
         name = "install playbook"
 
         def run(self, ctx: Context) -> None:

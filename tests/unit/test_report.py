@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw
 from labctl.console import Console, keys
 from labctl.errors import RunFailed
 from labctl.report import RunFolder, SeatRun, events_schema, proof_table, read_events, render_run, write_classroom
-from labctl.runner import Context, Step, UpOptions, run_seat
+from labctl.runner import Context, UpOptions, UpStep, run_seat
 from labctl.spec import Lab, load_lab
 
 SECRET = "Sup3r-Secret!"
@@ -104,7 +104,7 @@ class TextOcr:
         return ""
 
 
-class PlaybookStep(Step):
+class PlaybookStep(UpStep):
     """The runner's install stage, with the console on the scripted screen."""
 
     name = "install playbook scripted"
@@ -121,7 +121,7 @@ class PlaybookStep(Step):
         run_playbook(str(self.path), console, None, ctx.variables, ctx.run, ctx.secrets)
 
 
-class Quick(Step):
+class Quick(UpStep):
     def __init__(self, name: str) -> None:
         self.name = name
 
@@ -289,7 +289,7 @@ def test_labctl_report_names_the_files_of_a_run_and_of_a_labs_last_runs(
 
 
 def test_an_interrupted_run_says_so_in_its_report_and_junit(lab: Lab, tmp_path: Path) -> None:
-    class CtrlC(Step):
+    class CtrlC(UpStep):
         name = "install playbook scripted"
 
         def run(self, ctx: Context) -> None:

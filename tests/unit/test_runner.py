@@ -9,7 +9,7 @@ import pytest
 from fakes.fake_backend import FakeBackend, FakeHost
 
 from labctl.errors import RunFailed
-from labctl.runner import Context, Step, UpOptions, build_steps, playbook_ref, run_seat
+from labctl.runner import Context, UpOptions, UpStep, build_steps, playbook_ref, run_seat
 from labctl.spec import Lab, load_lab
 
 LAB = """\
@@ -31,7 +31,7 @@ def lab(tmp_path: Path) -> Lab:
     return load_lab(tmp_path / "lab.yaml")
 
 
-class Rec(Step):
+class Rec(UpStep):
     def __init__(self, name: str, log: list[str], fail: BaseException | None = None) -> None:
         self.name, self.log, self.fail = name, log, fail
 

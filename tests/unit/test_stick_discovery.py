@@ -74,17 +74,17 @@ SWAPS = "Filename\tType\tSize\tUsed\tPriority\n/dev/sdh1 partition 8388604 0 -2\
 
 
 @pytest.fixture
-def disks(sysfs: Path) -> dict[str, blockdev.Disk]:
+def disks(sysfs: Path) -> dict[str, blockdev.BlockDisk]:
     return {d.name: d for d in blockdev.assess_disks(DISKS, TREES, SWAPS, {"sda"}, sysfs)}
 
 
-def test_usb_stick_is_safe_with_its_usb_id(disks: dict[str, blockdev.Disk]) -> None:
+def test_usb_stick_is_safe_with_its_usb_id(disks: dict[str, blockdev.BlockDisk]) -> None:
     d = disks["sdb"]
     assert d.usb and d.safe and d.usb_id == "0781:5567" and d.removable
     assert d.reason == "USB stick, not in use"
 
 
-def test_uas_stick_with_rm_0_counts_as_usb_by_subsystems(disks: dict[str, blockdev.Disk]) -> None:
+def test_uas_stick_with_rm_0_counts_as_usb_by_subsystems(disks: dict[str, blockdev.BlockDisk]) -> None:
     assert disks["sdc"].usb and disks["sdc"].safe and not disks["sdc"].removable
 
 
@@ -100,12 +100,12 @@ def test_uas_stick_with_rm_0_counts_as_usb_by_subsystems(disks: dict[str, blockd
     ("zram0", "RAM disk"),
     ("sr0", "optical"),
 ])
-def test_unsafe_disks_say_why(disks: dict[str, blockdev.Disk], name: str, why: str) -> None:
+def test_unsafe_disks_say_why(disks: dict[str, blockdev.BlockDisk], name: str, why: str) -> None:
     d = disks[name]
     assert not d.safe and why in d.reason
 
 
-def test_allow_non_usb_admits_idle_disks_only(disks: dict[str, blockdev.Disk]) -> None:
+def test_allow_non_usb_admits_idle_disks_only(disks: dict[str, blockdev.BlockDisk]) -> None:
     nvme_idle = blockdev.assess_disks({"blockdevices": [disk("nvme1n1", tran="nvme")]},
                                       {"blockdevices": [tree("nvme1n1")]}, "", set())[0]
     assert not nvme_idle.safe and "not USB" in nvme_idle.reason
@@ -157,7 +157,7 @@ def test_swaps_parser() -> None:
     assert blockdev.parse_swaps("Filename Type Size Used Priority\n") == []
 
 
-def test_list_command_shows_usb_disks_and_json(disks: dict[str, blockdev.Disk], monkeypatch: pytest.MonkeyPatch,
+def test_list_command_shows_usb_disks_and_json(disks: dict[str, blockdev.BlockDisk], monkeypatch: pytest.MonkeyPatch,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     import json
 
