@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Median wall time of `labctl --help` over 10 runs (issue 2: under 0.3 s), beside `python -c pass`.
+"""Median wall time of `labctl --help` over 10 runs (the bar: under 0.3 s), beside `python -c pass`.
 
 The baseline is the interpreter's own start-up in the same run, so the ratio shows what labctl adds.
 """

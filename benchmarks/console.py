@@ -1,4 +1,4 @@
-"""Console engine figures on the simulator (QEMU/TCG), each printed with its baseline (issue 5).
+"""Console engine figures on the simulator (QEMU/TCG), each printed with its baseline.
 
     python benchmarks/console.py            # ~3 minutes on 2 cores
 

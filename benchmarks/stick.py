@@ -15,7 +15,7 @@ conv=fsync) runs in the same run on the same device as the baseline. Scenarios:
             the store p8, a 200 MiB core dump at the start of p9)
   dd        dd if=IMG of=DEV bs=4M conv=fsync      (the baseline for both restores)
   restore1h restore1 again with --coredump-header-only (opt-in, not exact in the core dump
-            partitions' bodies): printed for information, not one of the issue's bars
+            partitions' bodies): printed for information, not one of the bars
 
 Then the same for ESXi 8.0 on a 16 GiB stick (layout esxi8: 1, 5, 6 with 1 GiB bootbanks, 7 OSData as
 VMFS-L to the end): ~650 MiB of data in p1, p5, p6 and inside OSData (its metadata, the Tools locker,

@@ -425,7 +425,7 @@ class QemuBackend:
                         status = self._qmp("query-status", timeout=5.0)
                     except QmpError as exc:
                         # QEMU still starting, or exiting (its VNC port taken after all): the next round
-                        # sees which (seen in CI once: the session closed during negotiation, 70 ms in)
+                        # sees which (QMP can close the session during negotiation, 70 ms in)
                         last_qmp = str(exc)
                     else:
                         if status.get("status") not in ("running", "prelaunch"):

@@ -1,4 +1,4 @@
-"""Simulator e2e (issue 4): the installed system on the stick.
+"""Simulator e2e: the installed system on the stick.
 
 The chain of the seed, timed from QEMU start: kickstart install onto a 16 GB stick -> eject the CD -> the
 firmware boots the stick -> DCUI: F2, a wrong then the right password, Troubleshooting Options, Enable ESXi

@@ -1,4 +1,4 @@
-"""Helpers and fixtures for the installed-system e2e tests (issue 4): drive the DCUI and the ESXi Shell of the
+"""Helpers and fixtures for the installed-system e2e tests: drive the DCUI and the ESXi Shell of the
 simulator the way a playbook drives a real host, capture command output from the serial console, and make an
 installed stick on the host (no installer run) from the ISO's own partition payloads.
 
@@ -26,7 +26,7 @@ from labctl.errors import InputError
 PROMPT = r"\[root@localhost:~\]"
 DCUI_MAIN = r"To manage this host go to:"
 ROOT_PASSWORD = "VMware1!lab"  # test-only; chosen by the kickstart below
-KICKSTART = f"""# labctl e2e (issue 4): scripted install onto the first USB stick
+KICKSTART = f"""# labctl e2e: scripted install onto the first USB stick
 vmaccepteula
 rootpw {ROOT_PASSWORD}
 install --firstdisk=usb --novmfsondisk

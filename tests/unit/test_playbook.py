@@ -94,7 +94,7 @@ def test_interactive_playbook_loads() -> None:
     ("name: x\nsteps:\n  - keys: a\n    wait: {text: b}\n", 3, "exactly one action"),
     ("name: x\nsteps:\n  - power: sideways\n", 3, "reset, off or on"),
     ("name: x\nsteps: []\n", 2, "non-empty list"),
-    # found by a review: these passed the load and failed (or hung) only after the VM had booted
+    # values a step would only trip over once the VM runs: refused at load time instead
     ("name: x\nsteps:\n  - wait: {text: never, timeout: .nan}\n", 3, "timeout"),
     ("name: x\nsteps:\n  - wait: {text: never, timeout: .inf}\n", 3, "timeout"),
     ("name: x\nsteps:\n  - wait: {text: 'Installing *(ESXi'}\n", 3, "bad regular expression"),

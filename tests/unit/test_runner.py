@@ -193,7 +193,7 @@ def test_a_seat_in_a_worker_thread_says_why_qemu_is_gone(lab: Lab, tmp_path: Pat
 
 def test_a_cancelled_seat_in_a_worker_stops_at_the_next_step(lab: Lab, tmp_path: Path) -> None:
     """Ctrl-C with --parallel: the main thread sets the seats' cancel event; a seat that has not
-    started its VM yet must not start it (found by a review: it ran the whole install)."""
+    started its VM yet must not start it (nor run the install)."""
     from concurrent.futures import ThreadPoolExecutor
 
     log: list[str] = []
@@ -242,7 +242,7 @@ def test_a_seat_whose_qemu_the_interrupt_killed_records_interrupted_not_a_crash(
 
 def test_children_die_with_labctl(tmp_path: Path) -> None:
     """A QEMU (here: sleep) started with die_with_parent ends when labctl is killed with -9, as the
-    KVM probe's QEMU now does (found by a review: it was left running, re-parented to init)."""
+    KVM probe's QEMU does (not left running, re-parented to init)."""
     import os
     import signal
     import subprocess
@@ -274,8 +274,8 @@ def test_children_die_with_labctl(tmp_path: Path) -> None:
 
 
 def test_one_up_per_seat_at_a_time(lab: Lab, tmp_path: Path) -> None:
-    """A second 'labctl up' of a seat being set up is refused before it touches anything (found by a
-    review: it removed the first one's sockets and runtime record)."""
+    """A second 'labctl up' of a seat being set up is refused before it touches anything (the
+    first one's sockets and runtime record stay)."""
     import os
 
     from labctl.errors import InputError

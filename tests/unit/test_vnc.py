@@ -254,7 +254,7 @@ def test_seats_connecting_at_once_share_one_reactor(tmp_path: Path) -> None:
 
 
 def test_connect_gives_up_at_once_when_the_vm_is_gone() -> None:
-    """A QEMU that dies while its console is being opened: no 60 s reconnect budget (found by a review)."""
+    """A QEMU that dies while its console is being opened: no 60 s reconnect budget."""
     import socket
     import time
 
