@@ -3,6 +3,7 @@ exit 2 (the option named) instead of an OSError halfway through."""
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
@@ -13,16 +14,26 @@ from labctl.errors import InputError
 def output_folder(path: str, option: str) -> Path:
     """A folder to write into: existing, or creatable (its nearest existing parent is a folder)."""
     p = Path(path)
-    if p.exists() and not p.is_dir():
-        raise InputError(f"{option} {path}: exists and is not a folder")
     parent = p
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
+    while True:  # the nearest part of the path that exists (a link loop is an answer too, not an OSError)
+        try:
+            st = os.stat(parent)
+            break
+        except FileNotFoundError:
+            parent = parent.parent
+        except OSError as exc:
+            raise InputError(f"{option} {path}: {parent}: {_why(exc)}") from None
+    if parent == p and not stat.S_ISDIR(st.st_mode):
+        raise InputError(f"{option} {path}: exists and is not a folder")
+    if not stat.S_ISDIR(st.st_mode):
         raise InputError(f"{option} {path}: {parent} is not a folder")
     if not os.access(parent, os.W_OK):
         raise InputError(f"{option} {path}: {parent} is not writable")
     return p
+
+
+def _why(exc: OSError) -> str:
+    return "a loop of symbolic links" if exc.errno == errno.ELOOP else (exc.strerror or str(exc))
 
 
 def output_file(path: str, option: str) -> Path:

@@ -123,6 +123,8 @@ def test_timeouts_counts_and_paths_are_checked_before_anything_runs(tmp_path: Pa
     any work starts: a wait must be bounded, an empty selection is not 'all'."""
     afile = tmp_path / "a.yaml"
     afile.write_text("x: 1\n")
+    (tmp_path / "loop-a").symlink_to(tmp_path / "loop-b")
+    (tmp_path / "loop-b").symlink_to(tmp_path / "loop-a")
     cases = [
         (["wait", str(SIM_LAB), "--text", "zzz", "--timeout", "nan"], "more than 0"),
         (["wait", str(SIM_LAB), "--text", "zzz", "--timeout", "inf"], "at most 86400"),
@@ -135,6 +137,7 @@ def test_timeouts_counts_and_paths_are_checked_before_anything_runs(tmp_path: Pa
         (["send", str(SIM_LAB), "<leftShiftOn"], "no closing"),
         (["screenshot", str(SIM_LAB), str(tmp_path)], "is a folder"),
         (["render", str(VMW_LAB), "-o", str(afile)], "not a folder"),
+        (["render", str(VMW_LAB), "-o", str(tmp_path / "loop-a" / "out")], "loop of symbolic links"),
         (["up", str(SIM_LAB), "--runs", str(afile)], "not a folder"),
         (["sim", "build", "-o", str(afile / "x.iso")], "no such folder"),
         (["sim", "build", "--kickstart", "/dev/zero"], "not a regular file"),
