@@ -425,7 +425,7 @@ def main() -> int:
         print(f"{m.name:<24}{fmt_b(m.read):>14}{fmt_b(m.written):>14}{m.wall:>9.1f}"
               f"{m.model(USB2):>10.1f}{m.model(USB3):>10.1f}")
     print()
-    print(f"{'figure':<30}{'ESXi 6.7 (1,5,6,7,8,9)':<30}{'ESXi 8.0 (1,5,6,7 OSData)':<30}")
+    print(f"{'figure':<38}{'ESXi 6.7 (1,5,6,7,8,9)':<30}{'ESXi 8.0 (1,5,6,7 OSData)':<30}")
     rows8 = [
         ("data on the stick", fmt_b(data_bytes), fmt_b(e8.data_bytes)),
         ("backup image size", f"{fmt_b(image_alloc)} ({image_alloc / stick_size:.2%})",
@@ -446,7 +446,7 @@ def main() -> int:
                       f"{r8['dd-restore'].model(speeds) / r8['restore2'].model(speeds):.2f}x"))
     rows8.append(("dd restore exact (sanity)", str(exact_dd), str(e8.exact_dd)))
     for name, a, c in rows8:
-        print(f"{name:<30}{a:<30}{c:<30}")
+        print(f"{name:<38}{a:<30}{c:<30}")
     ok8 = e8.exact1 and e8.exact2 and e8.exact_dd and r8["restore2"].written <= 1.2 * e8.differing + MIB
     print(f"ESXi 8.0: exact restores and a restore of a used stick writing what differs: {'PASS' if ok8 else 'FAIL'}")
     print(f"total benchmark time {time.monotonic() - t_start:.0f} s")
