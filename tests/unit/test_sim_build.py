@@ -101,7 +101,7 @@ def test_cli_sim_build_prints_the_iso_path(tmp_path: Path, capsys: pytest.Captur
 
 def test_profile_is_part_of_the_key_and_unknown_profiles_are_input_errors() -> None:
     assert build.build_key("fast", None, esxi="6.7") != build.build_key("fast", None, esxi="8.0")
-    with pytest.raises(InputError, match="esxi must be one of 6.7, 8.0"):
+    with pytest.raises(InputError, match=r"esxi must be one of 6\.7, 8\.0"):
         build.build_iso("fast", esxi="7.0")
 
 
