@@ -230,9 +230,12 @@ def usb_autoconnect(lab: Lab, seat: Seat) -> str | None:
     return f"vid:0x{usb.vendor_id:04x} pid:0x{usb.product_id:04x} autoclean:1"
 
 
-def serial_pipe(seat: Seat) -> str:
-    if os.name == "nt":
-        return rf"\\.\pipe\labctl-{seat.name}"
+def serial_pipe(lab: Lab, seat: Seat, windows: bool | None = None) -> str:
+    """serial0's pipe, the one name render and the VMware backend use: a named pipe
+    ``\\\\.\\pipe\\labctl-<lab>-<seat>`` on Windows (``windows``, default: this host), else a unix socket in
+    the seat's state folder."""
+    if (os.name == "nt") if windows is None else windows:
+        return rf"\\.\pipe\labctl-{lab.name}-{seat.name}"
     return str(seat.state_dir / "serial.pipe")
 
 
@@ -269,7 +272,7 @@ def render_vmx(lab: Lab, seat: Seat, vnc: VncCredentials) -> str:
         usb_autoconnect=usb_autoconnect(lab, seat),
         vnc_port=vnc.port,
         vnc_password=vnc.password,
-        serial_pipe=serial_pipe(seat),
+        serial_pipe=serial_pipe(lab, seat),
         nvram=f"{seat.name}.nvram",
     )
 

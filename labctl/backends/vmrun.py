@@ -167,11 +167,6 @@ def same_vmx(a: str, b: str, case_insensitive: bool) -> bool:
     return normalize_path(a, case_insensitive) == normalize_path(b, case_insensitive)
 
 
-def windows_pipe(lab: str, seat: str) -> str:
-    """The serial console's named pipe on Windows."""
-    return rf"\\.\pipe\labctl-{lab}-{seat}"
-
-
 # -- output parsing -----------------------------------------------------------------------------------
 
 

@@ -58,7 +58,7 @@ from labctl.backends.vncports import reserve_vnc_port
 from labctl.errors import InputError, RunFailed
 from labctl.private import write_private
 from labctl.spec import Lab, Seat
-from labctl.vmx import VmxFile, render_vmx, vnc_credentials, write_vmx
+from labctl.vmx import VmxFile, render_vmx, serial_pipe, vnc_credentials, write_vmx
 from labctl.vmx import VncCredentials as _Creds
 
 log = logging.getLogger(__name__)
@@ -212,8 +212,8 @@ class VmwareBackend:
     def serial_path(self) -> str:
         """serial0's pipe: a unix socket on Linux/macOS (short enough for sun_path), a named pipe on Windows."""
         if self.host.windows:
-            return vr.windows_pipe(self.lab.name, self.seat.name)
-        path = self.state_dir / "serial.pipe"
+            return serial_pipe(self.lab, self.seat, windows=True)
+        path = Path(serial_pipe(self.lab, self.seat, windows=False)).resolve()
         if len(str(path)) > _SUN_PATH_MAX:
             digest = hashlib.sha256(str(self.state_dir).encode()).hexdigest()[:16]
             path = private_dir(user_temp_root() / digest) / "serial.pipe"

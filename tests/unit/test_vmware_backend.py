@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -185,6 +186,25 @@ def test_windows_pipe_and_list_paths_matched_case_insensitively(tmp_path: Path) 
     assert linux._vmrun is not None
     linux._vmrun.runner = Fake([str(linux.vmx).upper()])
     assert linux.power_state() is PowerState.OFF  # Linux paths are case-sensitive
+
+
+def test_render_and_backend_name_the_same_serial_pipe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """'labctl render' and the backend write one serial0.fileName: \\\\.\\pipe\\labctl-<lab>-<seat> on Windows,
+    the seat's socket elsewhere."""
+    from labctl import vmx
+    from labctl.vmx import render_vmx, vnc_credentials
+
+    win = vr.Host(platform="win32", env={}, which=lambda n: None, is_file=lambda p: False,
+                  registry=lambda k, v: None)
+    b = backend(tmp_path, Fake(), host=win)
+    assert vmx.serial_pipe(b.lab, b.seat, windows=True) == r"\\.\pipe\labctl-vmw-vmw" == b.serial_path()
+    monkeypatch.setattr(vmx, "os", SimpleNamespace(**{**vars(os), "name": "nt"}))  # render on a Windows host
+    rendered = VmxFile.parse(render_vmx(b.lab, b.seat, vnc_credentials(b.seat)))
+    monkeypatch.undo()
+    assert rendered.get("serial0.fileName") == b.serial_path()
+    linux = backend(tmp_path, Fake())
+    rendered = VmxFile.parse(render_vmx(linux.lab, linux.seat, vnc_credentials(linux.seat)))
+    assert rendered.get("serial0.fileName") == linux.serial_path() == str(linux.state_dir / "serial.pipe")
 
 
 def test_usable_and_missing_vmrun(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -120,10 +120,6 @@ def test_linux_paths_stay_case_sensitive() -> None:
     assert not vr.same_vmx("/a/B.vmx", "/a/b.vmx", case_insensitive=False)
 
 
-def test_windows_pipe_name() -> None:
-    assert vr.windows_pipe("usb-install", "alice") == r"\\.\pipe\labctl-usb-install-alice"
-
-
 # -- output parsing ------------------------------------------------------------------------------------
 
 
