@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from labctl.commands.paths import output_folder
 from labctl.errors import InputError, RunFailed
+from labctl.interrupts import EXIT_TERMINATED
 from labctl.spec import Lab, Seat, load_lab
 
 if TYPE_CHECKING:
@@ -79,6 +80,10 @@ def _envelope(args: argparse.Namespace, action: str) -> Iterator[_Envelope]:
     except RunFailed:
         env.emit()
         raise
+    except (KeyboardInterrupt, SystemExit) as exc:  # Ctrl-C or SIGTERM: the seats as the cleanups left them
+        if not isinstance(exc, SystemExit) or exc.code == EXIT_TERMINATED:
+            env.emit()
+        raise
     env.emit()
 
 
@@ -105,7 +110,7 @@ def seat_record(lab: Lab, seat: Seat, backend: Backend, *, ok: bool, changed: bo
 
 def cmd_up(args: argparse.Namespace) -> int:
     from labctl.classroom import run_seats, summary
-    from labctl.runner import UpOptions, make_backend
+    from labctl.runner import UpOptions, last_run_dir, make_backend
 
     with _envelope(args, "up") as env:
         lab, seats = _lab(args, strict=True)
@@ -121,13 +126,22 @@ def cmd_up(args: argparse.Namespace) -> int:
         )
         many = len(seats) > 1
 
+        ended: dict[int, SeatResult] = {}
+        before = {seat.index: last_run_dir(seat) for seat in seats}
+
         def heard(res: SeatResult) -> None:
+            ended[res.seat.index] = res
             if res.ok:
                 _report_up(args, res)
             elif many:  # one seat's failure is the command's own error line
                 print(f"labctl: {res.detail}", file=sys.stderr, flush=True)
 
-        results = run_seats(lab, seats, options, on_result=heard)
+        try:
+            results = run_seats(lab, seats, options, on_result=heard)
+        except (KeyboardInterrupt, SystemExit):
+            env.seats = [_interrupted_record(lab, seat, args.backend, ended.get(seat.index), before[seat.index])
+                         for seat in seats]
+            raise
         if many:  # a classroom: index.html and one junit.xml with a testcase per seat
             from labctl.classroom import write_report
 
@@ -140,6 +154,28 @@ def cmd_up(args: argparse.Namespace) -> int:
         if failed:
             raise RunFailed(failed[0].detail if not many else summary(results))
     return 0
+
+
+def _interrupted_record(lab: Lab, seat: Seat, backend: str | None, ended: SeatResult | None,
+                        run_before: Path | None) -> dict[str, Any]:
+    """A seat's envelope record after Ctrl-C or SIGTERM: how it ended, or the step it was stopped in
+    (from its run folder's result.json), or that it never started."""
+    from labctl.runner import last_run_dir, make_backend
+
+    if ended is not None:
+        return seat_record(lab, seat, ended.backend or make_backend(lab, seat, backend), ok=ended.ok, changed=True,
+                           step=ended.step, message=ended.message, run_dir=ended.run_dir)
+    run_dir = last_run_dir(seat)
+    if run_dir is None or run_dir == run_before:  # no run folder of this 'up': it never started
+        return seat_record(lab, seat, make_backend(lab, seat, backend), ok=False, changed=False, step=None,
+                           message="interrupted before it started", run_dir=None)
+    try:
+        step = json.loads((run_dir / "result.json").read_text(encoding="utf-8")).get("step")
+    except (OSError, ValueError, AttributeError):
+        step = None
+    said = f"interrupted during step '{step}'" if isinstance(step, str) else "interrupted"
+    return seat_record(lab, seat, make_backend(lab, seat, backend), ok=False, changed=True,
+                       step=step if isinstance(step, str) else None, message=said, run_dir=run_dir)
 
 
 def _progress(line: str) -> None:
@@ -251,7 +287,7 @@ def cmd_reset(args: argparse.Namespace) -> int:
             return 0
         for seat in _reset_seats(args, lab, seats):
             env.seats.append(seat)
-    return 0
+    return 0 if all(s["ok"] for s in env.seats) else 1  # a seat reset only in part is not ok
 
 
 def _drift_record(args: argparse.Namespace, lab: Lab, seat: Seat) -> dict[str, Any]:
@@ -270,7 +306,7 @@ def _reset_seats(args: argparse.Namespace, lab: Lab, seats: list[Seat]) -> Itera
     from labctl.runner import last_run_dir
 
     for r in reset_seats(lab, seats, getattr(args, "to", None), bool(getattr(args, "yes", False))):
-        said = "; ".join(r.done)
+        said = "; ".join(r.done + r.skipped)
         _say(args, f"seat {r.seat.index} ({r.seat.name}): {said}")
-        yield seat_record(lab, r.seat, r.backend, ok=True, changed=True, step=None, message=said,
+        yield seat_record(lab, r.seat, r.backend, ok=not r.skipped, changed=True, step=None, message=said,
                           run_dir=last_run_dir(r.seat))

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from labctl.cli import main
+from labctl.interrupts import Terminated
+from labctl.runner import Context, UpStep
 
 LAB = """\
 name: env
@@ -106,3 +108,43 @@ def test_the_vnc_password_stays_out_of_the_json(lab_path: Path, capsys: pytest.C
     code = main(["status", str(lab_path), "--json"])
     out = capsys.readouterr().out
     assert code == 0 and not any(pw in out for pw in passwords)
+
+
+class _StopsSeat2(UpStep):
+    """Seat 1 passes; seat 2 is interrupted in this step (as Ctrl-C or SIGTERM would); seat 3 never starts."""
+
+    name = "install playbook"
+
+    def __init__(self, interrupt: type[BaseException]) -> None:
+        self.interrupt = interrupt
+
+    def run(self, ctx: Context) -> None:
+        if ctx.seat.index == 2:
+            raise self.interrupt()
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, Terminated])
+def test_an_interrupted_up_still_prints_the_envelope(lab_path: Path, capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     interrupt: type[BaseException]) -> None:
+    lab_path.write_text(LAB.replace("seats: 2", "seats: 3"))
+    monkeypatch.setenv("LAB_ROOT_PASSWORD", "VMware1!lab")
+    monkeypatch.setattr("labctl.runner.build_steps", lambda lab, options: [_StopsSeat2(interrupt)])
+    argv = ["up", str(lab_path), "--json", "--parallel", "1", "--runs", str(lab_path.parent / "runs")]
+    if interrupt is Terminated:
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 143
+    else:
+        assert main(argv) == 130
+    out, _ = capsys.readouterr()
+    env = json.loads(out)
+    assert {k: env[k] for k in ("lab", "action", "ok", "changed")} == {
+        "lab": "env", "action": "up", "ok": False, "changed": True}
+    s1, s2, s3 = env["seats"]
+    assert set(s1) >= SEAT_KEYS and (s1["ok"], s1["step"]) == (True, None)
+    assert (s2["ok"], s2["step"], s2["message"]) == (False, "install playbook", "interrupted during step "
+                                                     "'install playbook'")
+    assert s2["run_dir"] and json.loads((Path(s2["run_dir"]) / "result.json").read_text())["interrupted"] is True
+    assert (s3["ok"], s3["changed"], s3["run_dir"], s3["message"]) == (False, False, None,
+                                                                       "interrupted before it started")
