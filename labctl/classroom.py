@@ -231,19 +231,19 @@ def keep_golden(lab: Lab, seat: Seat, options: UpOptions) -> str | None:
     b = make_backend(lab, seat, options.backend, options.registry)
     if b.attach_running():
         return "no golden copy kept: the VM was left running (--keep); 'labctl down' and run up again"
+    if seat.stick_image(lab) is None and seat.stick.usb is not None:
+        try:  # a VM snapshot does not hold a passed-through stick: its golden copy is an image of the stick
+            return keep_host_golden(lab, seat, wait=STICK_BACK)
+        except LabctlError as failed:
+            log.warning("seat %s: no golden copy of the stick: %s", seat.name, failed)
+            return f"no golden copy kept ({failed})"
     if GOLDEN in b.snapshots():
         return None
     try:
         b.snapshot(GOLDEN)
-    except InputError as exc:  # no snapshot of this stick (QEMU's host stick, VMware Player)
-        why: LabctlError = exc
-        if seat.stick_image(lab) is None and seat.stick.usb is not None:
-            try:  # the host stick itself: a stick image, restored by 'labctl stick restore'
-                return keep_host_golden(lab, seat)
-            except LabctlError as failed:
-                why = failed
-        log.warning("seat %s: no golden copy of the stick: %s", seat.name, why)
-        return f"no golden copy kept ({why})"
+    except InputError as exc:
+        log.warning("seat %s: no golden copy of the stick: %s", seat.name, exc)
+        return f"no golden copy kept ({exc})"
     return "golden copy of the stick kept (labctl reset returns to it)"
 
 
@@ -256,6 +256,8 @@ def prepare_reset(lab: Lab, seat: Seat, b: Backend, to: str | None = None) -> li
     snaps = b.snapshots()
     if point == "after-install":
         if GOLDEN not in snaps:
+            if seat.stick_image(lab) is None:
+                return []  # a host stick: reset_host_stick said what became of it
             return ["no golden copy yet (no successful up since the last before-install reset): the stick is "
                     "emptied"]
         if seat.stick_image(lab) is None:
@@ -282,6 +284,7 @@ class SeatReset:
     seat: Seat
     backend: Backend
     done: list[str]
+    skipped: list[str] = field(default_factory=list)  # what reset could not do, and why (the seat is not ok)
 
 
 def check_reset_images(lab: Lab, seats: list[Seat], yes: bool, registry: Registry | None = None) -> None:
@@ -303,15 +306,21 @@ def reset_seats(lab: Lab, seats: list[Seat], to: str | None = None, yes: bool = 
     for seat in seats:
         b = make_backend(lab, seat, registry=registry)
         done: list[str] = []
+        skipped: list[str] = []
+        wait = 0.0
         if b.attach_running():
             b.mark_stopped_by("reset")
             stopped = b.stop("hard")
             done.append(f"stopped the running VM ({stopped.process} pid {stopped.pid})")
+            wait = STICK_BACK  # a passed-through stick comes back to the host a moment after the VM stops
         removed = b.cleanup_stale()
         if removed:
             done.append(f"removed stale {', '.join(removed)}")
         if seat.stick_image(lab) is None:  # its golden stick image restored, or a quick wipe (stick safety rules)
-            done.append(reset_host_stick(lab, seat, to, yes))
+            try:
+                done.append(reset_host_stick(lab, seat, to, yes, wait=wait))
+            except HostStickNotFound as exc:  # nothing written: no disk is proven to be the seat's stick
+                skipped.append(f"host stick not reset: {exc}")
         done += prepare_reset(lab, seat, b, to)  # after-install keeps the golden copy
         snaps = b.snapshots()
         for img in seatimages.check_seat(lab, seat, b.images().disk):
@@ -322,7 +331,7 @@ def reset_seats(lab: Lab, seats: list[Seat], to: str | None = None, yes: bool = 
                 done.append(seatimages.recreate_blank(seat.state_dir, img, yes=yes))
         done += b.reset_definition()
         b.define()
-        yield SeatReset(seat, b, done)
+        yield SeatReset(seat, b, done, skipped)
 
 
 # -- host sticks: the golden copy is a stick image, restored with 'labctl stick restore' -----------------------
@@ -330,18 +339,28 @@ def reset_seats(lab: Lab, seats: list[Seat], to: str | None = None, yes: bool = 
 GOLDEN_IMAGE = "golden-stick.img"  # in the seat's state folder
 
 
-def host_stick_device(lab: Lab, seat: Seat) -> str:
-    """The block device of the seat's host stick, found by its vendor:product id (exactly one such disk)."""
+STICK_BACK = 10.0  # s: how long a host stick may take to show up as a disk again after its VM powered off
+
+
+class HostStickNotFound(InputError):
+    """No single disk on this host is the seat's stick (none or several with its vendor:product id)."""
+
+
+def host_stick_device(lab: Lab, seat: Seat, wait: float = 0.0) -> str:
+    """The block device of the seat's host stick, found by its vendor:product id (exactly one such disk),
+    looked for up to ``wait`` seconds (a stick a VM just released is enumerated again by the host)."""
     from labctl.stick import blockdev
 
     usb = seat.stick.usb
     if usb is None or usb.vendor_id is None or usb.product_id is None:
-        raise InputError(f"seat {seat.index} ({seat.name}): a host stick given by bus path cannot be found as a "
+        raise HostStickNotFound(f"seat {seat.index} ({seat.name}): a host stick given by bus path cannot be found as a "
                          "disk; give stick.usb vendor_id and product_id for its golden copy")
     want = f"{usb.vendor_id:04x}:{usb.product_id:04x}"
-    found = [d for d in blockdev.probe() if d.usb_id == want]
+    deadline = time.monotonic() + wait
+    while len(found := [d for d in blockdev.probe() if d.usb_id == want]) != 1 and time.monotonic() < deadline:
+        time.sleep(0.5)
     if len(found) != 1:
-        raise InputError(f"seat {seat.index} ({seat.name}): {len(found)} disks are USB {want} "
+        raise HostStickNotFound(f"seat {seat.index} ({seat.name}): {len(found)} disks are USB {want} "
                          f"({', '.join(d.path for d in found) or 'none plugged in'}); exactly one is needed")
     return found[0].path
 
@@ -364,16 +383,17 @@ def _stick_verb(verb: str, **fields: object) -> None:
         raise InputError(f"labctl stick {verb} ended with exit {code}")
 
 
-def keep_host_golden(lab: Lab, seat: Seat, device: str | None = None) -> str:
+def keep_host_golden(lab: Lab, seat: Seat, device: str | None = None, wait: float = 0.0) -> str:
     """The installed host stick backed up (GPT-aware, sparse, verified) as the seat's golden copy."""
     if (seat.state_dir / GOLDEN_IMAGE).exists():
         return "golden copy of the host stick kept earlier"
-    dev = device or host_stick_device(lab, seat)
+    dev = device or host_stick_device(lab, seat, wait)
     _stick_verb("backup", device=dev, image=str(seat.state_dir / GOLDEN_IMAGE), yes=True)
     return f"golden copy of the host stick {dev} kept (labctl reset restores it)"
 
 
-def reset_host_stick(lab: Lab, seat: Seat, to: str | None, yes: bool, device: str | None = None) -> str:
+def reset_host_stick(lab: Lab, seat: Seat, to: str | None, yes: bool, device: str | None = None,
+                     wait: float = 0.0) -> str:
     """after-install: the golden image restored onto the stick (differential: only what differs is written, then
     read back); before-install: a quick wipe, and the golden copy forgotten. Both need the stick's own
     confirmation (or ``yes``)."""
@@ -381,10 +401,10 @@ def reset_host_stick(lab: Lab, seat: Seat, to: str | None, yes: bool, device: st
     if (to or lab.reset) == "after-install":
         if not golden.exists():
             return "host stick left as it is (no golden copy yet; 'labctl stick wipe DEV' empties it)"
-        dev = device or host_stick_device(lab, seat)
+        dev = device or host_stick_device(lab, seat, wait)
         _stick_verb("restore", image=str(golden), devices=[dev], yes=yes)
         return f"host stick {dev} restored from its golden copy (only what differed written, then verified)"
-    dev = device or host_stick_device(lab, seat)
+    dev = device or host_stick_device(lab, seat, wait)
     _stick_verb("wipe", device=dev, quick=True, yes=yes)
     for path in (golden, golden.with_name(golden.name + ".manifest.json")):
         path.unlink(missing_ok=True)

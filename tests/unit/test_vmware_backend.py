@@ -308,3 +308,56 @@ def test_a_failed_hard_stop_of_a_vm_that_is_gone_counts_as_stopped(tmp_path: Pat
     b._vmrun = vr.Vmrun("vmrun", "ws", runner=still_there)
     with pytest.raises(vr.VmrunFailed, match="Cannot connect to the virtual machine"):
         b.stop("hard")
+
+
+def _shim_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, faults: str | None) -> None:
+    monkeypatch.setenv("LABCTL_VMRUN", str(SHIM))
+    monkeypatch.setenv("VMRUN_SHIM_STATE", str(tmp_path / "shim"))
+    if faults:
+        monkeypatch.setenv("VMRUN_SHIM_FAULTS", faults)
+    else:
+        monkeypatch.delenv("VMRUN_SHIM_FAULTS", raising=False)
+
+
+@pytest.mark.parametrize("disks", [[], ["/dev/sdx", "/dev/sdy"]], ids=["no-stick", "two-sticks"])
+def test_reset_of_a_player_seat_skips_a_host_stick_it_cannot_prove_and_says_so(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], disks: list[str]) -> None:
+    """'labctl reset' re-renders a Player seat's VM; with no single disk of the stick's vid:pid on the host the
+    stick step is skipped with the reason (nothing written), and the seat is not ok (exit 1)."""
+    import json
+
+    from labctl.cli import main
+    from labctl.stick import blockdev
+
+    _shim_env(tmp_path, monkeypatch, '{"player_only": true}')
+    b = backend(tmp_path)
+    b.define()
+    nvram = b.vm_dir / "vmw.nvram"
+    nvram.write_bytes(b"vars")
+    seen = [SimpleNamespace(path=d, usb_id="0781:5567") for d in disks]
+    monkeypatch.setattr(blockdev, "probe", lambda device=None: seen)
+    monkeypatch.setattr("labctl.classroom._stick_verb", lambda *a, **k: pytest.fail("a stick verb ran"))
+    assert main(["reset", str(tmp_path / "lab.yaml"), "--json", "--yes"]) == 1
+    out = json.loads(capsys.readouterr().out)
+    seat = out["seats"][0]
+    assert not out["ok"] and not seat["ok"] and seat["changed"]
+    assert "UEFI variables (nvram) removed" in seat["message"] and "vmw.vmx re-rendered" in seat["message"]
+    assert f"host stick not reset: seat 1 (vmw): {len(disks)} disks are USB 0781:5567" in seat["message"]
+    assert "the stick is emptied" not in seat["message"]
+    assert not nvram.exists() and b.vmx.is_file()
+
+
+def test_golden_copy_of_a_workstation_seat_is_an_image_of_the_host_stick(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A VM snapshot does not hold a passed-through stick: after-install keeps the stick's image, not a snapshot."""
+    from labctl import classroom
+    from labctl.runner import UpOptions
+
+    _shim_env(tmp_path, monkeypatch, None)
+    b = backend(tmp_path, extra="vmware: {product: ws}")
+    b.define()
+    kept: list[tuple[str | None, float]] = []
+    monkeypatch.setattr(classroom, "keep_host_golden",
+                        lambda lab, seat, device=None, wait=0.0: kept.append((device, wait)) or "image kept")
+    assert classroom.keep_golden(b.lab, b.seat, UpOptions(backend="vmware")) == "image kept"
+    assert kept == [(None, classroom.STICK_BACK)] and b.snapshots() == []
