@@ -97,8 +97,11 @@ def _proc_starttime(pid: int) -> int | None:
 
 
 def is_seat_qemu(pid: int, qmp: Path) -> bool:
-    """Proof that ``pid`` is this seat's QEMU, before labctl signals it: a QEMU whose command line opens
-    the seat's own QMP socket (a pid from a record may have been reused by anything since)."""
+    """Proof that ``pid`` is this seat's QEMU, before labctl signals it (a pid from a record may have been
+    reused by anything since): its program's file name contains "qemu" and its command line holds the
+    seat's own QMP ``-chardev`` argument. The name test keeps out a program that merely mentions the
+    socket (``grep``, ``pgrep -f``); a ``qemu.binary`` wrapper must therefore have "qemu" in its name
+    (``qemu-kvm`` does, a script called ``kvm`` would not be recognised, and ``down`` would leave it running)."""
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
