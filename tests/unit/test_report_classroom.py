@@ -10,7 +10,7 @@ import pytest
 
 from labctl.classroom import LiveTable, write_report
 from labctl.errors import RunFailed
-from labctl.runner import Context, SeatResult, Step, UpOptions, run_seat
+from labctl.runner import Context, SeatResult, UpOptions, UpStep, run_seat
 from labctl.spec import Lab, load_lab
 
 LAB = """\
@@ -23,7 +23,7 @@ seats: 3
 """
 
 
-class Wait(Step):
+class Wait(UpStep):
     def __init__(self, name: str, matched: str, fail: bool = False) -> None:
         self.name, self.matched, self.fail = name, matched, fail
 
