@@ -65,6 +65,7 @@ log = logging.getLogger(__name__)
 
 VNC_TIMEOUT = 60.0  # vmrun start returned -> VNC answers
 USB_SETTLE = 5.0  # after power-on: how long start() waits for vmware.log to say whether the stick connected
+NEW_LOG_WAIT = 5.0  # after vmrun start: how long to wait for VMware to begin this power-on's vmware.log
 LIST_EVERY = 10.0  # alive()/died(): at most one 'vmrun list' per this many seconds
 UNLOCK_TIMEOUT = 120.0  # Packer waits as long for the *.lck files after a stop
 _SUN_PATH_MAX = 100
@@ -322,7 +323,7 @@ class VmwareBackend:
             with reserve_vnc_port(prefer=prefer) as port:
                 self._render(port)
                 old_log = self.log_path.stat().st_ino if self.log_path.exists() else None
-                self._watch = None
+                self._watch = vmwarelog.LogWatcher.from_now(self.log_path)  # not an earlier power-on's log
                 mode = "gui" if self.lab.vmware.gui else "nogui"
                 log.info("seat %s: vmrun -T %s start %s %s", self.seat.name, self.product, self.vmx, mode)
                 try:
@@ -335,7 +336,6 @@ class VmwareBackend:
                 self._record = VmRecord(str(self.vmx), str(self.product), port, self.serial_path(), os.getpid(),
                                         self.detached, time.time())
                 self._record.save(self.record_path)
-            self._watch = vmwarelog.LogWatcher(self.log_path)
             if old_log is not None:
                 self._wait_new_log(old_log)
             self._wait_vnc(port)
@@ -350,7 +350,7 @@ class VmwareBackend:
                 "start_to_vnc_seconds": round(self.start_seconds or 0.0, 3), "iso": str(self.iso) if self.iso else None}
 
     def _wait_new_log(self, old_inode: int) -> None:
-        deadline = time.monotonic() + 5.0
+        deadline = time.monotonic() + NEW_LOG_WAIT
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError):
                 if self.log_path.stat().st_ino != old_inode:

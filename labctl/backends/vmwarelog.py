@@ -99,6 +99,16 @@ class LogWatcher:
     usb_failures: list[str] = field(default_factory=list)
     off: bool = False
 
+    @classmethod
+    def from_now(cls, path: Path) -> LogWatcher:
+        """A watcher for the next power-on, made before it: what the log holds now (an earlier power-on's,
+        until VMware starts a new one) is not read."""
+        try:
+            st = path.stat()
+        except OSError:
+            return cls(path)
+        return cls(path, offset=st.st_size, _inode=st.st_ino)
+
     def poll(self) -> list[str]:
         """Read what was appended since the last poll; returns the new complete messages."""
         try:

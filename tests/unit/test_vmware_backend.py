@@ -361,3 +361,25 @@ def test_golden_copy_of_a_workstation_seat_is_an_image_of_the_host_stick(
                         lambda lab, seat, device=None, wait=0.0: kept.append((device, wait)) or "image kept")
     assert classroom.keep_golden(b.lab, b.seat, UpOptions(backend="vmware")) == "image kept"
     assert kept == [(None, classroom.STICK_BACK)] and b.snapshots() == []
+
+
+def test_start_does_not_fail_on_the_previous_power_ons_usb_failure(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """vmware.log still holds the last power-on's connectFailed (the stick was unplugged then) and VMware begins
+    the new log late: the start succeeds, and only the new log's lines count."""
+    from labctl.backends import vmware
+
+    monkeypatch.setattr(vmware, "_vnc_answers", lambda port, timeout=2.0: True)
+    monkeypatch.setattr(vmware, "NEW_LOG_WAIT", 0.2)
+    monkeypatch.setattr(vmware, "USB_SETTLE", 0.3)
+    fake = Fake()
+    b = backend(tmp_path, fake)
+    b.define()
+    b.log_path.write_text('2026-12-01T09:00:00.000Z| vmx| I005: [msg.usb.connectFailed] The connection for the USB '
+                          'device "SanDisk" was unsuccessful. The VMware USB Arbitrator returned error code 4.\n')
+    b.start()
+    assert "start" in fake.commands() and not b.died()
+    with open(b.log_path, "a") as f:
+        f.write('2026-12-01T09:00:09.000Z| vmx| I005: [msg.usb.connectFailed] The connection for the USB device '
+                '"SanDisk" was unsuccessful. The VMware USB Arbitrator returned error code 4.\n')
+    assert b.died() and "error code 4" in b.death_message()

@@ -115,3 +115,16 @@ def test_stick_by_bus_path_and_other_ids_do_not_match(tmp_path: Path) -> None:
 
 def test_not_checked_off_linux() -> None:
     assert vmwareusb.before_start(USB, platform="win32")[0] == "unknown"
+
+
+def test_watcher_started_before_power_on_ignores_the_previous_power_ons_log(tmp_path: Path) -> None:
+    """A power-on whose new vmware.log comes late: the old log's USB failure is not this power-on's."""
+    log = tmp_path / "vmware.log"
+    log.write_text(f"{P}Log for VMware Workstation\n{P}{FAILED4}\n{P}VMX exit (0).\n")
+    w = vmwarelog.LogWatcher.from_now(log)
+    assert w.poll() == [] and w.usb_failures == [] and not w.off
+    log.rename(tmp_path / "vmware-0.log")
+    log.write_text(f"{P}Log for VMware Workstation\n{P}USB: Connected device 0781:5567\n")
+    assert w.poll() == ["Log for VMware Workstation", "USB: Connected device 0781:5567"]
+    assert w.usb_failures == [] and not w.off
+    assert vmwarelog.LogWatcher.from_now(tmp_path / "none.log").poll() == []
