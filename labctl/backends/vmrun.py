@@ -188,15 +188,6 @@ def parse_snapshots(lines: Sequence[str]) -> list[str]:
     raise RunFailed("vmrun listSnapshots printed no 'Total snapshots:' line: " + " / ".join(lines)[:300])
 
 
-def parse_version(lines: Sequence[str]) -> str | None:
-    """Bare ``vmrun`` prints its usage; line 3 is ``vmrun version 1.17.0 build-NNNNNNNN``."""
-    for line in lines[:6]:
-        m = re.search(r"vmrun version (\S+ build-\d+)", line)
-        if m:
-            return m.group(1)
-    return None
-
-
 # -- the failure test -----------------------------------------------------------------------------------
 
 

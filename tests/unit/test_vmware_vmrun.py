@@ -135,11 +135,6 @@ def test_parse_snapshots() -> None:
     assert vr.parse_snapshots(["Total snapshots: 0"]) == []
 
 
-def test_bare_vmrun_version_is_line_3() -> None:
-    usage = ["", "", "vmrun version 1.17.0 build-24995812", "", "Usage: vmrun [AUTHENTICATION-FLAGS] COMMAND"]
-    assert vr.parse_version(usage) == "1.17.0 build-24995812"
-
-
 # -- the failure test and the known texts -------------------------------------------------------------
 
 KNOWN = [
