@@ -383,3 +383,15 @@ def test_start_does_not_fail_on_the_previous_power_ons_usb_failure(tmp_path: Pat
         f.write('2026-12-01T09:00:09.000Z| vmx| I005: [msg.usb.connectFailed] The connection for the USB device '
                 '"SanDisk" was unsuccessful. The VMware USB Arbitrator returned error code 4.\n')
     assert b.died() and "error code 4" in b.death_message()
+
+
+def test_owner_check_never_signals_a_process_on_windows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """os.kill(pid, 0) terminates the process on Windows: 'labctl down' from a second shell would kill the up."""
+    from labctl.backends import vmware
+
+    asked: list[int] = []
+    monkeypatch.setattr(vmware.os, "kill", lambda pid, sig: pytest.fail(f"os.kill({pid}, {sig})"))
+    monkeypatch.setattr(vmware, "_windows_pid_alive", lambda pid: asked.append(pid) or True)
+    assert vmware._pid_alive(4242, platform="win32") and asked == [4242]
+    monkeypatch.undo()
+    assert vmware._pid_alive(os.getpid()) and not vmware._pid_alive(2**22 + 12345)
