@@ -104,7 +104,7 @@ def test_the_option_walk_sees_the_options() -> None:
 
 @pytest.mark.skipif(not (REPO / ".git").exists(), reason="needs the git checkout")
 def test_no_file_refers_to_outside_reading_material() -> None:
-    out = subprocess.run(["git", "grep", "-n", "-I", "-F", "-e", "../shared", "-e", "shared/DESIGN", "--", ".",
-                          ":!tests/unit/test_architecture.py"],
+    patterns = [".." + "/shared", "shared" + "/DESIGN"]  # split, so that this file does not match itself
+    out = subprocess.run(["git", "grep", "-n", "-I", "-F", "-e", patterns[0], "-e", patterns[1]],
                          cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 1 and out.stdout == "", out.stdout
