@@ -578,12 +578,14 @@ class VmwareBackend:
         return []
 
     def status_details(self) -> Facts:
+        caps = self.capabilities  # probes the product when the lab names none
+        running = self.power_state() is PowerState.RUNNING
         facts: Facts = {"vmx": str(self.vmx), "product": self.product or "ws"}
-        if self.power_state() is PowerState.RUNNING and (pid := self.vmx_pid()):
+        if running and (pid := self.vmx_pid()):
             facts["pid"] = pid
         if self._vmrun is not None:
             facts["vmrun"] = self._vmrun.exe
-        if self.capabilities.snapshots and self.vmx.is_file():
+        if caps.snapshots and self.vmx.is_file():
             with contextlib.suppress(RunFailed, InputError):
                 facts["snapshots"] = self.snapshots()
         return facts

@@ -395,3 +395,10 @@ def test_owner_check_never_signals_a_process_on_windows(monkeypatch: pytest.Monk
     assert vmware._pid_alive(4242, platform="win32") and asked == [4242]
     monkeypatch.undo()
     assert vmware._pid_alive(os.getpid()) and not vmware._pid_alive(2**22 + 12345)
+
+
+def test_status_names_the_probed_product(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _shim_env(tmp_path, monkeypatch, '{"player_only": true}')
+    b = backend(tmp_path)
+    b.define()
+    assert VmwareBackend(b.lab, b.seat).status_details()["product"] == "player"
