@@ -230,6 +230,12 @@ def usb_autoconnect(lab: Lab, seat: Seat) -> str | None:
     return f"vid:0x{usb.vendor_id:04x} pid:0x{usb.product_id:04x} autoclean:1"
 
 
+def seat_vmx(seat: Seat) -> Path:
+    """The .vmx VMware runs for a seat (``labctl render`` writes it too): ``vm/<seat>.vmx`` in its state
+    folder, beside the nvram and vmware.log VMware keeps there."""
+    return seat.state_dir / "vm" / f"{seat.name}.vmx"
+
+
 def serial_pipe(lab: Lab, seat: Seat, windows: bool | None = None) -> str:
     """serial0's pipe, the one name render and the VMware backend use: a named pipe
     ``\\\\.\\pipe\\labctl-<lab>-<seat>`` on Windows (``windows``, default: this host), else a unix socket in

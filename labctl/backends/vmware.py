@@ -58,7 +58,7 @@ from labctl.backends.vncports import reserve_vnc_port
 from labctl.errors import InputError, RunFailed
 from labctl.private import write_private
 from labctl.spec import Lab, Seat
-from labctl.vmx import VmxFile, render_vmx, serial_pipe, vnc_credentials, write_vmx
+from labctl.vmx import VmxFile, render_vmx, seat_vmx, serial_pipe, vnc_credentials, write_vmx
 from labctl.vmx import VncCredentials as _Creds
 
 log = logging.getLogger(__name__)
@@ -152,8 +152,8 @@ class VmwareBackend:
         self.detached = detached
         self.host = host or vr.Host()
         self.state_dir = seat.state_dir.resolve()
-        self.vm_dir = self.state_dir / "vm"
-        self.vmx = self.vm_dir / f"{seat.name}.vmx"
+        self.vmx = seat_vmx(seat).resolve()
+        self.vm_dir = self.vmx.parent
         self.log_path = self.vm_dir / "vmware.log"
         self.record_path = self.state_dir / "vmware.json"
         self.product: vr.Product | None = lab.vmware.product if "product" in lab.vmware.model_fields_set else None

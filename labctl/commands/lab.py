@@ -40,7 +40,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 def cmd_render(args: argparse.Namespace) -> int:
     """Every seat is checked (a host stick, a .vmx path it may write) before anything is written."""
-    from labctl.vmx import check_renderable, check_vmx_target, render_vmx, vnc_credentials, write_vmx
+    from labctl.vmx import check_renderable, check_vmx_target, render_vmx, seat_vmx, vnc_credentials, write_vmx
 
     lab = _load(args.lab)
     if lab.vm.disk is not None:
@@ -50,7 +50,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     plan = []
     for seat in lab.seat_list():
         check_renderable(seat)
-        path = (Path(args.output) if args.output else seat.state_dir) / f"{seat.name}.vmx"
+        path = Path(args.output) / f"{seat.name}.vmx" if args.output else seat_vmx(seat)
         check_vmx_target(path)
         plan.append((seat, path))
     taken: set[int] = set()

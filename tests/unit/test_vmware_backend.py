@@ -402,3 +402,16 @@ def test_status_names_the_probed_product(tmp_path: Path, monkeypatch: pytest.Mon
     b = backend(tmp_path)
     b.define()
     assert VmwareBackend(b.lab, b.seat).status_details()["product"] == "player"
+
+
+def test_render_writes_the_vmx_the_backend_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """'labctl render', a trainer's edit, then the backend's own render at power-on: one file, the edit kept."""
+    from labctl.cli import main
+
+    b = backend(tmp_path, Fake())
+    assert main(["render", str(tmp_path / "lab.yaml")]) == 0
+    assert capsys.readouterr().out.split() == [str(b.vmx)]
+    b.vmx.write_text(b.vmx.read_text() + 'trainer.note = "mine"\n')
+    b._render(5999)
+    assert VmxFile.load(b.vmx)["trainer.note"] == "mine" and VmxFile.load(b.vmx)["RemoteDisplay.vnc.port"] == "5999"
