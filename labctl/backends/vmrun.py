@@ -88,6 +88,14 @@ class Host:
     def macos(self) -> bool:
         return self.platform == "darwin"
 
+    def getenv(self, name: str) -> str | None:
+        """An environment variable; on Windows by any case (a copy of os.environ there has upper-case keys,
+        so ``ProgramFiles(x86)`` is ``PROGRAMFILES(X86)``)."""
+        if not self.windows:
+            return self.env.get(name)
+        folded = name.casefold()
+        return next((v for k, v in self.env.items() if k.casefold() == folded), None)
+
 
 def _join(host: Host, folder: str, name: str) -> str:
     return str(PureWindowsPath(folder) / name) if host.windows else str(PurePosixPath(folder) / name)
@@ -109,7 +117,7 @@ def find_vmrun(configured: str | None = None, host: Host | None = None) -> str:
             looked.append(f"{what} {value} (no such file)")
         return found
 
-    for what, value in (("lab vmware.vmrun", configured), ("$LABCTL_VMRUN", host.env.get("LABCTL_VMRUN"))):
+    for what, value in (("lab vmware.vmrun", configured), ("$LABCTL_VMRUN", host.getenv("LABCTL_VMRUN"))):
         found = given(what, value)
         if found:
             return found
@@ -121,7 +129,7 @@ def find_vmrun(configured: str | None = None, host: Host | None = None) -> str:
     looked.append("PATH")
     candidates: list[tuple[str, str]] = []
     if host.windows:
-        if home := host.env.get("VMWARE_HOME"):
+        if home := host.getenv("VMWARE_HOME"):
             candidates.append(("%VMWARE_HOME%", _join(host, home, exe)))
         else:
             looked.append("%VMWARE_HOME% (not set)")
@@ -135,7 +143,7 @@ def find_vmrun(configured: str | None = None, host: Host | None = None) -> str:
         else:
             looked.append(f"HKLM\\{APP_PATHS_KEY}\\Path")
         for var in ("ProgramFiles(x86)", "ProgramFiles"):
-            base = host.env.get(var)
+            base = host.getenv(var)
             if base:
                 candidates.append((f"%{var}%", _join(host, _join(host, base, "VMware"), f"VMware Workstation\\{exe}")))
     elif host.macos:

@@ -61,6 +61,16 @@ def test_windows_program_files_x86() -> None:
     assert vr.find_vmrun(None, h) == want
 
 
+def test_windows_environment_names_match_in_any_case() -> None:
+    """dict(os.environ) on Windows has upper-case keys: PROGRAMFILES(X86), VMWARE_HOME, LABCTL_VMRUN."""
+    want = r"C:\Program Files (x86)\VMware\VMware Workstation\vmrun.exe"
+    h = host("win32", env={"PROGRAMFILES(X86)": r"C:\Program Files (x86)"}, files={want})
+    assert vr.find_vmrun(None, h) == want
+    h = host("win32", env={"Vmware_Home": r"D:\VMware"}, files={r"D:\VMware\vmrun.exe"})
+    assert vr.find_vmrun(None, h) == r"D:\VMware\vmrun.exe"
+    assert host("linux", env={"labctl_vmrun": "/x/vmrun"}).getenv("LABCTL_VMRUN") is None
+
+
 def test_windows_registry_install_path_wow6432node() -> None:
     key = r"SOFTWARE\WOW6432Node\VMware, Inc.\VMware Workstation"
     want = r"D:\VMware\Workstation\vmrun.exe"
