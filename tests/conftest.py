@@ -15,5 +15,6 @@ if str(REPO / "tests") not in sys.path:  # tests import shared helpers as harnes
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     monkeypatch.setenv("LAB_ROOT_PASSWORD", "VMware1!lab")
-    cache = tmp_path_factory.getbasetemp() / "labctl-cache"
-    monkeypatch.setenv("LABCTL_CACHE_DIR", str(cache))
+    from harness.cache import run_cache_dir
+
+    monkeypatch.setenv("LABCTL_CACHE_DIR", str(run_cache_dir(tmp_path_factory)))

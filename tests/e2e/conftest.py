@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from harness.cache import run_cache_dir
 from harness.simvm import SimDisk, SimVM, qemu_available
 
 from labctl.errors import InputError
@@ -24,7 +25,7 @@ def _build(tmp_path_factory: pytest.TempPathFactory, **kwargs: object) -> Path:
     from labctl.sim.build import build_iso
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LABCTL_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "labctl-cache"))
+        mp.setenv("LABCTL_CACHE_DIR", str(run_cache_dir(tmp_path_factory)))
         try:
             return build_iso("fast", **kwargs)  # type: ignore[arg-type]
         except InputError as exc:
