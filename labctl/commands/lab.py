@@ -6,9 +6,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from labctl.commands.paths import output_folder
 from labctl.errors import InputError
+
+if TYPE_CHECKING:
+    from labctl.spec import Seat
 
 
 def _load(path: str, strict: bool = False):  # type: ignore[no-untyped-def]
@@ -38,6 +42,16 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_vm_off(seat: Seat, path: Path) -> None:
+    """VMware rewrites a running VM's .vmx at power-off: its lock files beside it mean 'not now'."""
+    from labctl.backends.vmrun import lock_files
+
+    held = lock_files(path)
+    if held:
+        raise InputError(f"seat {seat.index} ({seat.name}): VMware holds {path} ({', '.join(p.name for p in held)}); "
+                         "the .vmx is edited only while the VM is off: 'labctl down' it first, or render with -o")
+
+
 def cmd_render(args: argparse.Namespace) -> int:
     """Every seat is checked (a host stick, a .vmx path it may write) before anything is written."""
     from labctl.vmx import check_renderable, check_vmx_target, render_vmx, seat_vmx, vnc_credentials, write_vmx
@@ -52,6 +66,8 @@ def cmd_render(args: argparse.Namespace) -> int:
         check_renderable(seat)
         path = Path(args.output) / f"{seat.name}.vmx" if args.output else seat_vmx(seat)
         check_vmx_target(path)
+        if not args.output:
+            check_vm_off(seat, path)
         plan.append((seat, path))
     taken: set[int] = set()
     for seat, path in plan:

@@ -415,3 +415,19 @@ def test_render_writes_the_vmx_the_backend_runs(tmp_path: Path, monkeypatch: pyt
     b.vmx.write_text(b.vmx.read_text() + 'trainer.note = "mine"\n')
     b._render(5999)
     assert VmxFile.load(b.vmx)["trainer.note"] == "mine" and VmxFile.load(b.vmx)["RemoteDisplay.vnc.port"] == "5999"
+
+
+def test_render_refuses_the_vmx_of_a_running_vm(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from labctl.cli import main
+
+    b = backend(tmp_path, Fake())
+    b.define()
+    before = b.vmx.read_text()
+    (b.vm_dir / "vmw.vmx.lck").mkdir()
+    (b.vm_dir / "vmw.nvram.lck").mkdir()  # VMware's locks while the VM runs
+    assert main(["render", str(tmp_path / "lab.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "VMware holds" in err and "vmw.nvram.lck" in err and "'labctl down' it first" in err
+    assert b.vmx.read_text() == before
+    (b.vm_dir / "vmw.nvram.lck").rmdir()  # off again: a lone .vmx.lck stays behind and is harmless
+    assert main(["render", str(tmp_path / "lab.yaml")]) == 0
