@@ -77,6 +77,11 @@ def run_seats(lab: Lab, seats: list[Seat], options: UpOptions,
         check_playbooks(lab)  # a missing or malformed playbook is bad input, found before any VM starts
 
     def one(seat: Seat) -> SeatResult:
+        done = already_installed(lab, seat, options)
+        if done is not None:
+            if on_result is not None:
+                on_result(done)
+            return done
         try:
             res = run_seat(lab, seat, options, secrets, playbook_variables(lab, seat, password))
         except SeatFailed as exc:
@@ -99,6 +104,31 @@ def run_seats(lab: Lab, seats: list[Seat], options: UpOptions,
     quiet = dataclasses.replace(options, progress=None)
     with LiveTable(lab, seats):
         return _in_parallel(lab, seats, parallel, one, quiet)
+
+
+ALREADY_INSTALLED = "already installed and verified (stick equals its golden copy)"
+
+
+def already_installed(lab: Lab, seat: Seat, options: UpOptions) -> SeatResult | None:
+    """With ``reset: after-install``, ``up`` of a seat whose last run installed and verified it and whose stick
+    still equals its golden copy byte for byte is not a change: its result (ok, not changed), with nothing
+    started. None when the seat must be installed: ``--force``, a boot-only up, another reset point, a last run
+    that failed or only booted, no golden copy, or a stick that drifted from it."""
+    if options.force or options.boot_only or lab.reset != "after-install":
+        return None
+    run_dir = last_run_dir(seat)
+    result = _read_result(run_dir)
+    if run_dir is None or result is None or result.get("ok") is not True or result.get("boot_only"):
+        return None
+    try:
+        drift = stick_drift(lab, seat, options.backend, options.registry)
+    except LabctlError as exc:  # the stick cannot be compared: install it
+        log.info("seat %s: installing (its stick cannot be compared with its golden copy: %s)", seat.name, exc)
+        return None
+    if not drift.golden or drift.differing != 0:
+        return None
+    return SeatResult(seat, run_dir, True, 0.0, ALREADY_INSTALLED,
+                      backend=make_backend(lab, seat, options.backend, options.registry), changed=False)
 
 
 class LiveTable:

@@ -116,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--parallel", type=positive_int, metavar="K", help="seats run at once (default: all)")
     p.add_argument("--runs", metavar="DIR", help="where run folders go (default: runs/ beside the lab)")
     p.add_argument("--keep", action="store_true", help="leave the VM running after success")
+    p.add_argument("--force", action="store_true",
+                   help="install again even a seat already installed and verified (reset: after-install)")
     p.add_argument("--boot-only", action="store_true",
                    help="start the VM with the ISO and leave it running (for send/screenshot/wait); no playbooks")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout (the result per seat)")

@@ -131,6 +131,7 @@ def last_run_dir(seat: Seat) -> Path | None:
 class UpOptions:
     keep: bool = False
     boot_only: bool = False  # start the VM and leave it running: no console, no playbooks
+    force: bool = False  # install even a seat already installed and verified (reset: after-install)
     runs_dir: Path | None = None
     parallel: int = 0  # seats at once for labctl.classroom.run_seats (0: all)
     backend: str | None = None
@@ -440,6 +441,7 @@ class SeatResult:
     backend: Backend | None = None
     step: str | None = None  # the failed step (None when ok)
     detail: str = ""  # a failure's full message: step, reason, last screenshot, run folder
+    changed: bool = True  # False: the seat was already installed and verified, nothing was done
 
 
 def run_seat(

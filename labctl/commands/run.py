@@ -119,6 +119,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         options = UpOptions(
             keep=bool(args.keep) or boot_only,
             boot_only=boot_only,
+            force=bool(getattr(args, "force", False)),
             runs_dir=output_folder(args.runs, "--runs").resolve() if args.runs else None,
             parallel=args.parallel or 0,  # the CLI contract: all seats at once by default
             backend=args.backend,
@@ -148,7 +149,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             _say(args, f"classroom report: {write_report(lab, results, options.runs_dir)}")
         for res in results:
             b = res.backend or make_backend(lab, res.seat, args.backend)
-            env.seats.append(seat_record(lab, res.seat, b, ok=res.ok, changed=True, step=res.step,
+            env.seats.append(seat_record(lab, res.seat, b, ok=res.ok, changed=res.changed, step=res.step,
                                          message=res.message, run_dir=res.run_dir))
         failed = [r for r in results if not r.ok]
         if failed:
@@ -163,8 +164,8 @@ def _interrupted_record(lab: Lab, seat: Seat, backend: str | None, ended: SeatRe
     from labctl.runner import last_run_dir, make_backend
 
     if ended is not None:
-        return seat_record(lab, seat, ended.backend or make_backend(lab, seat, backend), ok=ended.ok, changed=True,
-                           step=ended.step, message=ended.message, run_dir=ended.run_dir)
+        return seat_record(lab, seat, ended.backend or make_backend(lab, seat, backend), ok=ended.ok,
+                           changed=ended.changed, step=ended.step, message=ended.message, run_dir=ended.run_dir)
     run_dir = last_run_dir(seat)
     if run_dir is None or run_dir == run_before:  # no run folder of this 'up': it never started
         return seat_record(lab, seat, make_backend(lab, seat, backend), ok=False, changed=False, step=None,

@@ -163,3 +163,43 @@ def test_a_host_stick_is_restored_from_its_golden_image_and_wiped_before_install
 
     with pytest.raises(GptError, match="no valid GPT"):
         read_gpt(str(stick))
+
+
+def installed_and_verified(lab: Lab, seat_index: int, tmp_path: Path, ok: bool = True) -> Path:
+    """What a successful up leaves: a run folder whose result.json says ok, named by the seat's last-run file."""
+    from labctl.runner import last_run_file
+
+    seat = lab.seat_list()[seat_index]
+    run = tmp_path / "runs" / f"{seat.name}-earlier"
+    run.mkdir(parents=True)
+    (run / "result.json").write_text(json.dumps({"ok": ok, "layout": "ok"} if ok else {"ok": False, "step": "x"}))
+    last_run_file(seat).write_text(f"{run}\n")
+    return run
+
+
+def test_up_of_an_installed_seat_equal_to_its_golden_copy_is_no_change(lab: Lab, tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from labctl.classroom import ALREADY_INSTALLED, already_installed
+
+    seats = lab.seat_list()
+    runs = [installed_and_verified(lab, i, tmp_path) for i in range(2)]
+    assert already_installed(lab, seats[1], UpOptions()) is None  # no golden copy yet: up installs
+    for seat in seats:
+        assert keep_golden(lab, seat, UpOptions()) is not None
+    chain = json.loads((seats[0].state_dir / "stick-snapshots" / "chain.json").read_text())
+    qemu_io(Path(chain["active"]), "qcow2", "write -P 0xee 2M 1k")  # seat 1 drifted
+    assert already_installed(lab, seats[0], UpOptions()) is None
+    assert already_installed(lab, seats[1], UpOptions(force=True)) is None  # --force: a fresh install
+    same = already_installed(lab, seats[1], UpOptions())
+    assert same is not None and same.ok and not same.changed and same.run_dir == runs[1]
+
+    assert main(["up", str(lab.source), "--seats", "2", "--json"]) == 0
+    envelope = json.loads(capsys.readouterr().out)
+    assert envelope["ok"] is True and envelope["changed"] is False
+    [seat] = envelope["seats"]
+    assert seat["ok"] is True and seat["changed"] is False and seat["message"] == ALREADY_INSTALLED
+    assert seat["run_dir"] == str(runs[1])  # no new run folder: nothing ran
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == sorted(r.name for r in runs)
+
+    installed_and_verified(lab, 1, tmp_path / "later", ok=False)  # the last run failed: up installs again
+    assert already_installed(lab, seats[1], UpOptions()) is None
