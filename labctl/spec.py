@@ -271,8 +271,10 @@ def _secret_before(v: Any) -> Any:
 
 
 class Install(_Model):
-    playbook: str = Field("esxi-6.7-interactive", description="labs/playbooks/NAME.yaml")
-    boot_options: str = Field("preferVMklinux=TRUE", description="appended at the boot loader (Shift+O)")
+    playbook: str = Field("esxi-6.7-interactive", description="labs/playbooks/NAME.yaml (default: "
+                          "esxi-6.7-interactive; esxi-8.0-interactive when esxi is 7.0 or 8.0)")
+    boot_options: str = Field("preferVMklinux=TRUE", description="appended at the boot loader (Shift+O); "
+                              "default: preferVMklinux=TRUE, none when esxi is 7.0 or 8.0")
     root_password: Annotated[Secret, BeforeValidator(_secret_before)] = Field(
         description="{env: VAR}, {file: path} or prompt; plain text works but warns"
     )
@@ -303,7 +305,8 @@ class Install(_Model):
 
 class Verify(_Model):
     layout: Literal["esxi6", "esxi8", "none"] = Field(
-        "esxi6", description="the documented GPT layout: esxi6 (ESXi 6.x) or esxi8 (ESXi 7.0/8.0)")
+        "esxi6", description="the documented GPT layout: esxi6 (ESXi 6.x) or esxi8 (ESXi 7.0/8.0); "
+                             "default: the lab's release")
     media: Literal["usb", "hdd"] = "usb"
 
 
@@ -377,6 +380,14 @@ def _seats_before(v: Any) -> Any:
     return v
 
 
+# what a lab of these releases gets when it leaves the field out (6.x: the fields' own defaults)
+_RELEASE_8: dict[str, dict[str, str]] = {
+    "install": {"playbook": "esxi-8.0-interactive", "boot_options": ""},
+    "verify": {"layout": "esxi8"},
+}
+RELEASE_DEFAULTS: dict[str, dict[str, dict[str, str]]] = {"7.0": _RELEASE_8, "8.0": _RELEASE_8}
+
+
 class Lab(_Model):
     """One lab file."""
 
@@ -403,6 +414,27 @@ class Lab(_Model):
 
     _source: Path = PrivateAttr(default=Path("lab.yaml"))
     _located: Located | None = PrivateAttr(default=None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _release_defaults(cls, data: Any) -> Any:
+        """ESXi 7.0 and 8.0 install differently from 6.x (OSData on the stick, no VMklinux, another layout):
+        what the lab leaves out follows its release."""
+        if not isinstance(data, dict):
+            return data
+        try:
+            release = _version(data.get("esxi", "6.7"))
+        except ValueError:
+            return data  # the field's own validator says why
+        defaults = RELEASE_DEFAULTS.get(release)
+        if defaults is None:
+            return data
+        data = dict(data)
+        for section, values in defaults.items():
+            given = data.get(section, {} if section == "verify" else None)
+            if isinstance(given, dict):
+                data[section] = {**values, **given}
+        return data
 
     @field_validator("name")
     @classmethod
