@@ -29,7 +29,7 @@ from typing import Any
 
 from labctl import layouts
 from labctl.errors import InputError, RefusedError
-from labctl.stick.blockdev import Target, human_size, in_kernel_folder
+from labctl.stick.blockdev import Target, human_size, in_kernel_folder, loop_users
 from labctl.stick.imaging import (
     BLOCK,
     MAX_RANGE,
@@ -214,6 +214,9 @@ def check_backup_paths(source: str, image: str) -> None:
         if os.path.exists(own) and os.path.exists(source) and os.path.samefile(source, own):
             raise InputError(f"{source} is {what} itself: a backup would replace its own source; "
                              "give another image name")
+        if os.path.exists(own) and (users := loop_users(own)):  # e.g. the source /dev/loopN's own backing file
+            raise InputError(f"{own} backs loop device {', '.join(users)}: a backup would replace a disk in use "
+                             "(perhaps its own source); give another image name")
 
 
 def backup(source: str, image: str, *, full: bool, compress: bool, job: Job,

@@ -434,3 +434,13 @@ def test_a_device_node_pointed_at_another_disk_while_confirming_is_not_written(
         last = capsys.readouterr().err.strip().splitlines()[-1]
         assert "nothing written" in last, last
     assert {p: file_sha(p) for p in (checked, other)} == before
+
+
+def test_a_backup_never_replaces_the_file_behind_its_source_loop_device(
+        tmp_path: Path, loop: Callable[[Path], str], capsys: pytest.CaptureFixture[str]) -> None:
+    backing = make_stick(tmp_path / "stick.raw")
+    dev = loop(backing)
+    before = file_sha(backing)
+    assert main(["stick", "backup", dev, str(backing), "--yes"]) == 2
+    assert "backs loop device" in capsys.readouterr().err
+    assert file_sha(backing) == before and _backing(dev) == str(backing)
