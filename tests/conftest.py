@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,3 +19,15 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Temp
     from harness.cache import run_cache_dir
 
     monkeypatch.setenv("LABCTL_CACHE_DIR", str(run_cache_dir(tmp_path_factory)))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_session_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The same environment for session-scoped fixtures (the plugin's installed_seat), which are set up before
+    any function-scoped one: the lab's root password and the run's own labctl cache."""
+    from harness.cache import run_cache_dir
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LAB_ROOT_PASSWORD", "VMware1!lab")
+        mp.setenv("LABCTL_CACHE_DIR", str(run_cache_dir(tmp_path_factory)))
+        yield

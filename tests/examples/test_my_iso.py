@@ -8,7 +8,8 @@ Run it against your lab file (the VM, the ISO and the stick it describes)::
 
 ``--lab-artifacts`` keeps every run folder (each screen, events.jsonl, report.html); a failing test shows the
 screenshot, the last screen text and the serial tail, and puts them in ``--junitxml`` as properties. Without
-``--lab`` these tests are skipped and say so. ``--lab-keep`` leaves the VMs running to look at over VNC.
+``--lab`` they run against the simulator lab (tests/examples/conftest.py). ``--lab-keep`` leaves the VMs running
+to look at over VNC.
 """
 
 from __future__ import annotations
