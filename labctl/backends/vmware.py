@@ -645,7 +645,7 @@ class VmwareBackend:
                               "a reset re-renders the VM instead")
 
     def snapshots(self) -> list[str]:
-        if not self.capabilities.snapshots:
+        if not self.vmx.is_file() or not self.capabilities.snapshots:  # no VM yet has no snapshots
             return []
         return vr.parse_snapshots(self._call("listSnapshots", str(self.vmx)))
 

@@ -431,3 +431,17 @@ def test_render_refuses_the_vmx_of_a_running_vm(tmp_path: Path, capsys: pytest.C
     assert b.vmx.read_text() == before
     (b.vm_dir / "vmw.nvram.lck").rmdir()  # off again: a lone .vmx.lck stays behind and is harmless
     assert main(["render", str(tmp_path / "lab.yaml")]) == 0
+
+
+def test_reset_of_a_workstation_seat_never_started(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """No .vmx yet: nothing to list snapshots of; reset renders the seat's VM (the stick step: no golden copy)."""
+    from labctl.cli import main
+
+    _shim_env(tmp_path, monkeypatch, None)
+    b = backend(tmp_path, extra="vmware: {product: ws}\nreset: after-install")
+    assert b.snapshots() == []
+    assert main(["reset", str(tmp_path / "lab.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "host stick left as it is (no golden copy yet" in out and "vmw.vmx re-rendered" in out
+    assert b.vmx.is_file()
