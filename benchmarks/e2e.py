@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ from labctl.spec import load_lab
 REPO = Path(__file__).resolve().parents[1]
 PASSWORD = "VMware1!lab"
 DELAY = re.compile(rb"labctl-sim: delay (\d+) ms")
+NOTE = re.compile(rb"labctl-sim: (delay (\d+) ms( \(boot loader countdown\))?|writing a partition|partition written)")
 BAR_SHARE, BAR_SECONDS = 0.15, 20.0
 
 ALT_F1, ALT_F2 = "<leftAltOn><f1><leftAltOff>", "<leftAltOn><f2><leftAltOff>"
@@ -124,16 +126,128 @@ def sim_delays(folder: Path) -> tuple[float, int]:
     return total / 1000.0, count
 
 
+class SerialClock(threading.Thread):
+    """Stamps each ``labctl-sim: delay`` line with the host's clock as QEMU writes it to the seat's serial log.
+
+    The serial log carries no time of its own; a reader that polls it every 10 ms knows, to within that, when
+    each of the simulator's delays began, so a wait's latency (the delay's end to labctl's match) is
+    measurable.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(daemon=True)
+        self.folder = folder
+        self.marks: list[tuple[float, float]] = []  # (host time.time() the line appeared, delay seconds)
+        self.countdowns: list[float] = []  # when the boot loader's countdown ran out by itself
+        self.writes: list[tuple[float, float]] = []  # the installer writing each partition: (began, ended)
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        log: Path | None = None
+        seen, tail = 0, b""
+        while not self.done.is_set():
+            if log is None:
+                log = next((p for p in self.folder.rglob("serial.log") if "runs" not in p.parts), None)
+            if log is not None and log.exists():
+                data = log.read_bytes()
+                if len(data) < seen:  # a new power-on truncated it
+                    seen, tail = 0, b""
+                now = time.time()
+                chunk, seen = tail + data[seen:], len(data)
+                last = chunk.rfind(b"\n")
+                tail = chunk[last + 1:] if last >= 0 else chunk
+                for m in NOTE.finditer(chunk[:last + 1] if last >= 0 else b""):
+                    if m.group(2) is not None:
+                        self.marks.append((now, int(m.group(2)) / 1000.0))
+                        if m.group(3):
+                            self.countdowns.append(now)
+                    elif m.group(1) == b"writing a partition":
+                        self.writes.append((now, now))
+                    elif self.writes:
+                        self.writes[-1] = (self.writes[-1][0], now)
+            time.sleep(0.01)
+
+
 def run_labctl(work: Path) -> dict[str, Any]:
     lab = lab_copy(work / "labctl")
+    clock = SerialClock(lab.parent)
+    clock.start()
     t0 = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "labctl", "up", str(lab), "--json"], capture_output=True, text=True,
                           timeout=3600, env={**os.environ, "LAB_ROOT_PASSWORD": PASSWORD}, cwd=REPO)
     wall = time.monotonic() - t0
+    clock.done.set()
+    clock.join(5)
     doc = json.loads(proc.stdout) if proc.stdout.strip().startswith("{") else {}
     delays, n = sim_delays(lab.parent)
+    keep = os.environ.get("LABCTL_BENCH_KEEP")
+    if keep:
+        shutil.copytree(lab.parent, Path(keep) / f"labctl-{int(time.time())}", dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("*.img", "*.iso", "*.fd"))
     return {"wall": wall, "delays": delays, "n": n, "ok": proc.returncode == 0 and bool(doc.get("ok")),
-            "err": proc.stderr[-1500:], "stages": stages(lab.parent)}
+            "err": proc.stderr[-1500:], "stages": stages(lab.parent), "events": all_events(lab.parent),
+            "marks": clock.marks, "countdowns": clock.countdowns, "writes": clock.writes}
+
+
+def all_events(folder: Path) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for events in folder.rglob("events.jsonl"):
+        out.extend(json.loads(line) for line in events.read_text().splitlines())
+    return out
+
+
+def breakdown(a: dict[str, Any]) -> None:
+    """Where labctl's wall time went, from its event log and the host-stamped serial delays.
+
+    The actions of the playbooks are sequential, so their durations add up; the simulator's delays happen
+    inside them (mostly inside waits). Each wait's latency is the time from the end of the last delay that ended
+    within the wait to the wait's match: the guest drawing the screen under TCG plus labctl noticing it.
+    """
+    events: list[dict[str, Any]] = a["events"]
+    marks: list[tuple[float, float]] = a["marks"]
+    acts: dict[str, float] = {}
+    for ev in events:
+        if "action" in ev and "duration" in ev:
+            acts[str(ev["action"])] = acts.get(str(ev["action"]), 0.0) + float(ev["duration"])
+    stage_total = {name: sec for name, sec in a["stages"]}
+    waits = [ev for ev in events if ev.get("action") == "wait" and "start" in ev and "duration" in ev]
+    rows: list[tuple[float, float, float, str]] = []  # latency, delays inside, duration, step
+    for ev in waits:
+        start, end = float(ev["start"]), float(ev["start"]) + float(ev["duration"])
+        inside = [(t, d) for t, d in marks if start - 0.05 <= t <= end]
+        in_delay = sum(min(t + d, end) - max(t, start) for t, d in inside if t + d > start)
+        last_end = max((t + d for t, d in inside if t + d <= end + 0.05), default=start)
+        rows.append((max(0.0, end - max(last_end, start)), in_delay, float(ev["duration"]), str(ev["step"])))
+    typing = acts.get("type", 0.0) + acts.get("keys", 0.0) + acts.get("select", 0.0)
+    in_waits = sum(r[1] for r in rows)
+    row("   breakdown (events.jsonl, serial stamped by the host):", "", "")
+    row("     simulator delays inside labctl's waits", f"{in_waits:.1f} s", f"of {a['delays']:.1f} s announced")
+    row("     simulator delays elsewhere (during keys, commands)", f"{a['delays'] - in_waits:.1f} s", "")
+    row("     QEMU start -> VNC + open console (per power-on)",
+        f"{stage_total.get('start VM', 0.0) + stage_total.get('open console', 0.0):.1f} s", "")
+    boots = [r for r in rows if "boot loader" in r[3]]
+    for i, r in enumerate(boots, 1):
+        row(f"     power-on {i}: firmware to the boot loader (+ noticing)", f"{r[0]:.1f} s", f"wait {r[2]:.1f} s")
+    for i, ran_out in enumerate(a["countdowns"], 2):
+        # the countdown's line comes when it ran out; it began 5 s earlier; the guest's previous delay ended
+        # where the reboot began (the installer's or the shell's last delay before it reset)
+        began = ran_out - 5.0
+        before = max((t + d for t, d in marks if t + d <= began - 0.05), default=began)
+        row(f"     reboot {i}: reset + firmware to the boot loader", f"{began - before:.1f} s",
+            "guest under TCG (the countdown itself is a delay)")
+    writes = a["writes"]
+    row(f"     installer writing {len(writes)} partitions (guest, TCG)", f"{sum(e - b for b, e in writes):.1f} s",
+        "serial-stamped, inside the install wait")
+    row("     typing and keys (type/keys/select, 30 keys/s)", f"{typing:.1f} s", "")
+    row(f"     commands in the ESXi Shell (run, {acts.get('run', 0.0):.1f} s) + prove_layout",
+        f"{acts.get('run', 0.0) + acts.get('prove_layout', 0.0):.1f} s", "")
+    lat = sum(r[0] for r in rows if "boot loader" not in r[3])
+    row(f"     wait latency, other {len(rows) - len(boots)} waits (delay end -> match)", f"{lat:.1f} s",
+        "guest drawing under TCG + labctl noticing")
+    rest = sum(r[2] - r[1] - r[0] for r in rows)
+    row("     rest of the waits (guest work between delays)", f"{rest:.1f} s", "")
+    for lat_s, _, dur, step in sorted(rows, reverse=True)[:8]:
+        row(f"       slowest latency: {step[:36]}", f"{lat_s:.2f} s", f"wait {dur:.1f} s")
 
 
 def stages(folder: Path) -> list[tuple[str, float]]:
@@ -216,6 +330,7 @@ def main() -> int:
         staged += seconds
         row(f"   stage: {name}", f"{seconds:.1f} s", "")
     row("   after the stages (report, animation, exit)", f"{a['wall'] - staged:.1f} s", "")
+    breakdown(a)
     row("Packer-style (fixed sleeps): wall time", f"{b['wall']:.1f} s", f"completed: {b['ok']}", None)
     row(f"   the simulator's own delays (serial, {b['n']})", f"{b['delays']:.1f} s", "")
     row("   time not spent in the simulator's delays", f"{b['wall'] - b['delays']:.1f} s", "")

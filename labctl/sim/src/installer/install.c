@@ -198,6 +198,7 @@ EFI_STATUS install_to_disk(inst_t *s, progress_fn progress, CHAR16 *err, UINTN e
             step(&pr, 5, L"");
             continue;
         }
+        sim_note((const CHAR8 *)"writing a partition"); /* the guest's own work under emulation, timed by the host */
         switch (p->num) {
         case 1: step(&pr, 5, L"Installing the boot loader"); st = copy_payload(s, file, p, NULL, 0, err, errcap); break;
         case 5: step(&pr, 5, L"Installing the boot bank"); st = copy_payload(s, file, p, all, ARRAY_LEN(all), err, errcap); break;
@@ -212,6 +213,7 @@ EFI_STATUS install_to_disk(inst_t *s, progress_fn progress, CHAR16 *err, UINTN e
             break;
         default: break;
         }
+        sim_note((const CHAR8 *)"partition written");
         if (EFI_ERROR(st) && !err[0]) SPrint(err, errcap * sizeof(CHAR16), L"cannot write %s (%r)", s->target.name, st);
         sim_delay(0, 9000);
         step(&pr, 5, L"");

@@ -82,7 +82,10 @@ static void countdown(const CHAR16 *loading, CHAR16 *options, UINTN cap, UINTN t
         while (!restart) {
             tui_key k;
             if (!tui_read_key(&k, 1000)) {
-                if (--n == 0) return;
+                if (--n == 0) {
+                    sim_mark_waited(timeout * 1000, (const CHAR8 *)"boot loader countdown"); /* the whole countdown ran out: the machine's own wait */
+                    return;
+                }
                 draw_count(n);
                 continue;
             }

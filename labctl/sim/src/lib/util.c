@@ -12,15 +12,18 @@ void sleep_ms(UINTN ms) {
 /* Real builds say on the serial port (only there: the UART itself, not the console the screen mirrors) how
  * long each of their own delays is, "labctl-sim: delay <ms> ms", so a benchmark can tell the simulated
  * machine's waiting from the harness's (benchmarks/e2e.py). Fast builds stay silent. */
-static void serial_mark(UINTN ms) {
+static void serial_write(CHAR8 *line, UINTN len) {
     static EFI_SERIAL_IO_PROTOCOL *ser;
     static BOOLEAN looked;
     if (!looked) {
         looked = TRUE;
         if (EFI_ERROR(CALL(BS->LocateProtocol, 3, &SerialIoProtocol, NULL, (void **)&ser))) ser = NULL;
     }
-    if (!ser) return;
-    CHAR8 line[48];
+    if (ser) CALL(ser->Write, 3, ser, &len, line);
+}
+
+static void serial_mark(UINTN ms, const CHAR8 *what) {
+    CHAR8 line[96];
     CHAR8 digits[24];
     UINTN n = 0, o = 0;
     do {
@@ -31,14 +34,38 @@ static void serial_mark(UINTN ms) {
     for (UINTN i = 0; head[i]; i++) line[o++] = head[i];
     while (n) line[o++] = digits[--n];
     const CHAR8 *tail = (const CHAR8 *)" ms\r\n";
-    for (UINTN i = 0; tail[i]; i++) line[o++] = tail[i];
-    UINTN len = o;
-    CALL(ser->Write, 3, ser, &len, line);
+    for (UINTN i = 0; tail[i] && o < sizeof line - 2; i++) line[o++] = tail[i];
+    if (what) {
+        o -= 2; /* before the CR LF: " ms (what)" */
+        line[o++] = ' ';
+        line[o++] = '(';
+        for (UINTN i = 0; what[i] && o < sizeof line - 3; i++) line[o++] = what[i];
+        line[o++] = ')';
+        line[o++] = '\r';
+        line[o++] = '\n';
+    }
+    serial_write(line, o);
+}
+
+void sim_note(const CHAR8 *what) {
+    if (!SIM_SPEED_REAL || !what) return;
+    CHAR8 line[96];
+    UINTN o = 0;
+    const CHAR8 *head = (const CHAR8 *)"\r\nlabctl-sim: ";
+    for (UINTN i = 0; head[i]; i++) line[o++] = head[i];
+    for (UINTN i = 0; what[i] && o < sizeof line - 2; i++) line[o++] = what[i];
+    line[o++] = '\r';
+    line[o++] = '\n';
+    serial_write(line, o);
+}
+
+void sim_mark_waited(UINTN ms, const CHAR8 *what) {
+    if (SIM_SPEED_REAL && ms) serial_mark(ms, what);
 }
 
 void sim_delay(UINTN fast_ms, UINTN real_ms) {
     UINTN ms = SIM_SPEED_REAL ? real_ms : fast_ms;
-    if (SIM_SPEED_REAL && ms) serial_mark(ms);
+    if (SIM_SPEED_REAL && ms) serial_mark(ms, NULL);
     sleep_ms(ms);
 }
 

@@ -14,6 +14,12 @@
 #endif
 /* Sleep fast_ms in fast builds, real_ms in real builds. */
 void sim_delay(UINTN fast_ms, UINTN real_ms);
+/* A wait of the machine's own that is not a sim_delay (the boot loader's countdown running out), announced on
+ * the serial port like one in real builds, with what it was: "labctl-sim: delay 5000 ms (boot loader countdown)". */
+void sim_mark_waited(UINTN ms, const CHAR8 *what);
+/* Real builds only: "labctl-sim: <what>" on the serial port, so the host can time the guest's own work between
+ * two such lines (writing the partitions under emulation). */
+void sim_note(const CHAR8 *what);
 void sleep_ms(UINTN ms);
 
 void *xalloc(UINTN bytes);                /* zeroed pool memory, never NULL (halts on failure) */
