@@ -40,6 +40,7 @@ pytestmark = [
 SIM_LAB = "labs/usb-install-sim.yaml"
 INSTALL = pytest.mark.lab(SIM_LAB, post_install=[])
 SCREEN_ONLY = pytest.mark.lab(SIM_LAB, post_install=[], console={"serial": False})
+INSTALL_GOLDEN = pytest.mark.lab(SIM_LAB, post_install=[], reset="after-install")
 
 INSTALL_TIMEOUT = 1500
 
@@ -110,7 +111,7 @@ def runs_of(lab_path: Path) -> Path:
     return lab_path.parent / "runs"
 
 
-@pytest.mark.parametrize("serial", [pytest.param(False, marks=SCREEN_ONLY), pytest.param(True, marks=INSTALL)],
+@pytest.mark.parametrize("serial", [pytest.param(False, marks=SCREEN_ONLY), pytest.param(True, marks=INSTALL_GOLDEN)],
                          ids=["screen-only", "with-serial"])
 def test_up_installs_esxi_layout_on_the_stick(lab_file: Path, lab_backend: str, serial: bool) -> None:
     t0 = time.monotonic()
@@ -130,6 +131,15 @@ def test_up_installs_esxi_layout_on_the_stick(lab_file: Path, lab_backend: str, 
     b = seat_backend(lab_file)
     assert qemu_left(b) == [] and not b.files.runtime.exists()
     print(f"\nup ({'serial' if serial else 'screen only'}): {took:.1f} s")
+    if serial:  # reset: after-install: up again of the installed, unchanged seat is not a change
+        t0 = time.monotonic()
+        code, out, err = finish(up(lab_file, "--json"), 300)
+        assert code == 0, err[-3000:]
+        envelope = json.loads(out)
+        assert envelope["changed"] is False and envelope["ok"] is True, envelope
+        assert envelope["seats"][0]["message"] == "already installed and verified (stick equals its golden copy)"
+        assert [p.name for p in runs_of(lab_file).iterdir()] == [run_dir.name]  # nothing ran
+        print(f"up again (no change): {time.monotonic() - t0:.1f} s")
 
 
 @SCREEN_ONLY
