@@ -71,6 +71,8 @@ def test_argv_never_holds_the_password_and_asks_for_json() -> None:
     assert labctl_lab.command(p, "status") == ["/venv/bin/labctl", "-q", "status", "/w/lab.yaml", "--json"]
     assert labctl_lab.command(p, "validate") == ["/venv/bin/labctl", "-q", "validate", "/w/lab.yaml"]
     assert PASSWORD not in " ".join(labctl_lab.command(p, "down"))
+    assert labctl_lab.command({**p, "force": True})[-1] == "--force"  # up installs again, already installed or not
+    assert "--force" not in labctl_lab.command({**p, "force": True}, "reset")
 
 
 def test_up_changes_once_then_is_no_change(fake: Path, tmp_path: Path) -> None:

@@ -45,6 +45,12 @@ options:
   parallel:
     description: Seats C(up) runs at once (labctl's C(--parallel)); all when omitted.
     type: int
+  force:
+    description:
+      - C(up) installs every seat again (labctl's C(--force)), even one already installed and verified whose stick
+        equals its golden copy (a lab whose C(reset) is C(after-install)), otherwise left as it is and not a change.
+    type: bool
+    default: false
   root_password:
     description:
       - The ESXi root password, handed to labctl in the environment variable O(password_env).
@@ -167,6 +173,7 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "chdir": {"type": "path"},
     "runs": {"type": "path"},
     "parallel": {"type": "int"},
+    "force": {"type": "bool", "default": False},
     "root_password": {"type": "str", "no_log": True},
     "password_env": {"type": "str", "default": "LAB_ROOT_PASSWORD", "no_log": False},
     "timeout": {"type": "int", "default": 3600},
@@ -187,6 +194,8 @@ def command(params: dict[str, Any], action: str | None = None) -> list[str]:
             argv += ["--runs", params["runs"]]
         if params.get("parallel"):
             argv += ["--parallel", str(params["parallel"])]
+        if params.get("force"):
+            argv.append("--force")
     return argv
 
 
