@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import errno
+import hashlib
 import json
 import os
 import re
@@ -236,13 +237,24 @@ def seat_vmx(seat: Seat) -> Path:
     return seat.state_dir / "vm" / f"{seat.name}.vmx"
 
 
+SUN_PATH_MAX = 100  # bytes of a unix socket path that fit in sun_path on every host
+
+
 def serial_pipe(lab: Lab, seat: Seat, windows: bool | None = None) -> str:
     """serial0's pipe, the one name render and the VMware backend use: a named pipe
     ``\\\\.\\pipe\\labctl-<lab>-<seat>`` on Windows (``windows``, default: this host), else a unix socket in
-    the seat's state folder."""
+    the seat's state folder (or, when that path is too long for a socket, in a short private folder
+    of ``$TMPDIR/labctl-UID`` that the backend creates)."""
     if (os.name == "nt") if windows is None else windows:
         return rf"\\.\pipe\labctl-{lab.name}-{seat.name}"
-    return str(seat.state_dir / "serial.pipe")
+    state_dir = seat.state_dir.resolve()
+    path = state_dir / "serial.pipe"
+    if len(str(path)) > SUN_PATH_MAX:  # a unix socket's path must fit sun_path: a short folder in $TMPDIR
+        from labctl.backends.tmpdirs import user_temp_root
+
+        digest = hashlib.sha256(str(state_dir).encode()).hexdigest()[:16]
+        path = user_temp_root() / digest / "serial.pipe"
+    return str(path)
 
 
 def check_renderable(seat: Seat) -> None:

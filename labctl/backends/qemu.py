@@ -64,6 +64,7 @@ from labctl.backends.qemu_argv import (
     qmp_chardev,
 )
 from labctl.backends.qmp import Qmp, QmpError
+from labctl.backends.records import SeatRecord
 from labctl.backends.tmpdirs import private_dir
 from labctl.backends.vncports import reserve_vnc_port
 from labctl.errors import InputError, RunFailed
@@ -142,7 +143,7 @@ def _vnc_answers(host: str, port: int | None, sock_path: Path | None, timeout: f
 
 
 @dataclass(frozen=True)
-class Runtime:
+class Runtime(SeatRecord):
     """What ``qemu.json`` holds about a started QEMU (no secrets)."""
 
     pid: int
@@ -159,18 +160,6 @@ class Runtime:
     stick: str | None
     started_at: float
 
-    @classmethod
-    def load(cls, path: Path) -> Runtime | None:
-        try:
-            data = json.loads(path.read_text())
-            return cls(**{k: data[k] for k in cls.__dataclass_fields__})
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-
-    def save(self, path: Path) -> None:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.__dict__, indent=1))
-        tmp.replace(path)
 
     def alive(self) -> bool:
         """The recorded QEMU still runs: same pid and start time, and its command line opens this

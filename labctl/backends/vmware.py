@@ -24,7 +24,6 @@ Rules it follows (vmrun's quirks, see ``labctl.backends.vmrun``):
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -33,7 +32,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +52,8 @@ from labctl.backends.base import (
     VmDied,
     VncEndpoint,
 )
-from labctl.backends.tmpdirs import private_dir, user_temp_root
+from labctl.backends.records import SeatRecord
+from labctl.backends.tmpdirs import private_dir
 from labctl.backends.vncports import reserve_vnc_port
 from labctl.errors import InputError, RunFailed
 from labctl.private import write_private
@@ -68,7 +68,6 @@ USB_SETTLE = 5.0  # after power-on: how long start() waits for vmware.log to say
 NEW_LOG_WAIT = 5.0  # after vmrun start: how long to wait for VMware to begin this power-on's vmware.log
 LIST_EVERY = 10.0  # alive()/died(): at most one 'vmrun list' per this many seconds
 UNLOCK_TIMEOUT = 120.0  # Packer waits as long for the *.lck files after a stop
-_SUN_PATH_MAX = 100
 CD_DEVICE = "sata0:1"
 
 
@@ -77,7 +76,7 @@ class UsbConnectFailed(VmDied):
 
 
 @dataclass(frozen=True)
-class VmRecord:
+class VmRecord(SeatRecord):
     """``vmware.json``: the seat's powered-on VM (no secrets)."""
 
     vmx: str
@@ -88,18 +87,6 @@ class VmRecord:
     detached: bool
     started_at: float
 
-    @classmethod
-    def load(cls, path: Path) -> VmRecord | None:
-        try:
-            data = json.loads(path.read_text())
-            return cls(**{k: data[k] for k in cls.__dataclass_fields__})
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-
-    def save(self, path: Path) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=1))
-        tmp.replace(path)
 
 
 def _windows_pid_alive(pid: int) -> bool:  # pragma: no cover - Windows only
@@ -231,10 +218,9 @@ class VmwareBackend:
         """serial0's pipe: a unix socket on Linux/macOS (short enough for sun_path), a named pipe on Windows."""
         if self.host.windows:
             return serial_pipe(self.lab, self.seat, windows=True)
-        path = Path(serial_pipe(self.lab, self.seat, windows=False)).resolve()
-        if len(str(path)) > _SUN_PATH_MAX:
-            digest = hashlib.sha256(str(self.state_dir).encode()).hexdigest()[:16]
-            path = private_dir(user_temp_root() / digest) / "serial.pipe"
+        path = Path(serial_pipe(self.lab, self.seat, windows=False))
+        if path.parent != self.state_dir:  # too long for a socket: the short folder is private to this user
+            private_dir(path.parent)
         return str(path)
 
     def _listed(self) -> bool:
