@@ -246,11 +246,13 @@ def breakdown(a: dict[str, Any]) -> None:
     boots = [r for r in rows if "boot loader" in r[3]]
     for i, r in enumerate(boots, 1):
         row(f"     power-on {i}: firmware to the boot loader (+ noticing)", f"{r[0]:.1f} s", f"wait {r[2]:.1f} s")
+    reboots: list[float] = []
     for i, ran_out in enumerate(a["countdowns"], 2):
         # the countdown's line comes when it ran out; it began 5 s earlier; the guest's previous delay ended
         # where the reboot began (the installer's or the shell's last delay before it reset)
         began = ran_out - 5.0
         before = max((t + d for t, d in marks if t + d <= began - 0.05), default=began)
+        reboots.append(began - before)
         row(f"     reboot {i}: reset + firmware to the boot loader", f"{began - before:.1f} s",
             "guest under TCG (the countdown itself is a delay)")
     writes = a["writes"]
@@ -266,6 +268,15 @@ def breakdown(a: dict[str, Any]) -> None:
         "guest drawing under TCG + labctl noticing")
     rest = sum(r[2] - r[1] - r[0] for r in rows)
     row("     rest of the waits (guest work between delays)", f"{rest:.1f} s", "")
+    firmware = sum(r[0] for r in boots) + sum(reboots)
+    keys_only = typing - acts.get("select", 0.0)
+    not_harness = firmware + keys_only + run_typing + (rest - sum(reboots))
+    overhead = a["wall"] - a["delays"]
+    row("   the overhead that is not the harness's:", "", "")
+    row("     firmware boots + typing at the key rate + guest work between delays", f"{not_harness:.1f} s",
+        f"{firmware:.1f} + {keys_only + run_typing:.1f} + {rest - sum(reboots):.1f}")
+    row("     labctl's own (overhead - that)", f"{overhead - not_harness:.1f} s",
+        f"{100 * (overhead - not_harness) / a['wall']:.1f} % of the wall time")
     for lat_s, _, dur, step in sorted(rows, reverse=True)[:8]:
         row(f"       slowest latency: {step[:36]}", f"{lat_s:.2f} s", f"wait {dur:.1f} s")
 
