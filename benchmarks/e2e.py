@@ -8,6 +8,12 @@
    simulator prints on its serial port (``labctl-sim: delay <ms> ms``, the UART only). The harness overhead
    is wall time minus those delays: what labctl adds (QEMU and firmware start, waits noticing a screen,
    typing, OCR).                                          bar: overhead at most 15 % of the wall time and under 20 s
+   The boot loader's countdown, when it runs out by itself, is the machine's own wait and is announced as a delay
+   too. The breakdown below the figures splits the overhead (serial lines stamped by the host as they appear,
+   and labctl's events.jsonl): QEMU start, firmware per boot, the installer's partition writes, typing at the key
+   rate, shell commands, each wait's latency (the last delay's end to labctl's match) — so the part that is
+   labctl's own is the overhead less firmware, typing and the guest's work. LABCTL_BENCH_KEEP=DIR keeps the
+   labctl run's folder (no images) for a closer look.
 2. The same steps Packer-style: the same keys, each followed by a fixed sleep long enough for the real-speed
    simulator to be ready (a Packer ``boot_command`` with ``<waitNs>``), driven through labctl's own VM and
    console steps; timed in the same run, its result checked on the stick afterwards.
