@@ -54,7 +54,7 @@ void esxi_vml_name(const disk_t *d, CHAR16 *out, UINTN cap) {
 }
 
 /* partedUtil's spelling of a type GUID: 32 uppercase hex digits, fields in text order */
-static void guid_upper(const EFI_GUID *g, CHAR16 *out) {
+void guid_upper(const EFI_GUID *g, CHAR16 *out) {
     static const CHAR16 digits[] = L"0123456789ABCDEF";
     const UINT8 *p = (const UINT8 *)g;
     UINT8 b[16] = {p[3], p[2], p[1], p[0], p[5], p[4], p[7], p[6], p[8], p[9], p[10], p[11], p[12], p[13], p[14], p[15]};

@@ -59,17 +59,6 @@ static BOOLEAN parse_type(const CHAR16 *s, EFI_GUID *g) {
     return TRUE;
 }
 
-static void guid_upper(const EFI_GUID *g, CHAR16 *out) {
-    static const CHAR16 digits[] = L"0123456789ABCDEF";
-    const UINT8 *p = (const UINT8 *)g;
-    UINT8 b[16] = {p[3], p[2], p[1], p[0], p[5], p[4], p[7], p[6], p[8], p[9], p[10], p[11], p[12], p[13], p[14], p[15]};
-    for (UINTN i = 0; i < 16; i++) {
-        out[2 * i] = digits[b[i] >> 4];
-        out[2 * i + 1] = digits[b[i] & 15];
-    }
-    out[32] = 0;
-}
-
 static void random_guid(EFI_GUID *g) {
     UINT64 a = sim_random(), b = sim_random();
     CopyMem(g, &a, 8);

@@ -100,6 +100,7 @@ void esxcli_boot_snapshot(void);      /* the "Runtime" column: values at boot */
 BOOLEAN cmd_run(UINTN argc, CHAR16 **argv);
 void parted_setptbl(UINTN argc, CHAR16 **argv);   /* datastore.c: partedUtil setptbl */
 void vmkfs_create(UINTN argc, CHAR16 **argv);     /* datastore.c: vmkfstools -C */
+void guid_upper(const EFI_GUID *g, CHAR16 *out); /* cmds.c: a type GUID as partedUtil spells it (32 hex digits) */
 /* esxi/disks: helpers */
 const disk_t *esxi_find_disk(const CHAR16 *name);   /* by mpx./vml. name or /dev/disks/ path */
 void esxi_vml_name(const disk_t *d, CHAR16 *out, UINTN cap);
