@@ -93,8 +93,23 @@ def measure(name: str, dev: str, argv: list[str]) -> Measure:
     return Measure(name, r1 - r0, w1 - w0, wall)
 
 
-def part_spans() -> dict[int, tuple[int, int]]:
-    return {e.number: (e.start * 512, (e.end + 1) * 512) for e in layouts.expected_layout(TOTAL, "usb")}
+def make_stick(path: Path, layout: layouts.LayoutName,
+               data: list[tuple[int, int, int]]) -> tuple[list[layouts.TableEntry], dict[int, tuple[int, int]], int]:
+    """A sparse 16 GiB stick file with ESXi's ``layout`` GPT and os.urandom data at (partition, offset, bytes):
+    the table, each partition's byte span, and how many data bytes were written."""
+    with open(path, "wb") as f:
+        f.truncate(TOTAL * 512)
+    table = layouts.expected_layout(TOTAL, "usb", layout)
+    layouts.write_gpt(str(path), TOTAL, table)
+    spans = {e.number: (e.start * 512, (e.end + 1) * 512) for e in table}
+    data_bytes = 0
+    with open(path, "r+b") as f:
+        for p, off, n in data:
+            f.seek(spans[p][0] + off)
+            f.write(os.urandom(n))
+            data_bytes += n
+        os.fsync(f.fileno())
+    return table, spans, data_bytes
 
 
 def extent_digests(path: Path) -> dict[str, str]:
@@ -216,18 +231,7 @@ class Esxi8:
 def run_esxi8(work: Path, labctl: list[str], keep: bool = False) -> Esxi8:
     """Backup, restore onto junk, restore onto a used stick and dd, on a 16 GiB stick with ESXi 8.0's layout."""
     stick, img, ddimg = work / "stick8.raw", work / "stick8.img", work / "dd8.img"
-    with open(stick, "wb") as f:
-        f.truncate(TOTAL * 512)
-    table = layouts.expected_layout(TOTAL, "usb", "esxi8")
-    layouts.write_gpt(str(stick), TOTAL, table)
-    spans = {e.number: (e.start * 512, (e.end + 1) * 512) for e in table}
-    data_bytes = 0
-    with open(stick, "r+b") as f:
-        for p, off, n in DATA8:
-            f.seek(spans[p][0] + off)
-            f.write(os.urandom(n))
-            data_bytes += n
-        os.fsync(f.fileno())
+    table, spans, data_bytes = make_stick(stick, "esxi8", DATA8)
     print(f"  GPT: {' '.join(str(e.number) for e in table)} (p7 OSData {fmt_b(spans[7][1] - spans[7][0])}); "
           f"{fmt_b(data_bytes)} of os.urandom data in p1, p5, p6, p7")
     golden = extent_digests(stick)
@@ -301,18 +305,8 @@ def main() -> int:
     t_start = time.monotonic()
     try:
         print(f"setting up a 16 GiB stick in {work} ...")
-        with open(stick, "wb") as f:
-            f.truncate(TOTAL * 512)
-        layouts.write_gpt(str(stick), TOTAL, layouts.expected_layout(TOTAL, "usb"))
-        spans = part_spans()
-        data_bytes = 0
-        with open(stick, "r+b") as f:
-            for p, off, n in DATA:
-                f.seek(spans[p][0] + off)
-                f.write(os.urandom(n))
-                data_bytes += n
-            os.fsync(f.fileno())
-        print(f"  GPT: {' '.join(str(e.number) for e in layouts.expected_layout(TOTAL, 'usb'))}; "
+        table, spans, data_bytes = make_stick(stick, "esxi6", DATA)
+        print(f"  GPT: {' '.join(str(e.number) for e in table)}; "
               f"{fmt_b(data_bytes)} of os.urandom data in p1, p5, p6, p8")
         golden = extent_digests(stick)
         dev = sh("losetup", "--find", "--show", str(stick))
