@@ -70,7 +70,7 @@ def sim_seat(work: Path, n: int, serial: bool = True) -> Iterator[tuple[QemuBack
         backend.choose_accel()
         backend.start()
         console = Console.open(backend.vnc_endpoint(), backend.serial_endpoint() if serial else None, run,
-                               key_rate=30.0, secrets=[PASSWORD])
+                               key_rate=QemuBackend.default_key_rate, secrets=[PASSWORD])
         yield backend, console, run
     finally:
         if console is not None:
@@ -218,7 +218,8 @@ def bench_install(work: Path) -> None:
     extra = sum(j2 - j1 for op, _, _, j1, j2 in sm.get_opcodes() if op in ("insert", "replace"))
     row("typing 200 chars (boot options): lost or wrong chars", f"{lost}", "0", lost == 0 and extra == 0)
     row("   read back exactly from the stick's BOOT.CFG", str(got == options), "True", got == options)
-    row("   keys/s (rate limit 30/s on QEMU)", f"{(len(options) + 1) / typed['duration']:.1f}",
+    row(f"   keys/s (rate limit {QemuBackend.default_key_rate:g}/s on QEMU)",
+        f"{(len(options) + 1) / typed['duration']:.1f}",
         "Packer: 10/s (100 ms per key)")
     def layout_ok(img: Path | None) -> bool:
         if img is None:

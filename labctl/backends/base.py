@@ -74,6 +74,9 @@ class VncEndpoint:
     port: int
     password: str | None = None
     socket_path: Path | None = None  # a unix socket instead of host:port (QEMU can do both)
+    # Seconds between the client's "keep refreshing" messages, for a server whose refresh slows down on a
+    # still screen (QEMU: from 30 ms up to 3 s, back to 30 ms on any client input message); None: never.
+    refresh_nudge: float | None = None
 
     def __repr__(self) -> str:  # keep the password out of logs and tracebacks
         where = self.socket_path or f"{self.host}:{self.port}"

@@ -76,6 +76,11 @@ log = logging.getLogger(__name__)
 
 START_TIMEOUT = 60.0  # QEMU start to VNC answering (TCG on a loaded 2-core host takes ~1 s)
 _QEMU_IMG_TIMEOUT = 120.0
+# QEMU's VNC server looks for screen changes every 30 ms after a change and 50 ms later at each look that
+# finds none, up to every 3 s; a client message other than the framebuffer ones brings it back to 30 ms.
+# A console waiting on a still screen would see the next change up to 3 s late, so the VNC session sends
+# an empty clipboard message (invisible to a guest without a clipboard agent) this often.
+REFRESH_NUDGE = 0.1
 
 
 class QemuDied(VmDied):
@@ -178,7 +183,7 @@ class QemuBackend:
     """One seat's VM under QEMU. Implements ``labctl.backends.base.Backend``."""
 
     name = "qemu"
-    default_key_rate = 30.0  # keys/s; QEMU's VNC server and OVMF keep up (measured on the simulator)
+    default_key_rate = 100.0  # keys/s; QEMU paces them too (qemu_argv.KEY_DELAY_MS): none lost on the simulator
 
     def __init__(
         self,
@@ -681,9 +686,9 @@ class QemuBackend:
             raise InputError(f"seat {self.seat.index} ({self.seat.name}) is not running")
         password = self.files.vnc_password.read_text().strip()
         if rt.vnc_socket:
-            return VncEndpoint("127.0.0.1", 0, password, socket_path=Path(rt.vnc_socket))
+            return VncEndpoint("127.0.0.1", 0, password, socket_path=Path(rt.vnc_socket), refresh_nudge=REFRESH_NUDGE)
         assert rt.vnc_port is not None
-        return VncEndpoint(rt.vnc_host, rt.vnc_port, password)
+        return VncEndpoint(rt.vnc_host, rt.vnc_port, password, refresh_nudge=REFRESH_NUDGE)
 
     def vnc_display(self) -> str:
         """'127.0.0.1 port 59NN (display :NN)' / 'unix:PATH', without the password, for messages."""

@@ -7,10 +7,13 @@ caller's thread to the reactor thread has its own Future and its own timeout (no
 Frames: after connecting we keep one incremental FramebufferUpdateRequest outstanding at all times
 (re-armed after each update), so the client's copy of the screen is always current and the server
 only talks when something changes. A waiting thread sleeps on a Condition until the frame counter
-moves (no polling of the network, near-zero CPU on a still screen). VMware's VNC server sends
-single-pixel updates on alternate replies; vncdotool's ``VMWareFactory`` that filters them crashes on
-1.4.2 (a misspelt attribute), so we use the plain client: a 1x1 update is valid RFB and is simply pasted,
-and the canvas is created at the server's size before the first rectangle lands.
+moves (no polling of the network, near-zero CPU on a still screen). QEMU's server looks for changes less
+and less often while the screen is still (up to every 3 s); an endpoint with ``refresh_nudge`` gets an
+empty ClientCutText that often, which brings QEMU back to every 30 ms and reaches no guest.
+
+VMware's VNC server sends single-pixel updates on alternate replies; vncdotool's ``VMWareFactory`` that
+filters them crashes on 1.4.2 (a misspelt attribute), so we use the plain client: a 1x1 update is valid
+RFB and is simply pasted, and the canvas is created at the server's size before the first rectangle lands.
 
 Reconnects: a dropped connection (socket closed, or a call or frame that times out) is detected, a new
 connection is made (bounded), and the current action goes on from the last point where no key was
@@ -54,8 +57,11 @@ class VncLost(Exception):
     """The connection dropped (internal: triggers a reconnect)."""
 
 
-def _make_classes() -> tuple[type[Any], type[Any]]:
-    """Define the Twisted client/factory lazily, so importing labctl never imports Twisted."""
+def _make_classes(nudge: float | None = None) -> tuple[type[Any], type[Any]]:
+    """Define the Twisted client/factory lazily, so importing labctl never imports Twisted.
+
+    ``nudge``: send an empty ClientCutText this often (seconds), for a server that slows its refresh on
+    a still screen until a client message comes (the endpoint's ``refresh_nudge``)."""
     import warnings
 
     from PIL import Image
@@ -70,6 +76,16 @@ def _make_classes() -> tuple[type[Any], type[Any]]:
             super().vncConnectionMade()
             self.screen = Image.new("RGB", (self.width, self.height), "black")
             self.framebufferUpdateRequest(incremental=False)
+            self._nudger: Any = None
+            if nudge:
+                from twisted.internet import task
+
+                self._nudger = task.LoopingCall(self._nudge)
+                self._nudger.start(nudge, now=False)
+
+        def _nudge(self) -> None:
+            if self.transport is not None and not getattr(self.transport, "disconnecting", False):
+                self.clientCutText("")  # no text: nothing reaches the guest, the server just looks sooner
 
         def updateRectangle(self, x: int, y: int, width: int, height: int, data: bytes) -> None:
             if self.screen is None:
@@ -99,6 +115,9 @@ def _make_classes() -> tuple[type[Any], type[Any]]:
                 self.framebufferUpdateRequest(incremental=True)
 
         def connectionLost(self, reason: Any) -> None:
+            nudger = getattr(self, "_nudger", None)
+            if nudger is not None and nudger.running:
+                nudger.stop()
             with self.factory.cond:
                 self.factory.lost = True
                 self.factory.cond.notify_all()
@@ -184,7 +203,7 @@ class VncSession:
         from twisted.internet import reactor
         from vncdotool import api
 
-        _client_cls, factory_cls = _make_classes()
+        _client_cls, factory_cls = _make_classes(self.endpoint.refresh_nudge)
         ep = self.endpoint
         server = str(ep.socket_path) if ep.socket_path else f"{ep.host}::{ep.port}"
         with _REACTOR_START:

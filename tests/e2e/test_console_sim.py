@@ -62,7 +62,7 @@ def seat(tmp_path: Path, sim_iso: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
 
 def open_console(backend: QemuBackend, run: RunFolder, serial: bool = False) -> Console:
     return Console.open(backend.vnc_endpoint(), backend.serial_endpoint() if serial else None, run,
-                        key_rate=30.0, secrets=[PASSWORD])
+                        key_rate=QemuBackend.default_key_rate, secrets=[PASSWORD])
 
 
 def test_boot_loader_shift_o_fast_wait_and_timeout(seat: QemuBackend, tmp_path: Path) -> None:

@@ -77,7 +77,7 @@ def test_seed_vm_devices(tmp_path: Path) -> None:
     ]
     assert pairs(argv, "-netdev") == ["user,id=net0"]  # user-mode, no hostfwd
     assert not any("hostfwd" in a for a in argv)
-    assert pairs(argv, "-vnc") == ["127.0.0.1:7,password-secret=vncpass"]
+    assert pairs(argv, "-vnc") == ["127.0.0.1:7,password-secret=vncpass,key-delay-ms=3"]
     assert pairs(argv, "-object") == [f"secret,id=vncpass,format=raw,file={state / 'vnc.pass'}"]
     assert pairs(argv, "-mon") == ["chardev=qmp,mode=control"]
     chardevs = pairs(argv, "-chardev")
@@ -170,7 +170,7 @@ def test_overlay_stick_and_unix_vnc(tmp_path: Path) -> None:
     sock = tmp_path / "vnc.sock"
     argv = argv_for(lab, stick=StickDrive(overlay, "qcow2"), vnc=VncListen(socket=sock))
     assert f"if=none,id=stick,format=qcow2,file={overlay}" in pairs(argv, "-drive")
-    assert pairs(argv, "-vnc") == [f"unix:{sock},password-secret=vncpass"]
+    assert pairs(argv, "-vnc") == [f"unix:{sock},password-secret=vncpass,key-delay-ms=3"]
 
 
 def test_commas_in_paths_are_escaped(tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ class FakeRfbServer:
         self.keys: list[tuple[int, bool]] = []
         self.key_times: list[float] = []
         self.requests = 0
+        self.cut_texts: list[bytes] = []
         self.connections = 0
         self.lock = threading.Lock()
         self.pending: socket.socket | None = None
@@ -104,7 +105,7 @@ class FakeRfbServer:
                     self._recv(conn, 5)
                 elif t == 6:
                     (n,) = struct.unpack("!xxxI", self._recv(conn, 7))
-                    self._recv(conn, n)
+                    self.cut_texts.append(self._recv(conn, n))
         except (ConnectionError, OSError):
             pass
         finally:
@@ -134,9 +135,9 @@ def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[FakeRfbSe
     srv.close()
 
 
-def session(srv: FakeRfbServer, rate: float = 200.0) -> VncSession:
-    s = VncSession(VncEndpoint("127.0.0.1", 0, password=None, socket_path=srv.path), key_rate=rate,
-                   call_timeout=5.0, reconnect_timeout=10.0)
+def session(srv: FakeRfbServer, rate: float = 200.0, nudge: float | None = None) -> VncSession:
+    s = VncSession(VncEndpoint("127.0.0.1", 0, password=None, socket_path=srv.path, refresh_nudge=nudge),
+                   key_rate=rate, call_timeout=5.0, reconnect_timeout=10.0)
     s.connect()
     return s
 
@@ -154,6 +155,29 @@ def test_frames_follow_the_server(server: FakeRfbServer) -> None:
         assert np.array_equal(s.frame(), new)
     finally:
         s.close()
+
+
+def test_refresh_nudge_sends_empty_clipboard_messages_only_when_asked(server: FakeRfbServer) -> None:
+    s = session(server)
+    try:
+        time.sleep(0.5)
+        assert server.cut_texts == []  # a server that needs no nudge (VMware) gets nothing extra
+    finally:
+        s.close()
+    server.cut_texts.clear()
+    s = session(server, nudge=0.05)
+    try:
+        time.sleep(0.5)
+        got = list(server.cut_texts)
+        assert 5 <= len(got) <= 12, got  # every 50 ms, neither a burst nor silence
+        assert set(got) == {b""}  # empty: nothing reaches a clipboard, no key or pointer reaches the guest
+        assert server.keys == []
+    finally:
+        s.close()
+    time.sleep(0.2)
+    n = len(server.cut_texts)
+    time.sleep(0.3)
+    assert len(server.cut_texts) == n  # stops with the connection
 
 
 def test_shifted_keys_and_rate(server: FakeRfbServer) -> None:
