@@ -11,6 +11,8 @@ the last screenshot's path and what OCR read. Nothing a Console says (logs, erro
 Evidence: the screen by default. When the seat has a serial console and the wait allows it
 (``serial=True``, the default), text on the serial console counts too, whichever comes first — the
 real ESXi boot loader and installer print nothing on serial, so playbooks must pass on screen alone.
+With a serial console, the screen's OCR runs on a worker thread beside the wait, so a text the serial line
+shows first ends the wait at once instead of after a reading of the screen.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -52,7 +55,7 @@ from labctl.secrets import Secrets
 log = logging.getLogger(__name__)
 
 NEEDLE_DIRS = (data_path("labs", "needles"),)
-SERIAL_SCREEN_WAIT = 1.0  # seconds a serial match waits for the screen to show it too (the kept screenshot)
+SERIAL_SCREEN_WAIT = 1.0  # seconds a serial match waits for the screen to show it too (a server not nudged)
 SHELL_PROMPT = r"\[root@[^\]]*\]\s?[#$]?"  # ESXi Shell's "[root@localhost:~]"
 
 
@@ -186,6 +189,32 @@ def output_below(text: str, command: str, prompt: str, strict: bool = True) -> s
     return None if strict else "\n".join(out)
 
 
+class _ScreenReader:
+    """OCR of a wait's frames on the Console's worker thread: one reading at a time, of the newest frame
+    offered meanwhile (frames between are skipped: the newest screen is the one that counts)."""
+
+    def __init__(self, console: Console, patterns: Mapping[str, str], region: Region | None) -> None:
+        self.console, self.patterns, self.region = console, patterns, region
+        self._running: Future[tuple[str, tuple[str, TextMatch, tuple[str, ...]] | None]] | None = None
+        self._next: Frame | None = None
+
+    def offer(self, frame: Frame) -> None:
+        if self._running is None:
+            self._running = self.console._worker().submit(self.console._screen_hit, frame, self.patterns, self.region)
+        else:
+            self._next = frame
+
+    def take(self) -> tuple[str, tuple[str, TextMatch, tuple[str, ...]] | None] | None:
+        """The finished reading (text, hit), or None while it runs; starts the next offered frame's."""
+        if self._running is None or not self._running.done():
+            return None
+        done, self._running = self._running.result(), None  # an OCR error is the wait's error
+        if self._next is not None:
+            frame, self._next = self._next, None
+            self.offer(frame)
+        return done
+
+
 class Console:
     """One seat's screen, keyboard and (optional) serial console, with a run folder for evidence."""
 
@@ -204,6 +233,18 @@ class Console:
         self.last_text = ""
         self._needles: dict[str, Needle] = {}
         self._seen: Frame | None = None  # the last frame a wait looked at
+        # how long a screen must stay still after a move before its highlight is read: two of the server's
+        # looks for changes at least (QEMU's, kept at 30-80 ms by the refresh nudge; others' unknown)
+        self.settle = 0.3
+        # how long serial evidence waits for the screen to show it too (a screen that showed it before the
+        # wait began never changes: this is then lost time)
+        self.screen_lag = SERIAL_SCREEN_WAIT
+        self._pool: ThreadPoolExecutor | None = None  # OCR beside a serial wait (one thread, made when needed)
+
+    def _worker(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labctl-ocr")
+        return self._pool
 
     @classmethod
     def open(cls, vnc: VncEndpoint, serial: SerialEndpoint | None, run: RunFolder, key_rate: float,
@@ -221,7 +262,11 @@ class Console:
             except OSError as exc:
                 session.close()
                 raise RunFailed(f"cannot open the serial console {serial.path}: {exc}") from None
-        return cls(session, ser, run, secret_list, timeout_scale)
+        console = cls(session, ser, run, secret_list, timeout_scale)
+        if vnc.refresh_nudge:
+            console.settle = max(0.15, 1.5 * vnc.refresh_nudge)
+            console.screen_lag = max(0.3, 3 * vnc.refresh_nudge)
+        return console
 
     def abort(self, reason: str) -> None:
         """From any thread (the runner's watchdog): the VM is gone; waits and keys fail at once."""
@@ -232,6 +277,8 @@ class Console:
             self.serial.abort()
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
         self.vnc.close()
         if self.serial:
             self.serial.close()
@@ -299,22 +346,23 @@ class Console:
         return frame
 
     def _evidence(self, source: str, matched: str, deadline: Deadline, fuzzy: bool = False, key: str | None = None,
-                  also: tuple[str, ...] = ()) -> Evidence:
+                  also: tuple[str, ...] = (), before: Frame | None = None) -> Evidence:
         """A wait succeeded: keep the screen it saw (forced past the frame throttle, still deduplicated).
-        Serial evidence is often ahead of the screen: the screen kept is then the next change within
-        SERIAL_SCREEN_WAIT seconds (the report's thumbnail), not the one from before the text was drawn."""
+        Serial evidence is often ahead of the screen: the screen kept is then the first that differs from
+        ``before`` (the screen when the wait began), within ``screen_lag`` seconds (the report's
+        thumbnail), not the one from before the text was drawn."""
         seconds = deadline.elapsed()
         shot = None
         with contextlib.suppress(Exception):
-            seen = self._seen
+            seen = before if before is not None else self._seen
             frame = self._screen_catching_up(seen) if source == "serial" and seen is not None else self.vnc.frame()
             shot = self.run.frame(frame, force=True) or self.run.last_frame_path
         return Evidence(source, matched, seconds, fuzzy, key, also, shot)
 
     def _screen_catching_up(self, before: Frame) -> Frame:
-        """The first frame that differs from ``before`` (the last one the wait looked at) by more than a
-        blinking cursor (at once when the screen has moved on already), or the newest after the bound."""
-        bound = Deadline(SERIAL_SCREEN_WAIT)
+        """The first frame that differs from ``before`` by more than a blinking cursor (at once when the
+        screen has moved on already), or the newest after the bound."""
+        bound = Deadline(self.screen_lag)
         while True:
             no = self.vnc.frame_no
             frame = self.vnc.frame()
@@ -393,33 +441,51 @@ class Console:
         assert ev.key is not None
         return ev.key, ev
 
+    def _screen_hit(self, frame: Frame, patterns: Mapping[str, str],
+                    region: Region | None) -> tuple[str, tuple[str, TextMatch, tuple[str, ...]] | None]:
+        """What OCR reads on ``frame`` and the pattern it shows (a second reading when one nearly shows)."""
+        text = self.ocr.read(frame, region)
+        hit = _first_hit(patterns, text)
+        if hit is None and any(_plausible(p, text) for p in patterns.values()):
+            hit = _first_hit(patterns, self.ocr.read(frame, region, second=True))
+        return text, hit
+
     def _wait_texts(self, patterns: Mapping[str, str], timeout: float, region: Region | None, serial: bool,
                     what: str) -> Evidence:
         deadline = self._scaled(timeout)
         use_serial = serial and self.serial is not None
         srx = {k: re.compile(serial_regex(p), re.IGNORECASE) for k, p in patterns.items()} if use_serial else {}
         seen_hash: list[str] = []
+        # With a serial console, a new frame's OCR (a few tenths of a second) runs beside the wait, so the
+        # serial line, often first with the text, is still looked at every 50 ms meanwhile.
+        reader = _ScreenReader(self, patterns, region) if srx else None
+        began = self.vnc.frame() if srx else None  # what serial evidence's screenshot must differ from
+
+        def screen(text: str, hit: tuple[str, TextMatch, tuple[str, ...]] | None) -> Evidence | None:
+            self.last_text = text
+            if hit is None:
+                return None
+            key, m, also = hit
+            return self._evidence("screen", m.text, deadline, m.fuzzy, key, also)
 
         def check(new_frame: bool) -> Evidence | None:
-            if new_frame:
-                frame = self.frame()
-                h = frame_hash(crop(frame, region))
-                if h not in seen_hash[-1:]:
-                    seen_hash.append(h)
-                    self.last_text = self.ocr.read(frame, region)
-                    hit = _first_hit(patterns, self.last_text)
-                    if hit is None and any(_plausible(p, self.last_text) for p in patterns.values()):
-                        hit = _first_hit(patterns, self.ocr.read(frame, region, second=True))
-                    if hit is not None:
-                        key, m, also = hit
-                        return self._evidence("screen", m.text, deadline, m.fuzzy, key, also)
             if srx and self.serial is not None:
                 found = [(sm, k) for k, rx in srx.items() if (sm := self.serial.search(rx)) is not None]
                 if found:  # the earliest text on the line is the one that showed first
                     first, key = min(found, key=lambda f: f[0].start())
                     self.serial.consume(first)
                     also = tuple(k for other, k in found if k != key and other.start() == first.start())
-                    return self._evidence("serial", first.group(0), deadline, key=key, also=also)
+                    return self._evidence("serial", first.group(0), deadline, key=key, also=also, before=began)
+            if new_frame:
+                frame = self.frame()
+                h = frame_hash(crop(frame, region))
+                if h not in seen_hash[-1:]:
+                    seen_hash.append(h)
+                    if reader is None:
+                        return screen(*self._screen_hit(frame, patterns, region))
+                    reader.offer(frame)
+            if reader is not None and (done := reader.take()) is not None:
+                return screen(*done)
             return None
 
         return self._until(deadline, what, check, 0.05 if srx else 1.0, region)
@@ -507,6 +573,8 @@ class Console:
         seen_rows: list[str] = []
         for key in ("<down>", "<up>"):
             seen: set[str] = set()
+            hasty = key == "<down>"  # the way back, if needed, reads each row only once it is still
+            early = False  # the bars were read as soon as the move looked drawn, not once still
             for _ in range(max_moves):
                 frame = self.frame()
                 bars = highlighted_rows(frame, region)
@@ -522,6 +590,13 @@ class Console:
                     if find_text(regex, text):
                         return self._evidence("screen", text, deadline)
                 current = " | ".join(texts)  # several bars (a footer stripe too): the set moves when we move
+                if early and (not all(t.strip() for t in texts) or current in seen):
+                    # an empty bar, or a row already passed: its text may not be drawn yet; read it again
+                    # once the screen is still
+                    early = False
+                    with contextlib.suppress(WaitTimeout):
+                        self._still(Deadline(deadline.slice(5.0, least=0.5)), still_for=self.settle)
+                    continue
                 seen_rows.append(current)
                 if current in seen or deadline.expired():
                     break
@@ -531,12 +606,43 @@ class Console:
                                  Deadline(deadline.slice(5.0, least=0.5)))
                 except WaitTimeout:
                     break  # the highlight did not move: an end of the list
-                # let the move finish drawing before reading the bar
-                self._still(Deadline(deadline.slice(deadline.seconds, least=1.0)), still_for=0.3)
+                early = self._settle_move(bars, region, Deadline(deadline.slice(deadline.seconds, least=1.0)),
+                                          hasty)
         rows = " | ".join(dict.fromkeys(r for r in seen_rows if r))
         shot = self.screenshot(f"select-{self.step}")
         raise WaitTimeout(self.step, self.scrub(f"highlighted row matching /{regex}/ (rows seen: {rows[:300]})"),
                           deadline.seconds, shot, self.scrub(self.last_text))
+
+    def _settle_move(self, before: list[Region], region: Region | None, deadline: Deadline, hasty: bool) -> bool:
+        """After a key moved a list's highlight: return once the move is drawn, so the bar can be read;
+        True when that was decided before the screen was still.
+
+        ``hasty``: drawn as soon as there are as many bars as before, of the same sizes, not all where they
+        were (the old row cleared, the new one highlighted: a guest that draws each row whole is done).
+        Otherwise, and when that never shows, the screen must be still for ``settle`` seconds. A bar read
+        too early (painted before its text) reads empty or partial: ``select`` reads an empty one again,
+        and a partial one costs moves, never the right row, since the way back is read only when still."""
+        shape = sorted((w, h) for _, _, w, h in before)
+        where = sorted((x, y) for x, y, _, _ in before)
+
+        def moved(frame: Frame) -> bool:
+            now = highlighted_rows(frame, region)
+            return sorted((w, h) for _, _, w, h in now) == shape and sorted((x, y) for x, y, _, _ in now) != where
+
+        prev = self.frame()
+        quiet = Deadline(self.settle)  # restarted at every significant change
+        seen_no = self.vnc.frame_no
+        while not (quiet.expired() or deadline.expired()):
+            if hasty and moved(prev):
+                return True
+            no = self.vnc.wait_frame(seen_no, min(deadline.left(), quiet.left()))
+            if no != seen_no:
+                seen_no = no
+                cur = self.frame()
+                if compare(prev, cur).significant:
+                    quiet = Deadline(self.settle)
+                prev = cur
+        return False
 
     def run_command(self, command: str, prompt: str = SHELL_PROMPT, timeout: float = 60.0) -> str:
         """Type a command line at a shell prompt, wait for the prompt again, return the output read back:

@@ -4,6 +4,7 @@ timeouts that name the step, secrets never logged, abort from another thread."""
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import threading
 import time
@@ -224,3 +225,158 @@ def test_a_secret_that_cannot_be_typed_is_not_named_in_the_error(tmp_path: Path)
     assert "ä" not in str(exc.value) and "secret" in str(exc.value)
     with pytest.raises(keys.KeySpecError, match="cannot type 'é'"):  # not a secret: the character helps
         c.type_string("café")
+
+
+class SlowOcr(TextOcr):
+    """OCR that takes ``seconds`` per reading, like tesseract on a new screen of a busy host."""
+
+    def __init__(self, text: str, seconds: float) -> None:
+        super().__init__(text)
+        self.seconds = seconds
+        self.calls = 0
+
+    def read(self, frame: np.ndarray, region: object = None, second: bool = False) -> str:
+        self.calls += 1
+        time.sleep(self.seconds)
+        return self.text
+
+
+class LateSerial(SilentSerial):
+    """A serial console that prints ``text`` ``after`` seconds from now."""
+
+    def __init__(self, text: str, after: float) -> None:
+        self.t0, self.after, self.line = time.monotonic(), after, text
+
+    def search(self, regex: re.Pattern[str]) -> re.Match[str] | None:
+        return regex.search(self.line) if time.monotonic() - self.t0 >= self.after else None
+
+    def consume(self, m: object) -> None: ...
+
+
+def test_serial_evidence_is_not_held_up_by_a_slow_reading_of_the_screen(tmp_path: Path) -> None:
+    ocr = SlowOcr("Scanning...", 1.5)
+    c = Console(FakeVnc(lambda t: draw("x" if t < 0.25 else "y")), LateSerial("Select a Disk", 0.2),  # type: ignore[arg-type]
+                RunFolder(tmp_path / "run"), ocr=ocr)  # type: ignore[arg-type]
+    t0 = time.monotonic()
+    ev = c.wait_text("Select a Disk", 10)
+    assert ev.source == "serial" and time.monotonic() - t0 < 1.2  # the serial line, not after the OCR's 1.5 s
+    assert ocr.calls >= 1  # the screen was being read meanwhile
+    c.close()
+
+
+def test_with_a_silent_serial_console_the_screen_still_ends_the_wait(tmp_path: Path) -> None:
+    ocr = SlowOcr("Select a Disk to Install or Upgrade", 0.2)
+    c = Console(FakeVnc(lambda t: draw("x")), LateSerial("", 1e9), RunFolder(tmp_path / "run"),  # type: ignore[arg-type]
+                ocr=ocr)  # type: ignore[arg-type]
+    ev = c.wait_text("Select a Disk", 5)
+    assert ev.source == "screen" and c.last_text.startswith("Select a Disk")
+    ocr.text = "Welcome"
+    with pytest.raises(WaitTimeout) as exc:  # and a wait that never sees its text still times out, bounded
+        c.wait_text("Installation Complete", 0.5)
+    assert "Welcome" in exc.value.ocr_text
+    c.close()
+
+
+ROWS = ["Configure Password", "Configure Lockdown Mode", "Configure Management Network", "Restart Management",
+        "Test Management Network", "Network Restore Options", "Configure Keyboard", "Troubleshooting Options",
+        "View System Logs", "View Support Information", "Reset System Configuration"]
+BAR_X, BAR_TOP, BAR_W, BAR_H = 40, 30, 300, 19
+
+
+class ListScreen:
+    """A DCUI-like menu whose highlight moves on Down/Up and takes time to redraw, like the guest under
+    TCG: the old row is cleared first (no bar on screen), then the new one is drawn. ``bar_first``: the new
+    bar's colour lands before its text does. A white dot in the bar means its text is drawn."""
+
+    def __init__(self, bar_first: bool = False, redraw: float = 0.08) -> None:
+        self.sel, self.bar_first, self.redraw = 0, bar_first, redraw
+        self.moves: list[tuple[float, int]] = []  # (time the key came, the row it selects)
+        self.presses = 0
+        self._no, self._key = 0, None
+
+    def _state(self) -> tuple[int | None, bool]:
+        """(highlighted row or None, its text drawn) now."""
+        if not self.moves:
+            return self.sel, True
+        t, row = self.moves[-1]
+        age = time.monotonic() - t
+        prev = self.moves[-2][1] if len(self.moves) > 1 else 0
+        if age < self.redraw / 2:
+            return prev, True
+        if age < self.redraw:
+            return (row, False) if self.bar_first else (None, False)
+        if self.bar_first and age < 3 * self.redraw:
+            return row, False
+        return row, True
+
+    @property
+    def frame_no(self) -> int:
+        key = self._state()
+        if key != self._key:
+            self._key, self._no = key, self._no + 1
+        return self._no
+
+    def frame(self) -> np.ndarray:
+        row, text = self._state()
+        img = np.zeros((400, 400, 3), dtype=np.uint8)
+        if row is not None:
+            y = BAR_TOP + row * BAR_H
+            img[y:y + BAR_H, BAR_X:BAR_X + BAR_W] = (200, 200, 0)
+            if text:
+                img[y + 9, BAR_X + 150] = (255, 255, 255)
+        return img
+
+    def fresh_frame(self, timeout: float = 5.0) -> np.ndarray:
+        return self.frame()
+
+    def wait_frame(self, after: int, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while self.frame_no == after and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return self.frame_no
+
+    def send(self, actions: Sequence[keys.Action], sleep: Callable[[float], None] = time.sleep) -> None:
+        for a in actions:
+            if isinstance(a, keys.KeyEvent) and a.down:
+                self.presses += 1
+                step = {0xFF54: 1, 0xFF52: -1}.get(a.keysym, 0)
+                self.sel = min(len(ROWS) - 1, max(0, self.sel + step))
+                self.moves.append((time.monotonic(), self.sel))
+
+    def close(self) -> None:
+        pass
+
+
+class BarOcr:
+    """Reads a bar's row text when its text is drawn (the dot), nothing otherwise."""
+
+    def read(self, frame: np.ndarray, region: tuple[int, int, int, int] | None = None, second: bool = False) -> str:
+        if region is None:
+            return ""
+        y = region[1]
+        if not (frame[y + 9, BAR_X + 150] == 255).all():
+            return ""
+        return ROWS[(y - BAR_TOP) // BAR_H]
+
+
+@pytest.mark.parametrize("bar_first", [False, True], ids=["row drawn whole", "bar before its text"])
+def test_select_stops_on_the_row_once_its_move_is_drawn(tmp_path: Path, bar_first: bool) -> None:
+    screen = ListScreen(bar_first=bar_first)
+    c = Console(screen, None, RunFolder(tmp_path / "run"), ocr=BarOcr())  # type: ignore[arg-type]
+    ev = c.select("Troubleshooting Options", 30)
+    assert ev.matched == "Troubleshooting Options" and ROWS[screen.sel] == "Troubleshooting Options"
+    if not bar_first:
+        assert screen.presses == 7  # one Down per row: never a key pressed before the last move was drawn
+    else:
+        assert screen.presses >= 7  # a bar read before its text may cost moves, never the right row
+
+
+@pytest.mark.parametrize("bar_first", [False, True], ids=["row drawn whole", "bar before its text"])
+def test_select_finds_a_row_above_the_highlight_on_the_way_back(tmp_path: Path, bar_first: bool) -> None:
+    screen = ListScreen(bar_first=bar_first)
+    screen.sel = 9
+    c = Console(screen, None, RunFolder(tmp_path / "run"), ocr=BarOcr())  # type: ignore[arg-type]
+    ev = c.select("Troubleshooting Options", 30)
+    assert ev.matched == "Troubleshooting Options" and ROWS[screen.sel] == "Troubleshooting Options"
+    downs = [a for a in screen.moves if a[1] >= 9]
+    assert len(downs) >= 1 and screen.sel == 7  # to the end of the list, then back up to the row
