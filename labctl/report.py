@@ -580,7 +580,7 @@ def write_animation(run_dir: Path, out_name: str = "run.webp") -> Path | None:
 
 def _thumbnail(path: Path) -> Any:
     """A frame for the animation: RGB, at most ANIMATION_WIDTH wide (None when it cannot be read).
-    Shrunk by a whole factor (a box filter: several times faster than resampling, and sharp text)."""
+    Shrunk with a box filter (twice as fast as bicubic, and text stays as legible)."""
     from PIL import Image
 
     try:
@@ -588,8 +588,10 @@ def _thumbnail(path: Path) -> Any:
             im = src.convert("RGB")
     except OSError:
         return None
-    factor = -(-im.width // ANIMATION_WIDTH)
-    return im.reduce(factor) if factor > 1 else im
+    if im.width <= ANIMATION_WIDTH:
+        return im
+    size = (ANIMATION_WIDTH, round(im.height * ANIMATION_WIDTH / im.width))
+    return im.resize(size, Image.Resampling.BOX, reducing_gap=2.0)
 
 
 def _letterbox(im: Any, size: tuple[int, int]) -> Any:

@@ -24,6 +24,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -55,6 +56,8 @@ from labctl.secrets import Secrets
 log = logging.getLogger(__name__)
 
 NEEDLE_DIRS = (data_path("labs", "needles"),)
+SERIAL_AHEAD = 0.2  # a screen looked at this long before serial evidence came predates its text
+LAST_READING_WAIT = 10.0  # seconds a wait that ran out lets the OCR of its last screen finish
 SERIAL_SCREEN_WAIT = 1.0  # seconds a serial match waits for the screen to show it too (a server not nudged)
 SHELL_PROMPT = r"\[root@[^\]]*\]\s?[#$]?"  # ESXi Shell's "[root@localhost:~]"
 
@@ -189,23 +192,31 @@ def output_below(text: str, command: str, prompt: str, strict: bool = True) -> s
     return None if strict else "\n".join(out)
 
 
+Reading = tuple[str, tuple[str, TextMatch, tuple[str, ...]] | None]  # OCR text, and the pattern it shows
+
+
 class _ScreenReader:
     """OCR of a wait's frames on the Console's worker thread: one reading at a time, of the newest frame
     offered meanwhile (frames between are skipped: the newest screen is the one that counts)."""
 
     def __init__(self, console: Console, patterns: Mapping[str, str], region: Region | None) -> None:
         self.console, self.patterns, self.region = console, patterns, region
-        self._running: Future[tuple[str, tuple[str, TextMatch, tuple[str, ...]] | None]] | None = None
+        self._running: Future[Reading] | None = None
         self._next: Frame | None = None
 
     def offer(self, frame: Frame) -> None:
-        if self._running is None:
-            self._running = self.console._worker().submit(self.console._screen_hit, frame, self.patterns, self.region)
-        else:
+        if self._running is not None:
             self._next = frame
+            return
+        try:
+            self._running = self.console._worker().submit(self.console._screen_hit, frame, self.patterns, self.region)
+        except RuntimeError:  # no new threads at interpreter shutdown: read it here
+            done: Future[Reading] = Future()
+            done.set_result(self.console._screen_hit(frame, self.patterns, self.region))
+            self._running = done
 
-    def take(self) -> tuple[str, tuple[str, TextMatch, tuple[str, ...]] | None] | None:
-        """The finished reading (text, hit), or None while it runs; starts the next offered frame's."""
+    def take(self) -> Reading | None:
+        """The finished reading, or None while it runs; starts the next offered frame's."""
         if self._running is None or not self._running.done():
             return None
         done, self._running = self._running.result(), None  # an OCR error is the wait's error
@@ -213,6 +224,27 @@ class _ScreenReader:
             frame, self._next = self._next, None
             self.offer(frame)
         return done
+
+    def finish(self, timeout: float) -> Reading | None:
+        """At the deadline: the reading under way and the frame waiting for one, each to its end (within
+        ``timeout`` s); the first that shows a pattern, else the last reading, else None."""
+        bound = Deadline(timeout)
+        last: Reading | None = None
+        while self._running is not None:
+            with contextlib.suppress(FutureTimeout):
+                self._running.result(timeout=bound.left())
+            if not self._running.done():
+                return last
+            done = self.take()
+            if done is not None:
+                if done[1] is not None:
+                    return done
+                last = done
+        return last
+
+    def close(self) -> None:
+        """The wait is over: no further frame is read (a reading under way ends by itself)."""
+        self._next = None
 
 
 class Console:
@@ -233,11 +265,11 @@ class Console:
         self.last_text = ""
         self._needles: dict[str, Needle] = {}
         self._seen: Frame | None = None  # the last frame a wait looked at
-        # how long a screen must stay still after a move before its highlight is read: two of the server's
-        # looks for changes at least (QEMU's, kept at 30-80 ms by the refresh nudge; others' unknown)
+        # how long a screen must stay still after a move before its highlight is read: a few of the
+        # server's looks for changes (QEMU's, kept 30-130 ms apart by the refresh nudge; others' unknown)
         self.settle = 0.3
-        # how long serial evidence waits for the screen to show it too (a screen that showed it before the
-        # wait began never changes: this is then lost time)
+        # how long serial evidence waits for the screen to show it too (a screen that showed it already
+        # never changes: this is then lost time)
         self.screen_lag = SERIAL_SCREEN_WAIT
         self._pool: ThreadPoolExecutor | None = None  # OCR beside a serial wait (one thread, made when needed)
 
@@ -264,7 +296,7 @@ class Console:
                 raise RunFailed(f"cannot open the serial console {serial.path}: {exc}") from None
         console = cls(session, ser, run, secret_list, timeout_scale)
         if vnc.refresh_nudge:
-            console.settle = max(0.15, 1.5 * vnc.refresh_nudge)
+            console.settle = max(0.25, 2.5 * vnc.refresh_nudge)
             console.screen_lag = max(0.3, 3 * vnc.refresh_nudge)
         return console
 
@@ -279,6 +311,7 @@ class Console:
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
         self.vnc.close()
         if self.serial:
             self.serial.close()
@@ -349,7 +382,7 @@ class Console:
                   also: tuple[str, ...] = (), before: Frame | None = None) -> Evidence:
         """A wait succeeded: keep the screen it saw (forced past the frame throttle, still deduplicated).
         Serial evidence is often ahead of the screen: the screen kept is then the first that differs from
-        ``before`` (the screen when the wait began), within ``screen_lag`` seconds (the report's
+        ``before`` (a screen from before the text), within ``screen_lag`` seconds (the report's
         thumbnail), not the one from before the text was drawn."""
         seconds = deadline.elapsed()
         shot = None
@@ -441,8 +474,7 @@ class Console:
         assert ev.key is not None
         return ev.key, ev
 
-    def _screen_hit(self, frame: Frame, patterns: Mapping[str, str],
-                    region: Region | None) -> tuple[str, tuple[str, TextMatch, tuple[str, ...]] | None]:
+    def _screen_hit(self, frame: Frame, patterns: Mapping[str, str], region: Region | None) -> Reading:
         """What OCR reads on ``frame`` and the pattern it shows (a second reading when one nearly shows)."""
         text = self.ocr.read(frame, region)
         hit = _first_hit(patterns, text)
@@ -459,7 +491,9 @@ class Console:
         # With a serial console, a new frame's OCR (a few tenths of a second) runs beside the wait, so the
         # serial line, often first with the text, is still looked at every 50 ms meanwhile.
         reader = _ScreenReader(self, patterns, region) if srx else None
-        began = self.vnc.frame() if srx else None  # what serial evidence's screenshot must differ from
+        # what serial evidence's screenshot must differ from: the newest screen this wait looked at well
+        # before the serial text showed (one looked at since may already show it), else the first
+        looked: list[tuple[float, Frame]] = [(0.0, self.vnc.frame())] if srx else []
 
         def screen(text: str, hit: tuple[str, TextMatch, tuple[str, ...]] | None) -> Evidence | None:
             self.last_text = text
@@ -475,9 +509,13 @@ class Console:
                     first, key = min(found, key=lambda f: f[0].start())
                     self.serial.consume(first)
                     also = tuple(k for other, k in found if k != key and other.start() == first.start())
-                    return self._evidence("serial", first.group(0), deadline, key=key, also=also, before=began)
+                    now = time.monotonic()
+                    before = next(f for t, f in reversed(looked) if t <= now - SERIAL_AHEAD)
+                    return self._evidence("serial", first.group(0), deadline, key=key, also=also, before=before)
             if new_frame:
                 frame = self.frame()
+                if srx:
+                    looked[1:] = [*looked[-2:][1:], (time.monotonic(), frame)]  # the first, and the last two
                 h = frame_hash(crop(frame, region))
                 if h not in seen_hash[-1:]:
                     seen_hash.append(h)
@@ -488,7 +526,18 @@ class Console:
                 return screen(*done)
             return None
 
-        return self._until(deadline, what, check, 0.05 if srx else 1.0, region)
+        if reader is None:
+            return self._until(deadline, what, check, 0.05 if srx else 1.0, region)
+        try:
+            return self._until(deadline, what, check, 0.05, region)
+        except WaitTimeout:
+            # the screen read last may be the one with the text: let its reading end before failing
+            done = reader.finish(LAST_READING_WAIT)
+            if done is not None and (ev := screen(*done)) is not None:
+                return ev
+            raise
+        finally:
+            reader.close()
 
     def wait_serial(self, regex: str, timeout: float) -> Evidence:
         if self.serial is None:
@@ -575,7 +624,8 @@ class Console:
             seen: set[str] = set()
             hasty = key == "<down>"  # the way back, if needed, reads each row only once it is still
             early = False  # the bars were read as soon as the move looked drawn, not once still
-            for _ in range(max_moves):
+            presses = 0
+            while True:
                 frame = self.frame()
                 bars = highlighted_rows(frame, region)
                 if not bars and not deadline.expired():
@@ -586,19 +636,20 @@ class Console:
                     frame = self.frame()
                     bars = highlighted_rows(frame, region)
                 texts = [self.ocr.read(frame, bar) for bar in bars[:4]]
-                for text in texts:
-                    if find_text(regex, text):
-                        return self._evidence("screen", text, deadline)
+                hit = next((t for t in texts if find_text(regex, t)), None)
                 current = " | ".join(texts)  # several bars (a footer stripe too): the set moves when we move
-                if early and (not all(t.strip() for t in texts) or current in seen):
-                    # an empty bar, or a row already passed: its text may not be drawn yet; read it again
-                    # once the screen is still
+                if early and (hit is not None or not all(t.strip() for t in texts) or current in seen):
+                    # read before the screen was still: a match may be half a row (the part that would not
+                    # match yet undrawn), an empty bar or a row already passed its text not drawn yet;
+                    # read it again once still
                     early = False
                     with contextlib.suppress(WaitTimeout):
                         self._still(Deadline(deadline.slice(5.0, least=0.5)), still_for=self.settle)
                     continue
+                if hit is not None:
+                    return self._evidence("screen", hit, deadline)
                 seen_rows.append(current)
-                if current in seen or deadline.expired():
+                if current in seen or deadline.expired() or presses >= max_moves:
                     break
                 seen.add(current)
                 try:
@@ -606,6 +657,7 @@ class Console:
                                  Deadline(deadline.slice(5.0, least=0.5)))
                 except WaitTimeout:
                     break  # the highlight did not move: an end of the list
+                presses += 1
                 early = self._settle_move(bars, region, Deadline(deadline.slice(deadline.seconds, least=1.0)),
                                           hasty)
         rows = " | ".join(dict.fromkeys(r for r in seen_rows if r))
@@ -620,8 +672,9 @@ class Console:
         ``hasty``: drawn as soon as there are as many bars as before, of the same sizes, not all where they
         were (the old row cleared, the new one highlighted: a guest that draws each row whole is done).
         Otherwise, and when that never shows, the screen must be still for ``settle`` seconds. A bar read
-        too early (painted before its text) reads empty or partial: ``select`` reads an empty one again,
-        and a partial one costs moves, never the right row, since the way back is read only when still."""
+        early may be painted before its text: ``select`` reads a match, an empty bar or a row it passed
+        again once still; a partial row that does not match costs moves, never the right row, since the way
+        back is read only when still."""
         shape = sorted((w, h) for _, _, w, h in before)
         where = sorted((x, y) for x, y, _, _ in before)
 

@@ -222,7 +222,10 @@ def _normalise_band(b: NDArray[np.uint8], bars: Sequence[Region] = ()) -> NDArra
 
 @dataclass
 class Ocr:
-    """Tesseract with a per-band cache. ``calls`` and ``seconds`` are for benchmarks."""
+    """Tesseract with a per-band cache. ``calls`` and ``seconds`` are for benchmarks.
+
+    A Console reads from its own thread and its OCR worker at once: each reading builds its text from its
+    own results, so the cache (only ever added to, or replaced whole) is never needed for correctness."""
 
     scale: int = 2
     second_scale: int = 4  # a second reading, used only when the first did not match
@@ -246,18 +249,21 @@ class Ocr:
                 continue
             tag = bytes(f"{b.shape}{self.second_scale if second else self.scale}", "ascii")
             keyed.append((hashlib.blake2b(b.tobytes() + tag, digest_size=12).hexdigest(), b))
-        todo = list({k: b for k, b in keyed if k not in self.cache}.items())  # identical lines: OCR once
+        cache = self.cache
+        found = {k: cache[k] for k, _ in keyed if k in cache}
+        todo = list({k: b for k, b in keyed if k not in found}.items())  # identical lines: OCR once
         if todo:
             t = time.monotonic()
-            self._recognise(todo, self.second_scale if second else self.scale)
+            found.update(self._recognise(todo, self.second_scale if second else self.scale))
             self.calls += 1
             self.seconds += time.monotonic() - t
-        if len(self.cache) > 5000:
-            keep = {k for k, _ in keyed}
-            self.cache = {k: v for k, v in self.cache.items() if k in keep}
-        return "\n".join(self.cache.get(k, "") for k, _ in keyed)
+        cache.update(found)
+        if len(cache) > 5000:
+            self.cache = dict(found)
+        return "\n".join(found.get(k, "") for k, _ in keyed)
 
-    def _recognise(self, todo: list[tuple[str, NDArray[np.uint8]]], scale: int) -> None:
+    def _recognise(self, todo: list[tuple[str, NDArray[np.uint8]]], scale: int) -> dict[str, str]:
+        """Each band's text, by key (nothing for any when tesseract ran out of time)."""
         from PIL import Image
 
         gap = 12
@@ -286,7 +292,7 @@ class Ocr:
         except FileNotFoundError:
             raise InputError("tesseract is not installed (apt-get install tesseract-ocr)") from None
         except subprocess.TimeoutExpired:
-            return
+            return {}
         # words in tesseract's reading order, grouped into its lines, assigned to bands by position
         lines: dict[str, dict[tuple[str, str, str], list[str]]] = {k: {} for k, _, _ in spans}
         for line in proc.stdout.decode("utf-8", "replace").splitlines()[1:]:
@@ -299,8 +305,7 @@ class Ocr:
                 if y0 - gap / 2 <= mid < y1 + gap / 2:
                     lines[k].setdefault((cols[2], cols[3], cols[4]), []).append(cols[11])
                     break
-        for k, _, _ in spans:
-            self.cache[k] = "\n".join(" ".join(ws) for ws in lines[k].values())
+        return {k: "\n".join(" ".join(ws) for ws in lines[k].values()) for k, _, _ in spans}
 
 
 # --- change and stillness ----------------------------------------------------------------------------

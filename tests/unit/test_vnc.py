@@ -169,7 +169,7 @@ def test_refresh_nudge_sends_empty_clipboard_messages_only_when_asked(server: Fa
     try:
         time.sleep(0.5)
         got = list(server.cut_texts)
-        assert 5 <= len(got) <= 12, got  # every 50 ms, neither a burst nor silence
+        assert 2 <= len(got) <= 12, got  # every 50 ms (a loaded host skips some), neither a burst nor silence
         assert set(got) == {b""}  # empty: nothing reaches a clipboard, no key or pointer reaches the guest
         assert server.keys == []
     finally:
