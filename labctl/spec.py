@@ -313,7 +313,7 @@ class Verify(_Model):
 class ConsoleSettings(_Model):
     """How labctl drives a seat's console: key rate, serial evidence, timeout scale."""
 
-    key_rate: float | None = Field(None, description="keys per second (default: 10 on VMware, 100 on QEMU)")
+    key_rate: float | None = Field(None, description="keys per second (default: 10 on VMware, 200 on QEMU)")
     serial: bool = Field(True, description="also use the serial console as evidence when the backend has one")
     timeout_scale: float = Field(1.0, description="multiply every wait's timeout (slow hosts)")
 

@@ -183,7 +183,7 @@ class QemuBackend:
     """One seat's VM under QEMU. Implements ``labctl.backends.base.Backend``."""
 
     name = "qemu"
-    default_key_rate = 100.0  # keys/s; QEMU paces them too (qemu_argv.KEY_DELAY_MS): none lost on the simulator
+    default_key_rate = 200.0  # keys/s; QEMU paces them at qemu_argv.KEY_DELAY_MS: none lost on the simulator
 
     def __init__(
         self,
