@@ -22,6 +22,7 @@ import difflib
 import logging
 import re
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -493,10 +494,11 @@ class Console:
         reader = _ScreenReader(self, patterns, region) if srx else None
         # what serial evidence's screenshot must differ from: the newest screen this wait looked at well
         # before the serial text showed (one looked at since may already show it), else the first
-        looked: list[tuple[float, Frame]] = [(0.0, self.vnc.frame())] if srx else []
+        began = self.vnc.frame() if srx else None
+        looked: deque[tuple[float, Frame]] = deque(maxlen=2)
 
-        def screen(text: str, hit: tuple[str, TextMatch, tuple[str, ...]] | None) -> Evidence | None:
-            self.last_text = text
+        def screen(reading: Reading) -> Evidence | None:
+            self.last_text, hit = reading
             if hit is None:
                 return None
             key, m, also = hit
@@ -510,30 +512,30 @@ class Console:
                     self.serial.consume(first)
                     also = tuple(k for other, k in found if k != key and other.start() == first.start())
                     now = time.monotonic()
-                    before = next(f for t, f in reversed(looked) if t <= now - SERIAL_AHEAD)
+                    before = next((f for t, f in reversed(looked) if t <= now - SERIAL_AHEAD), began)
                     return self._evidence("serial", first.group(0), deadline, key=key, also=also, before=before)
             if new_frame:
                 frame = self.frame()
                 if srx:
-                    looked[1:] = [*looked[-2:][1:], (time.monotonic(), frame)]  # the first, and the last two
+                    looked.append((time.monotonic(), frame))
                 h = frame_hash(crop(frame, region))
                 if h not in seen_hash[-1:]:
                     seen_hash.append(h)
                     if reader is None:
-                        return screen(*self._screen_hit(frame, patterns, region))
+                        return screen(self._screen_hit(frame, patterns, region))
                     reader.offer(frame)
             if reader is not None and (done := reader.take()) is not None:
-                return screen(*done)
+                return screen(done)
             return None
 
-        if reader is None:
-            return self._until(deadline, what, check, 0.05 if srx else 1.0, region)
+        if reader is None:  # screen only
+            return self._until(deadline, what, check, 1.0, region)
         try:
             return self._until(deadline, what, check, 0.05, region)
         except WaitTimeout:
             # the screen read last may be the one with the text: let its reading end before failing
             done = reader.finish(LAST_READING_WAIT)
-            if done is not None and (ev := screen(*done)) is not None:
+            if done is not None and (ev := screen(done)) is not None:
                 return ev
             raise
         finally:
@@ -598,14 +600,23 @@ class Console:
         return self._still(self._scaled(timeout), still_for)
 
     def _still(self, deadline: Deadline, still_for: float) -> Evidence:
+        if self._quiet(deadline, still_for) != "still":
+            raise self._fail(f"still screen for {still_for:g}s", deadline.seconds)
+        return Evidence("still", f"still for {still_for:g}s", deadline.elapsed())
+
+    def _quiet(self, deadline: Deadline, still_for: float, done: Callable[[Frame], bool] | None = None) -> str:
+        """Follow the screen until nothing but blinking has changed for ``still_for`` seconds ("still"),
+        ``done(frame)`` holds ("done"), or the deadline passes ("deadline")."""
         prev = self.frame()
         quiet = Deadline(still_for)  # restarted at every significant change
         seen_no = self.vnc.frame_no
         while True:
             if quiet.expired():
-                return Evidence("still", f"still for {still_for:g}s", deadline.elapsed())
+                return "still"
             if deadline.expired():
-                raise self._fail(f"still screen for {still_for:g}s", deadline.seconds)
+                return "deadline"
+            if done is not None and done(prev):
+                return "done"
             no = self.vnc.wait_frame(seen_no, min(deadline.left(), quiet.left()))
             if no != seen_no:
                 seen_no = no
@@ -682,20 +693,7 @@ class Console:
             now = highlighted_rows(frame, region)
             return sorted((w, h) for _, _, w, h in now) == shape and sorted((x, y) for x, y, _, _ in now) != where
 
-        prev = self.frame()
-        quiet = Deadline(self.settle)  # restarted at every significant change
-        seen_no = self.vnc.frame_no
-        while not (quiet.expired() or deadline.expired()):
-            if hasty and moved(prev):
-                return True
-            no = self.vnc.wait_frame(seen_no, min(deadline.left(), quiet.left()))
-            if no != seen_no:
-                seen_no = no
-                cur = self.frame()
-                if compare(prev, cur).significant:
-                    quiet = Deadline(self.settle)
-                prev = cur
-        return False
+        return self._quiet(deadline, self.settle, moved if hasty else None) == "done"
 
     def run_command(self, command: str, prompt: str = SHELL_PROMPT, timeout: float = 60.0) -> str:
         """Type a command line at a shell prompt, wait for the prompt again, return the output read back:
