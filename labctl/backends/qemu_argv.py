@@ -25,10 +25,16 @@ OVMF_VARS = OVMF_DIR / "OVMF_VARS_4M.fd"
 OVMF_CODE_SECBOOT = OVMF_DIR / "OVMF_CODE_4M.secboot.fd"
 OVMF_VARS_SECBOOT = OVMF_DIR / "OVMF_VARS_4M.ms.fd"
 # QEMU's VNC server queues the key events it receives and hands them to the guest's keyboard one per
-# key-delay-ms (default 10 ms: a shifted letter, four events, then takes 40 ms whatever the client sends).
-# 3 ms lets typing run at 130-160 keys/s; measured on the simulator's shell with both cores busy:
-# 1 ms lost shift states and letters, 3 ms lost none even when the client sent 1,000 keys/s.
+# key-delay-ms (default 10 ms). The PS/2 keyboard behind it holds 16 events and drops the rest, so the
+# pace that matters is how long the guest may leave them unread: a guest drawing a line, or writing its
+# serial port on a host busy with disk writes, stalls for tens of milliseconds. labctl paces typing at
+# KEY_EVENT_GAP (16 events: 160 ms of stall) and sends a shell line the guest echoes in bursts of
+# BURST_EVENTS, each once the one before came back; key-delay-ms=3 is then the pace inside a burst.
+# Measured on the simulator's boot-loader editor (70 characters a try, under fsync'd disk writes and two
+# busy loops): a 1 ms pace lost keys in 9 of 30 tries, 2 ms in 1 of 30, 3 ms in 1 of 64.
 KEY_DELAY_MS = 3
+KEY_EVENT_GAP = 0.010
+BURST_EVENTS = 12
 VNC_BASE_PORT = 5900
 _SUN_PATH_MAX = 100  # sockaddr_un.sun_path is 108 bytes; keep a margin
 

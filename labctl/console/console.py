@@ -32,6 +32,7 @@ from typing import Protocol
 
 from labctl.backends.base import SerialEndpoint, VncEndpoint
 from labctl.console import keys
+from labctl.console.echoed import type_echoed
 from labctl.console.screen import (
     Frame,
     Needle,
@@ -75,7 +76,8 @@ class FrameSource(Protocol):
 
     def wait_frame(self, after: int, timeout: float) -> int: ...
 
-    def send(self, actions: Sequence[keys.Action], sleep: Callable[[float], None] = time.sleep) -> None: ...
+    def send(self, actions: Sequence[keys.Action], sleep: Callable[[float], None] = time.sleep,
+             burst: bool = False) -> None: ...
 
     def close(self) -> None: ...
 
@@ -272,6 +274,9 @@ class Console:
         # how long serial evidence waits for the screen to show it too (a screen that showed it already
         # never changes: this is then lost time)
         self.screen_lag = SERIAL_SCREEN_WAIT
+        # key events the guest's keyboard holds whole (VncEndpoint.burst_events): a shell line echoed on
+        # the serial console is typed in bursts of this many, each checked against the echo; 0: paced
+        self.burst_events = 0
         self._pool: ThreadPoolExecutor | None = None  # OCR beside a serial wait (one thread, made when needed)
 
     def _worker(self) -> ThreadPoolExecutor:
@@ -296,6 +301,7 @@ class Console:
                 session.close()
                 raise RunFailed(f"cannot open the serial console {serial.path}: {exc}") from None
         console = cls(session, ser, run, secret_list, timeout_scale)
+        console.burst_events = vnc.burst_events
         if vnc.refresh_nudge:
             console.settle = max(0.25, 2.5 * vnc.refresh_nudge)
             console.screen_lag = max(0.3, 3 * vnc.refresh_nudge)
@@ -370,6 +376,17 @@ class Console:
         if self.serial:
             self.serial.mark()
         self.vnc.send(actions)
+
+    def type_line(self, text: str, deadline: Deadline) -> None:
+        """Type ``text`` (no Enter) at a prompt that echoes it on the serial console. With an endpoint
+        that takes bursts, fast and checked against the echo (``labctl.console.echoed``); else paced."""
+        if self.serial is None or not self.burst_events:
+            self.type_string(text)
+            return
+        log.info("%s: type %s (checked against the echo)", self.step, self._shown(text, False))
+        outcome = type_echoed(self.vnc, self.serial, text, self.burst_events, deadline, self.scrub)
+        if outcome != "checked":
+            log.info("%s: the line was %s", self.step, outcome)
 
     # -- frames ---------------------------------------------------------------------------------------
     def frame(self) -> Frame:
@@ -704,7 +721,8 @@ class Console:
         deadline = self._scaled(timeout)
         if self.serial is not None:
             self.serial.mark()
-            self.type_string(command + "\n")
+            self.type_line(command, deadline)
+            self.vnc.send(keys.parse("<enter>"))
             rx = re.compile(re.escape(command[-20:]) + r".*?\n(?P<out>.*?)" + prompt, re.S)
             m = self.serial.wait(rx, deadline.left())
             if m:  # the serial mirror repeats line ends (cursor moves + CR LF): drop empty lines

@@ -135,8 +135,9 @@ def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[FakeRfbSe
     srv.close()
 
 
-def session(srv: FakeRfbServer, rate: float = 200.0, nudge: float | None = None) -> VncSession:
-    s = VncSession(VncEndpoint("127.0.0.1", 0, password=None, socket_path=srv.path, refresh_nudge=nudge),
+def session(srv: FakeRfbServer, rate: float = 200.0, nudge: float | None = None, gap: float = 0.0) -> VncSession:
+    s = VncSession(VncEndpoint("127.0.0.1", 0, password=None, socket_path=srv.path, refresh_nudge=nudge,
+                               key_event_gap=gap),
                    key_rate=rate, call_timeout=5.0, reconnect_timeout=10.0)
     s.connect()
     return s
@@ -193,6 +194,25 @@ def test_shifted_keys_and_rate(server: FakeRfbServer) -> None:
         assert server.keys == [(SHIFT_L, True), (o, True), (o, False), (SHIFT_L, False), (a, True), (a, False),
                                (SHIFT_L, True), (colon, True), (colon, False), (SHIFT_L, False)]
         assert elapsed >= 2 / 20 - 0.01  # three presses at 20/s: two intervals
+    finally:
+        s.close()
+
+
+def test_key_events_keep_the_endpoints_gap_unless_sent_as_a_burst(server: FakeRfbServer) -> None:
+    s = session(server, rate=1000.0, gap=0.05)
+    try:
+        t0 = time.monotonic()
+        s.send(keys.parse("abC"))  # 8 events: 7 gaps, though three presses at 1000/s would take 2 ms
+        paced = time.monotonic() - t0
+        t0 = time.monotonic()
+        s.send(keys.parse("abC"), burst=True)
+        burst = time.monotonic() - t0
+        deadline = time.monotonic() + 3
+        while len(server.keys) < 16 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(server.keys) == 16 and server.keys[:8] == server.keys[8:]
+        assert paced >= 7 * 0.05 - 0.01, paced
+        assert burst < 0.2, burst
     finally:
         s.close()
 
