@@ -105,6 +105,7 @@ class Evidence:
     key: str | None = None
     also: tuple[str, ...] = ()
     screenshot: Path | None = None
+    typed: tuple[float, str] | None = None  # a typed line's seconds and how it was checked (run_command)
 
 
 def serial_regex(regex: str) -> str:
@@ -277,6 +278,7 @@ class Console:
         # key events the guest's keyboard holds whole (VncEndpoint.burst_events): a shell line echoed on
         # the serial console is typed in bursts of this many, each checked against the echo; 0: paced
         self.burst_events = 0
+        self.last_line: tuple[float, str] | None = None  # the last type_line: seconds, and checked/retyped/...
         self._pool: ThreadPoolExecutor | None = None  # OCR beside a serial wait (one thread, made when needed)
 
     def _worker(self) -> ThreadPoolExecutor:
@@ -381,10 +383,14 @@ class Console:
         """Type ``text`` (no Enter) at a prompt that echoes it on the serial console. With an endpoint
         that takes bursts, fast and checked against the echo (``labctl.console.echoed``); else paced."""
         if self.serial is None or not self.burst_events:
+            t0 = time.monotonic()
             self.type_string(text)
+            self.last_line = (round(time.monotonic() - t0, 3), "paced")
             return
         log.info("%s: type %s (checked against the echo)", self.step, self._shown(text, False))
+        t0 = time.monotonic()
         outcome = type_echoed(self.vnc, self.serial, text, self.burst_events, deadline, self.scrub)
+        self.last_line = (round(time.monotonic() - t0, 3), outcome)
         if outcome != "checked":
             log.info("%s: the line was %s", self.step, outcome)
 

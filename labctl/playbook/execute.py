@@ -160,6 +160,8 @@ class Runner:
                 fields["also_matched"] = list(ev.also)
             if ev.screenshot:
                 fields["screenshot"] = str(ev.screenshot)
+            if ev.typed:
+                fields.update(typed=ev.typed[0], typing=ev.typed[1])
         event("ok")
         return True
 
