@@ -77,14 +77,12 @@ class VncEndpoint:
     # Seconds between the client's "keep refreshing" messages, for a server whose refresh slows down on a
     # still screen (QEMU: from 30 ms up to 3 s, back to 30 ms on any client input message); None: never.
     refresh_nudge: float | None = None
-    # The smallest gap, in seconds, between key events that the guest's keyboard behind this server takes
-    # even while the guest stalls for a moment (QEMU's PS/2 keyboard holds 16 events and drops the rest;
-    # a guest drawing or writing its serial port can leave them unread for tens of milliseconds).
-    # Typing that waits for the guest's echo of each burst (``Console.run_command``) need not keep it.
+    # QEMU's trace of its PS/2 keyboard (labctl.console.kbdflow): while it shows the keyboard, each key
+    # event waits until the guest has room for it in the keyboard's 16-byte queue.
+    keyboard_trace: Path | None = None
+    # Without that trace, the smallest gap in seconds between key events, so that a guest that leaves its
+    # keyboard unread for a moment (drawing, writing its serial port on a busy host) loses none.
     key_event_gap: float = 0.0
-    # How many key events the guest's keyboard holds whole, so that a burst of them is never dropped while
-    # the guest stalls (QEMU: 12 of its 16, the last release may still be waiting); 0: never send bursts.
-    burst_events: int = 0
 
     def __repr__(self) -> str:  # keep the password out of logs and tracebacks
         where = self.socket_path or f"{self.host}:{self.port}"

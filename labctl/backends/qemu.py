@@ -55,7 +55,6 @@ from labctl.backends.base import (
 )
 from labctl.backends.children import die_with_parent
 from labctl.backends.qemu_argv import (
-    BURST_EVENTS,
     KEY_EVENT_GAP,
     VNC_BASE_PORT,
     SeatFiles,
@@ -692,11 +691,11 @@ class QemuBackend:
         assert rt.vnc_port is not None
         return VncEndpoint(rt.vnc_host, rt.vnc_port, password, **self._vnc_pacing())
 
-    @staticmethod
-    def _vnc_pacing() -> dict[str, Any]:
-        """How QEMU's VNC server wants to be driven: nudged to keep refreshing, keys paced for its PS/2
-        keyboard's 16-event queue (qemu_argv.KEY_EVENT_GAP, BURST_EVENTS)."""
-        return {"refresh_nudge": REFRESH_NUDGE, "key_event_gap": KEY_EVENT_GAP, "burst_events": BURST_EVENTS}
+    def _vnc_pacing(self) -> dict[str, Any]:
+        """How QEMU's VNC server wants to be driven: nudged to keep refreshing; keys sent as the guest
+        reads its PS/2 keyboard (the keyboard trace), else KEY_EVENT_GAP apart."""
+        return {"refresh_nudge": REFRESH_NUDGE, "key_event_gap": KEY_EVENT_GAP,
+                "keyboard_trace": self.files.keyboard_trace}
 
     def vnc_display(self) -> str:
         """'127.0.0.1 port 59NN (display :NN)' / 'unix:PATH', without the password, for messages."""

@@ -25,14 +25,16 @@ OVMF_VARS = OVMF_DIR / "OVMF_VARS_4M.fd"
 OVMF_CODE_SECBOOT = OVMF_DIR / "OVMF_CODE_4M.secboot.fd"
 OVMF_VARS_SECBOOT = OVMF_DIR / "OVMF_VARS_4M.ms.fd"
 # QEMU's VNC server queues the key events it receives and hands them to the guest's keyboard one per
-# key-delay-ms (default 10 ms). The PS/2 keyboard behind it holds 16 events and drops the rest, so the
-# pace that matters is how long the guest may leave them unread: a guest drawing a line, or writing its
-# serial port on a host busy with disk writes, stalls for tens of milliseconds. labctl paces typing at
-# KEY_EVENT_GAP (16 events: 160 ms of stall) and sends a shell line the guest echoes in bursts of
-# BURST_EVENTS, each once the one before came back; key-delay-ms=3 is then the pace inside a burst.
-# Measured on the simulator's boot-loader editor (70 characters a try, under fsync'd disk writes and two
-# busy loops): a 1 ms pace lost keys in 9 of 30 tries, 2 ms in 1 of 30, 3 ms in 1 of 64.
+# key-delay-ms (default 10 ms). The PS/2 keyboard behind it holds 16 bytes (one per event, translated scan
+# codes) and drops the rest, and a guest can leave it unread for tens of milliseconds: firmware drawing a
+# line, or writing its serial port on a host busy with disk writes. So QEMU traces the keyboard to a file
+# (KEYBOARD_TRACE, labctl.console.kbdflow) and labctl sends each key event only when it fits; 3 ms is then
+# just QEMU's pace. Without the trace, events keep KEY_EVENT_GAP apart (16 events: 160 ms of stall).
+# Measured on the simulator's boot-loader editor, 70 characters a try, under fsync'd disk writes and two
+# busy loops, with QEMU's pace alone: 1 ms lost keys in 9 of 30 tries, 2 ms in 1 of 30, 3 ms in 1 of 64.
 KEY_DELAY_MS = 3
+KEY_EVENT_GAP = 0.010
+KEYBOARD_TRACE = ("ps2_put_keycode", "ps2_read_data", "ps2_reset_keyboard", "ps2_write_keyboard")
 KEY_EVENT_GAP = 0.010
 BURST_EVENTS = 12
 VNC_BASE_PORT = 5900
@@ -89,6 +91,11 @@ class SeatFiles:
     @property
     def stderr_log(self) -> Path:
         return self.state_dir / "qemu.log"
+
+    @property
+    def keyboard_trace(self) -> Path:
+        """QEMU's trace of its PS/2 keyboard (``labctl.console.kbdflow``): what typing paces itself by."""
+        return self.state_dir / "keyboard.trace"
 
     @property
     def snapshots(self) -> Path:
@@ -239,6 +246,10 @@ def build_argv(
         # number of readers (labctl up, labctl wait from another shell) can follow it.
         "-chardev", f"file,id=serial0,path={_opt(str(files.serial_log))}",
         "-serial", "chardev:serial0",
+        # The PS/2 keyboard's bytes queued and read, traced to a file (about 40 bytes per byte typed): typing
+        # sends a key only when the guest has room for it (labctl.console.kbdflow).
+        "-D", str(files.keyboard_trace),
+        *[arg for event in KEYBOARD_TRACE for arg in ("-trace", f"enable={event}")],
     ]
     argv += list(lab.qemu.extra_args)
     return argv

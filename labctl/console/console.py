@@ -32,7 +32,6 @@ from typing import Protocol
 
 from labctl.backends.base import SerialEndpoint, VncEndpoint
 from labctl.console import keys
-from labctl.console.echoed import type_echoed
 from labctl.console.screen import (
     Frame,
     Needle,
@@ -76,8 +75,7 @@ class FrameSource(Protocol):
 
     def wait_frame(self, after: int, timeout: float) -> int: ...
 
-    def send(self, actions: Sequence[keys.Action], sleep: Callable[[float], None] = time.sleep,
-             burst: bool = False) -> None: ...
+    def send(self, actions: Sequence[keys.Action], sleep: Callable[[float], None] = time.sleep) -> None: ...
 
     def close(self) -> None: ...
 
@@ -105,7 +103,7 @@ class Evidence:
     key: str | None = None
     also: tuple[str, ...] = ()
     screenshot: Path | None = None
-    typed: tuple[float, str] | None = None  # a typed line's seconds and how it was checked (run_command)
+    typed: float | None = None  # seconds a run step took to type its command line
 
 
 def serial_regex(regex: str) -> str:
@@ -275,10 +273,7 @@ class Console:
         # how long serial evidence waits for the screen to show it too (a screen that showed it already
         # never changes: this is then lost time)
         self.screen_lag = SERIAL_SCREEN_WAIT
-        # key events the guest's keyboard holds whole (VncEndpoint.burst_events): a shell line echoed on
-        # the serial console is typed in bursts of this many, each checked against the echo; 0: paced
-        self.burst_events = 0
-        self.last_line: tuple[float, str] | None = None  # the last type_line: seconds, and checked/retyped/...
+        self.last_typing: float | None = None  # seconds the last run_command took to type its line
         self._pool: ThreadPoolExecutor | None = None  # OCR beside a serial wait (one thread, made when needed)
 
     def _worker(self) -> ThreadPoolExecutor:
@@ -303,7 +298,6 @@ class Console:
                 session.close()
                 raise RunFailed(f"cannot open the serial console {serial.path}: {exc}") from None
         console = cls(session, ser, run, secret_list, timeout_scale)
-        console.burst_events = vnc.burst_events
         if vnc.refresh_nudge:
             console.settle = max(0.25, 2.5 * vnc.refresh_nudge)
             console.screen_lag = max(0.3, 3 * vnc.refresh_nudge)
@@ -378,21 +372,6 @@ class Console:
         if self.serial:
             self.serial.mark()
         self.vnc.send(actions)
-
-    def type_line(self, text: str, deadline: Deadline) -> None:
-        """Type ``text`` (no Enter) at a prompt that echoes it on the serial console. With an endpoint
-        that takes bursts, fast and checked against the echo (``labctl.console.echoed``); else paced."""
-        if self.serial is None or not self.burst_events:
-            t0 = time.monotonic()
-            self.type_string(text)
-            self.last_line = (round(time.monotonic() - t0, 3), "paced")
-            return
-        log.info("%s: type %s (checked against the echo)", self.step, self._shown(text, False))
-        t0 = time.monotonic()
-        outcome = type_echoed(self.vnc, self.serial, text, self.burst_events, deadline, self.scrub)
-        self.last_line = (round(time.monotonic() - t0, 3), outcome)
-        if outcome != "checked":
-            log.info("%s: the line was %s", self.step, outcome)
 
     # -- frames ---------------------------------------------------------------------------------------
     def frame(self) -> Frame:
@@ -718,6 +697,11 @@ class Console:
 
         return self._quiet(deadline, self.settle, moved if hasty else None) == "done"
 
+    def _type_timed(self, text: str) -> None:
+        t0 = time.monotonic()
+        self.type_string(text)
+        self.last_typing = round(time.monotonic() - t0, 3)
+
     def run_command(self, command: str, prompt: str = SHELL_PROMPT, timeout: float = 60.0) -> str:
         """Type a command line at a shell prompt, wait for the prompt again, return the output read back:
         from the serial console when there is one, else by OCR of the screen below the command line.
@@ -727,8 +711,7 @@ class Console:
         deadline = self._scaled(timeout)
         if self.serial is not None:
             self.serial.mark()
-            self.type_line(command, deadline)
-            self.vnc.send(keys.parse("<enter>"))
+            self._type_timed(command + "\n")
             rx = re.compile(re.escape(command[-20:]) + r".*?\n(?P<out>.*?)" + prompt, re.S)
             m = self.serial.wait(rx, deadline.left())
             if m:  # the serial mirror repeats line ends (cursor moves + CR LF): drop empty lines
@@ -744,6 +727,6 @@ class Console:
             heard = self.serial.stopped or f"serial read {self.scrub(self.serial.text())[-120:]!r}"
             raise WaitTimeout(self.step, self.scrub(f"prompt /{prompt}/ after '{command}' ({heard})"),
                               deadline.seconds, shot, self.scrub(self.last_text))
-        self._change(lambda: self.type_string(command + "\n"), deadline)
+        self._change(lambda: self._type_timed(command + "\n"), deadline)
         self._still(self._scaled(timeout), still_for=1.0)  # a long output scrolls for a while: its own budget
         return output_below(self.read_screen(), command, prompt, strict=False) or ""

@@ -37,6 +37,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from labctl.backends.base import VncEndpoint
+from labctl.console.kbdflow import KeyboardFlow
 from labctl.console.keys import Action, KeyEvent, Pause
 from labctl.console.waiting import Deadline, WaitExpired, poll_until
 from labctl.errors import RunFailed
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 
 Frame = NDArray[np.uint8]  # H x W x 3, RGB
 T = TypeVar("T")
+FLOW_WAIT = 5.0  # seconds a key waits for the guest to read its keyboard before typing goes on at a fixed pace
 
 # Twisted's reactor is one per process, and vncdotool starts it inside api.connect() when it sees
 # ``not reactor.running``. Two seats connecting at once both see it stopped and both start it: the
@@ -163,6 +165,7 @@ class VncSession:
         self._protocol: Any = None
         self._last_press = 0.0
         self._last_event = 0.0
+        self._flow = KeyboardFlow(endpoint.keyboard_trace) if endpoint.keyboard_trace else None
         self._reactor: Any = None
         self._aborted: str | None = None
 
@@ -289,15 +292,19 @@ class VncSession:
         raise AssertionError("unreachable")
 
     # -- keys ---------------------------------------------------------------------------------------
-    def send(self, actions: Sequence[Action], sleep: Callable[[float], None] = time.sleep,
-             burst: bool = False) -> None:
-        """Send key events at ``key_rate`` presses/s, and no two events closer than the endpoint's
-        ``key_event_gap``. ``burst``: as fast as the server takes them, for a few keys the guest's keyboard
-        can hold all at once (the caller waits for the guest before the next burst). On a dropped
-        connection, reconnect and go on from the last point where no key was held (the keys before it
-        were delivered)."""
-        interval = 0.0 if burst else 1.0 / self.key_rate
-        gap = 0.0 if burst else self.endpoint.key_event_gap
+    @property
+    def paced_by_guest(self) -> bool:
+        """True when each key event waits for room in the guest's keyboard (``labctl.console.kbdflow``)."""
+        return self._flow is not None and self._flow.live
+
+    def send(self, actions: Sequence[Action], sleep: Callable[[float], None] = time.sleep) -> None:
+        """Send key events at ``key_rate`` presses/s at the most, each when the guest's keyboard has room
+        for it (the endpoint's ``keyboard_trace``), or else no two closer than its ``key_event_gap``. On a
+        dropped connection, reconnect and go on from the last point where no key was held (the keys before
+        it were delivered)."""
+        interval = 1.0 / self.key_rate
+        flow = self._flow if self.paced_by_guest else None
+        gap = 0.0 if flow else self.endpoint.key_event_gap
         i = 0
         safe = 0  # index after which nothing is held
         held: set[int] = set()
@@ -310,6 +317,9 @@ class VncSession:
                 safe = i if not held else safe
                 continue
             assert isinstance(a, KeyEvent)
+            if flow is not None and not flow.wait_room(FLOW_WAIT):
+                log.warning("the guest has not read its keyboard for %g s: typing on at a fixed pace", FLOW_WAIT)
+                flow, gap = None, self.endpoint.key_event_gap
             now = time.monotonic()
             delay = max(self._last_press + interval - now if a.is_press else 0.0, self._last_event + gap - now)
             if delay > 0:
@@ -321,6 +331,8 @@ class VncSession:
                     raise VncLost("not connected")
                 self._call(_key_event(a))
                 self._last_event = time.monotonic()
+                if self._flow is not None:
+                    self._flow.sent_one()
             except VncLost as exc:
                 drops = drops + 1 if safe <= dropped_at else 1
                 dropped_at = safe

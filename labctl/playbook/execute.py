@@ -160,8 +160,8 @@ class Runner:
                 fields["also_matched"] = list(ev.also)
             if ev.screenshot:
                 fields["screenshot"] = str(ev.screenshot)
-            if ev.typed:
-                fields.update(typed=ev.typed[0], typing=ev.typed[1])
+            if ev.typed is not None:
+                fields["typed"] = ev.typed
         event("ok")
         return True
 

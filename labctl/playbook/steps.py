@@ -476,7 +476,7 @@ class RunStep(PlaybookStep):
     def run(self, ctx: StepContext) -> Evidence:
         c, r = ctx.console, self.run_
         command = ctx.sub(r.command)
-        c.last_line = None
+        c.last_typing = None
         out = c.run_command(command, r.prompt, self.seconds())
         if r.as_:
             ctx.vars[r.as_] = out
@@ -484,7 +484,7 @@ class RunStep(PlaybookStep):
         if r.expect and not find_text(ctx.sub_rx(r.expect), out):
             raise RunFailed(f"output of '{c.scrub(command)}' does not match /{c.scrub(r.expect)}/: "
                             f"{_clip(c.scrub(out), 300)!r}")
-        return Evidence("serial" if c.serial else "screen", out[:4000], 0.0, typed=c.last_line)
+        return Evidence("serial" if c.serial else "screen", out[:4000], 0.0, typed=c.last_typing)
 
 
 def _prove_args(value: Any) -> Any:

@@ -78,6 +78,10 @@ def test_seed_vm_devices(tmp_path: Path) -> None:
     assert pairs(argv, "-netdev") == ["user,id=net0"]  # user-mode, no hostfwd
     assert not any("hostfwd" in a for a in argv)
     assert pairs(argv, "-vnc") == ["127.0.0.1:7,password-secret=vncpass,key-delay-ms=3"]
+    # the PS/2 keyboard traced to the seat's file, which typing paces itself by (labctl.console.kbdflow)
+    assert pairs(argv, "-D") == [str(state / "keyboard.trace")]
+    assert pairs(argv, "-trace") == [f"enable={e}" for e in ("ps2_put_keycode", "ps2_read_data",
+                                                              "ps2_reset_keyboard", "ps2_write_keyboard")]
     assert pairs(argv, "-object") == [f"secret,id=vncpass,format=raw,file={state / 'vnc.pass'}"]
     assert pairs(argv, "-mon") == ["chardev=qmp,mode=control"]
     chardevs = pairs(argv, "-chardev")

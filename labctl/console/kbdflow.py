@@ -1,0 +1,134 @@
+"""Flow control for QEMU's PS/2 keyboard, from QEMU's own trace of it.
+
+QEMU's PS/2 keyboard holds 16 bytes and drops what comes while it is full. A guest reads it when it gets
+to it: firmware polls it every 20 ms but not while it draws or writes its serial port, and a busy host can
+hold a guest back for longer. A fixed pace can only guess; this module knows. QEMU is started with its
+trace events for the keyboard written to a file (``-D FILE -trace enable=ps2_*``, see
+``labctl.backends.qemu_argv``): each byte queued (``ps2_put_keycode``; a command's reply is counted from
+``ps2_write_keyboard``), each byte the guest reads (``ps2_read_data``), and the firmware's reset of the
+keyboard, which empties it. ``KeyboardFlow.wait_room`` lets a key event go only when it fits.
+
+Everything here is an estimate that errs on the safe side, and every wait is bounded: with no trace
+(another QEMU build, a user's own ``-D``) ``live`` stays False and the caller keeps a fixed pace.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from pathlib import Path
+
+CAPACITY = 16  # bytes QEMU's PS/2 queue holds (PS2_QUEUE_SIZE)
+MARGIN = 2  # bytes kept free: a reply to a command of the guest's (an ACK) may come in between
+EVENT_BYTES = 2  # the most one key event queues (an extended key: 0xE0 and its code; translated scan codes)
+POLL = 0.002  # seconds between looks at the trace while waiting for room
+STALE = 0.3  # seconds without a new byte after which events sent but never queued are given up
+
+_LINE = re.compile(r"(ps2_put_keycode|ps2_read_data|ps2_reset_keyboard|ps2_write_keyboard)"
+                   r" (0x[0-9a-f]+)(?: keycode 0x([0-9a-f]+)| val (\d+))?")
+_PREFIXES = (0xE0, 0xF0)  # bytes that begin a code and, translated, queue nothing (0xF0) or one (0xE0)
+_REPLIES = {0xFF: 2, 0xF2: 3}  # bytes queued for a command the guest writes: reset (ACK, 0xAA), id (ACK + 2)
+
+
+class KeyboardFlow:
+    """How full QEMU's PS/2 keyboard queue is, from its trace file, and room for the next key event."""
+
+    def __init__(self, trace: Path) -> None:
+        self.trace = trace
+        self._lock = threading.Lock()
+        self._pos = 0
+        self._partial = ""
+        self._kbd: str | None = None  # the keyboard's address in the trace (a mouse's reads are another's)
+        self.queued = 0  # bytes put in the queue
+        self.read = 0  # bytes the guest read from it
+        self.codes = 0  # key events QEMU turned into codes (prefix bytes not counted)
+        self.sent = 0  # key events handed to QEMU's VNC server
+        self._last_code = 0.0
+        self._last_sent = 0.0
+
+    @property
+    def live(self) -> bool:
+        """True once the trace shows QEMU's keyboard (its reset by the firmware, or a byte)."""
+        self.refresh()
+        return self._kbd is not None
+
+    @property
+    def fill(self) -> int:
+        """Bytes waiting in the queue, plus what the events still on their way through QEMU will queue."""
+        self.refresh()
+        with self._lock:
+            on_the_way = max(0, self.sent - self.codes)
+            if on_the_way and time.monotonic() - max(self._last_code, self._last_sent) > STALE:
+                self.sent = self.codes  # keys QEMU had no code for: they will never arrive
+                on_the_way = 0
+            return max(0, self.queued - self.read) + EVENT_BYTES * on_the_way
+
+    def sent_one(self) -> None:
+        """A key event went to QEMU's VNC server."""
+        with self._lock:
+            self.sent += 1
+            self._last_sent = time.monotonic()
+
+    def wait_room(self, timeout: float) -> bool:
+        """Until one more key event fits in the queue (True), or ``timeout`` seconds (False: the guest
+        has not read its keyboard for that long)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.fill + EVENT_BYTES <= CAPACITY - MARGIN:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(POLL)
+
+    def refresh(self) -> None:
+        """Read what QEMU appended to the trace since the last look."""
+        with self._lock:
+            try:
+                size = os.stat(self.trace).st_size
+            except OSError:
+                return
+            if size < self._pos:  # QEMU started again: a new file
+                self._pos, self._partial, self._kbd = 0, "", None
+                self.queued = self.read = self.codes = self.sent = 0
+            if size == self._pos:
+                return
+            try:
+                with open(self.trace, "rb") as f:
+                    f.seek(self._pos)
+                    data = f.read(size - self._pos)
+            except OSError:
+                return
+            self._pos += len(data)
+            text = self._partial + data.decode("ascii", "replace")
+            lines = text.split("\n")
+            self._partial = lines.pop()
+            for line in lines:
+                self._take(line)
+
+    def _take(self, line: str) -> None:
+        m = _LINE.search(line)
+        if not m:
+            return
+        event, where = m.group(1), m.group(2)
+        if event in ("ps2_put_keycode", "ps2_reset_keyboard", "ps2_write_keyboard"):
+            self._kbd = self._kbd or where  # only the keyboard has these
+        if where != self._kbd:
+            return
+        if event == "ps2_reset_keyboard":
+            self.queued = self.read  # the queue is emptied
+        elif event == "ps2_write_keyboard":
+            self.queued += _REPLIES.get(int(m.group(4) or 0), 1)
+        elif event == "ps2_put_keycode":
+            code = int(m.group(3) or "0", 16)
+            if code != 0xF0:
+                # a byte that came while the queue was full was dropped: it never holds more than that
+                self.queued = min(self.queued + 1, self.read + CAPACITY)
+            if code not in _PREFIXES:
+                self.codes += 1
+                self._last_code = time.monotonic()
+                self.sent = max(self.sent, self.codes)
+        elif event == "ps2_read_data":
+            self.read += 1
+            self.queued = max(self.queued, self.read)
