@@ -19,10 +19,14 @@ import re
 import threading
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 CAPACITY = 16  # bytes QEMU's PS/2 queue holds (PS2_QUEUE_SIZE)
 MARGIN = 2  # bytes kept free: a reply to a command of the guest's (an ACK) may come in between
 EVENT_BYTES = 2  # the most one key event queues (an extended key: 0xE0 and its code; translated scan codes)
+# X11 keysyms of keys whose scan code has no 0xE0 prefix (one byte a press or a release): the printable
+# characters, and these
+_ONE_BYTE = {0xFF08, 0xFF09, 0xFF0D, 0xFF1B, 0xFFE1, 0xFFE2, 0xFFE3, 0xFFE9, 0xFFE5, *range(0xFFBE, 0xFFCA)}
 POLL = 0.002  # seconds between looks at the trace while waiting for room
 STALE = 0.3  # seconds without a new byte after which events sent but never queued are given up
 
@@ -38,6 +42,7 @@ class KeyboardFlow:
     def __init__(self, trace: Path) -> None:
         self.trace = trace
         self._lock = threading.Lock()
+        self._file: BinaryIO | None = None
         self._pos = 0
         self._partial = ""
         self._kbd: str | None = None  # the keyboard's address in the trace (a mouse's reads are another's)
@@ -45,6 +50,7 @@ class KeyboardFlow:
         self.read = 0  # bytes the guest read from it
         self.codes = 0  # key events QEMU turned into codes (prefix bytes not counted)
         self.sent = 0  # key events handed to QEMU's VNC server
+        self._sent_bytes: list[int] = []  # what each of those not yet seen as a code may queue
         self._last_code = 0.0
         self._last_sent = 0.0
 
@@ -63,20 +69,28 @@ class KeyboardFlow:
             if on_the_way and time.monotonic() - max(self._last_code, self._last_sent) > STALE:
                 self.sent = self.codes  # keys QEMU had no code for: they will never arrive
                 on_the_way = 0
-            return max(0, self.queued - self.read) + EVENT_BYTES * on_the_way
+            coming = sum(self._sent_bytes[-on_the_way:]) if on_the_way else 0
+            return max(0, self.queued - self.read) + max(coming, on_the_way)
 
-    def sent_one(self) -> None:
+    @staticmethod
+    def bytes_of(keysym: int) -> int:
+        """What one press or release of ``keysym`` queues: 1, or 2 with the 0xE0 prefix."""
+        return 1 if keysym < 0xFF00 or keysym in _ONE_BYTE else EVENT_BYTES
+
+    def sent_one(self, keysym: int) -> None:
         """A key event went to QEMU's VNC server."""
         with self._lock:
             self.sent += 1
+            self._sent_bytes = [*self._sent_bytes[-31:], self.bytes_of(keysym)]
             self._last_sent = time.monotonic()
 
-    def wait_room(self, timeout: float) -> bool:
-        """Until one more key event fits in the queue (True), or ``timeout`` seconds (False: the guest
-        has not read its keyboard for that long)."""
+    def wait_room(self, keysym: int, timeout: float) -> bool:
+        """Until one more event of ``keysym`` fits in the queue (True), or ``timeout`` seconds (False: the
+        guest has not read its keyboard for that long)."""
         deadline = time.monotonic() + timeout
+        need = self.bytes_of(keysym)
         while True:
-            if self.fill + EVENT_BYTES <= CAPACITY - MARGIN:
+            if self.fill + need <= CAPACITY - MARGIN:
                 return True
             if time.monotonic() >= deadline:
                 return False
@@ -86,19 +100,18 @@ class KeyboardFlow:
         """Read what QEMU appended to the trace since the last look."""
         with self._lock:
             try:
-                size = os.stat(self.trace).st_size
+                ino = os.stat(self.trace).st_ino
+                if self._file is None or os.fstat(self._file.fileno()).st_ino != ino:
+                    self._close()
+                    self._file = open(self.trace, "rb")  # noqa: SIM115 - kept open between looks
+                    self._restart(keep_sent=True)  # read from the start: the events sent are still ours
+                if os.fstat(self._file.fileno()).st_size < self._pos:  # QEMU started again: truncated
+                    self._restart()
+                self._file.seek(self._pos)
+                data = self._file.read()
             except OSError:
                 return
-            if size < self._pos:  # QEMU started again: a new file
-                self._pos, self._partial, self._kbd = 0, "", None
-                self.queued = self.read = self.codes = self.sent = 0
-            if size == self._pos:
-                return
-            try:
-                with open(self.trace, "rb") as f:
-                    f.seek(self._pos)
-                    data = f.read(size - self._pos)
-            except OSError:
+            if not data:
                 return
             self._pos += len(data)
             text = self._partial + data.decode("ascii", "replace")
@@ -107,13 +120,32 @@ class KeyboardFlow:
             for line in lines:
                 self._take(line)
 
+    def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def _restart(self, keep_sent: bool = False) -> None:
+        """Read the trace from its start again; a new QEMU's (``keep_sent=False``) has none of our keys."""
+        self._pos, self._partial, self._kbd = 0, "", None
+        self.queued = self.read = self.codes = 0
+        if not keep_sent:
+            self.sent = 0
+
     def _take(self, line: str) -> None:
         m = _LINE.search(line)
         if not m:
             return
         event, where = m.group(1), m.group(2)
-        if event in ("ps2_put_keycode", "ps2_reset_keyboard", "ps2_write_keyboard"):
-            self._kbd = self._kbd or where  # only the keyboard has these
+        if event in ("ps2_put_keycode", "ps2_reset_keyboard", "ps2_write_keyboard") and where != self._kbd:
+            # only the keyboard has these; another address is a new QEMU's keyboard (a file read mid-way)
+            if self._kbd is not None:
+                self.queued = self.read = self.codes = self.sent = 0
+            self._kbd = where
         if where != self._kbd:
             return
         if event == "ps2_reset_keyboard":

@@ -244,6 +244,8 @@ class VncSession:
         log.debug("vnc: connected to %r", ep)
 
     def close(self) -> None:
+        if self._flow is not None:
+            self._flow.close()  # reopened (and re-read from the start) when typing needs it again
         protocol, self._protocol, self._factory = self._protocol, None, None
         if protocol is not None and self._reactor is not None:
             with contextlib.suppress(Exception):  # the reactor may be gone at process exit
@@ -317,7 +319,7 @@ class VncSession:
                 safe = i if not held else safe
                 continue
             assert isinstance(a, KeyEvent)
-            if flow is not None and not flow.wait_room(FLOW_WAIT):
+            if flow is not None and not flow.wait_room(a.keysym, FLOW_WAIT):
                 log.warning("the guest has not read its keyboard for %g s: typing on at a fixed pace", FLOW_WAIT)
                 flow, gap = None, self.endpoint.key_event_gap
             now = time.monotonic()
@@ -332,7 +334,7 @@ class VncSession:
                 self._call(_key_event(a))
                 self._last_event = time.monotonic()
                 if self._flow is not None:
-                    self._flow.sent_one()
+                    self._flow.sent_one(a.keysym)
             except VncLost as exc:
                 drops = drops + 1 if safe <= dropped_at else 1
                 dropped_at = safe
