@@ -61,6 +61,7 @@ from labctl.backends.qemu_argv import (
     StickDrive,
     VncListen,
     build_argv,
+    keyboard_traced,
     ovmf_files,
     qmp_chardev,
 )
@@ -385,6 +386,7 @@ class QemuBackend:
         log.debug("seat %s: %s", self.seat.name, " ".join(argv))
         for sock in f.sockets():
             sock.unlink(missing_ok=True)
+        f.keyboard_trace.unlink(missing_ok=True)  # an old run's trace must not pass for this QEMU's
         t0 = time.monotonic()
         with open(f.stderr_log, "wb") as err:
             self._proc = subprocess.Popen(
@@ -694,8 +696,9 @@ class QemuBackend:
     def _vnc_pacing(self) -> dict[str, Any]:
         """How QEMU's VNC server wants to be driven: nudged to keep refreshing; keys sent as the guest
         reads its PS/2 keyboard (the keyboard trace), else KEY_EVENT_GAP apart."""
+        traced = keyboard_traced(self.lab, self.files)
         return {"refresh_nudge": REFRESH_NUDGE, "key_event_gap": KEY_EVENT_GAP,
-                "keyboard_trace": self.files.keyboard_trace}
+                "keyboard_trace": self.files.keyboard_trace if traced else None}
 
     def vnc_display(self) -> str:
         """'127.0.0.1 port 59NN (display :NN)' / 'unix:PATH', without the password, for messages."""

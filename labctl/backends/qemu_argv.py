@@ -31,12 +31,19 @@ OVMF_VARS_SECBOOT = OVMF_DIR / "OVMF_VARS_4M.ms.fd"
 # (KEYBOARD_TRACE, labctl.console.kbdflow) and labctl sends each key event only when it fits; 3 ms is then
 # just QEMU's pace. Without the trace, events keep KEY_EVENT_GAP apart (16 events: 160 ms of stall).
 # Measured on the simulator's boot-loader editor, 70 characters a try, under fsync'd disk writes and two
-# busy loops, with QEMU's pace alone: 1 ms lost keys in 9 of 30 tries, 2 ms in 1 of 30, 3 ms in 1 of 64.
+# busy loops, with QEMU's pace alone: 1 ms lost keys in 9 of 30 tries, 2 ms in 1 of 30, 3 ms in 1 of 64
+# (benchmarks/keys_under_load.py). The trace costs about 90 bytes of file per key event.
 KEY_DELAY_MS = 3
 KEY_EVENT_GAP = 0.010
-KEYBOARD_TRACE = ("ps2_put_keycode", "ps2_read_data", "ps2_reset_keyboard", "ps2_write_keyboard")
-KEY_EVENT_GAP = 0.010
-BURST_EVENTS = 12
+KEYBOARD_TRACE = ("ps2_put_keycode", "ps2_read_data", "ps2_reset_keyboard", "ps2_write_keyboard",
+                  "ps2_kbd_reset", "ps2_keyboard_set_translation")
+
+
+def keyboard_traced(lab: Lab, files: SeatFiles) -> bool:
+    """Whether QEMU traces the keyboard to the seat's file: not when the lab's own QEMU arguments ask for
+    log items (-d: QEMU keeps one log, and theirs stays in qemu.log), nor for a state path QEMU would read
+    as a pattern (%)."""
+    return not {"-D", "-d"} & set(lab.qemu.extra_args) and "%" not in str(files.keyboard_trace)
 VNC_BASE_PORT = 5900
 _SUN_PATH_MAX = 100  # sockaddr_un.sun_path is 108 bytes; keep a margin
 
@@ -246,10 +253,11 @@ def build_argv(
         # number of readers (labctl up, labctl wait from another shell) can follow it.
         "-chardev", f"file,id=serial0,path={_opt(str(files.serial_log))}",
         "-serial", "chardev:serial0",
-        # The PS/2 keyboard's bytes queued and read, traced to a file (about 40 bytes per byte typed): typing
-        # sends a key only when the guest has room for it (labctl.console.kbdflow).
-        "-D", str(files.keyboard_trace),
-        *[arg for event in KEYBOARD_TRACE for arg in ("-trace", f"enable={event}")],
     ]
+    if keyboard_traced(lab, files):
+        # The PS/2 keyboard's bytes queued and read, traced to a file: typing sends a key only when the
+        # guest has room for it (labctl.console.kbdflow).
+        argv += ["-D", str(files.keyboard_trace),
+                 *[arg for event in KEYBOARD_TRACE for arg in ("-trace", f"enable={event}")]]
     argv += list(lab.qemu.extra_args)
     return argv

@@ -18,6 +18,7 @@ import os
 import re
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -28,12 +29,14 @@ EVENT_BYTES = 2  # the most one key event queues (an extended key: 0xE0 and its 
 # characters, and these
 _ONE_BYTE = {0xFF08, 0xFF09, 0xFF0D, 0xFF1B, 0xFFE1, 0xFFE2, 0xFFE3, 0xFFE9, 0xFFE5, *range(0xFFBE, 0xFFCA)}
 POLL = 0.002  # seconds between looks at the trace while waiting for room
-STALE = 0.3  # seconds without a new byte after which events sent but never queued are given up
+STALE = 2.0  # seconds without a new code or key after which events sent but never queued are given up
 
-_LINE = re.compile(r"(ps2_put_keycode|ps2_read_data|ps2_reset_keyboard|ps2_write_keyboard)"
-                   r" (0x[0-9a-f]+)(?: keycode 0x([0-9a-f]+)| val (\d+))?")
+_LINE = re.compile(r"(ps2_put_keycode|ps2_read_data|ps2_reset_keyboard|ps2_write_keyboard|ps2_kbd_reset"
+                   r"|ps2_keyboard_set_translation) (0x[0-9a-f]+)(?: keycode 0x([0-9a-f]+)| val (\d+)| mode (\d+))?")
 _PREFIXES = (0xE0, 0xF0)  # bytes that begin a code and, translated, queue nothing (0xF0) or one (0xE0)
-_REPLIES = {0xFF: 2, 0xF2: 3}  # bytes queued for a command the guest writes: reset (ACK, 0xAA), id (ACK + 2)
+_REPLIES = {0xFF: 0, 0xF2: 3, 0xEE: 1}  # bytes queued for a command (reset: counted at its trace line; id: ACK
+# and two bytes; echo: 0xEE); any other command or data byte gets an ACK
+_WITH_DATA = (0xED, 0xF0, 0xF3)  # commands whose next byte is data (LEDs, scan code set, typematic rate)
 
 
 class KeyboardFlow:
@@ -51,6 +54,8 @@ class KeyboardFlow:
         self.codes = 0  # key events QEMU turned into codes (prefix bytes not counted)
         self.sent = 0  # key events handed to QEMU's VNC server
         self._sent_bytes: list[int] = []  # what each of those not yet seen as a code may queue
+        self.raw = False  # translation off: a release queues 0xF0 too (after a reset, until the firmware says)
+        self._command: int | None = None  # a command waiting for its data byte
         self._last_code = 0.0
         self._last_sent = 0.0
 
@@ -72,10 +77,10 @@ class KeyboardFlow:
             coming = sum(self._sent_bytes[-on_the_way:]) if on_the_way else 0
             return max(0, self.queued - self.read) + max(coming, on_the_way)
 
-    @staticmethod
-    def bytes_of(keysym: int) -> int:
-        """What one press or release of ``keysym`` queues: 1, or 2 with the 0xE0 prefix."""
-        return 1 if keysym < 0xFF00 or keysym in _ONE_BYTE else EVENT_BYTES
+    def bytes_of(self, keysym: int) -> int:
+        """What one press or release of ``keysym`` queues at the most: 1, 2 with the 0xE0 prefix, one more
+        untranslated (a release's 0xF0)."""
+        return (1 if keysym < 0xFF00 or keysym in _ONE_BYTE else EVENT_BYTES) + self.raw
 
     def sent_one(self, keysym: int) -> None:
         """A key event went to QEMU's VNC server."""
@@ -84,15 +89,20 @@ class KeyboardFlow:
             self._sent_bytes = [*self._sent_bytes[-31:], self.bytes_of(keysym)]
             self._last_sent = time.monotonic()
 
-    def wait_room(self, keysym: int, timeout: float) -> bool:
-        """Until one more event of ``keysym`` fits in the queue (True), or ``timeout`` seconds (False: the
-        guest has not read its keyboard for that long)."""
+    def wait_room(self, keysym: int, timeout: float, stop: Callable[[], bool] = lambda: False) -> bool:
+        """Until one more event of ``keysym`` fits in the queue (True), or ``timeout`` seconds or ``stop()``
+        (False). After a timeout the count starts again from an empty queue: the guest has not read its
+        keyboard for that long, or the count was wrong, and either way it should not cost the next key too."""
         deadline = time.monotonic() + timeout
         need = self.bytes_of(keysym)
         while True:
             if self.fill + need <= CAPACITY - MARGIN:
                 return True
+            if stop():
+                return False
             if time.monotonic() >= deadline:
+                with self._lock:
+                    self.queued, self.sent = self.read, self.codes
                 return False
             time.sleep(POLL)
 
@@ -141,20 +151,31 @@ class KeyboardFlow:
         if not m:
             return
         event, where = m.group(1), m.group(2)
-        if event in ("ps2_put_keycode", "ps2_reset_keyboard", "ps2_write_keyboard") and where != self._kbd:
+        if event != "ps2_read_data" and where != self._kbd:
             # only the keyboard has these; another address is a new QEMU's keyboard (a file read mid-way)
             if self._kbd is not None:
                 self.queued = self.read = self.codes = self.sent = 0
             self._kbd = where
         if where != self._kbd:
             return
-        if event == "ps2_reset_keyboard":
-            self.queued = self.read  # the queue is emptied
+        if event == "ps2_reset_keyboard":  # the reset command: the queue emptied, then ACK and 0xAA
+            self.queued = self.read + 2
+            self._command = None
+        elif event == "ps2_kbd_reset":  # the machine's reset: emptied, translation off until set again
+            self.queued, self.raw, self._command = self.read, True, None
+        elif event == "ps2_keyboard_set_translation":
+            self.raw = m.group(5) == "0"
         elif event == "ps2_write_keyboard":
-            self.queued += _REPLIES.get(int(m.group(4) or 0), 1)
+            val = int(m.group(4) or 0)
+            if self._command is not None:  # the data byte of a command: ACK (scan code set 0: ACK + the set)
+                self.queued += 2 if self._command == 0xF0 and val == 0 else 1
+                self._command = None
+            else:
+                self.queued += _REPLIES.get(val, 1)
+                self._command = val if val in _WITH_DATA else None
         elif event == "ps2_put_keycode":
             code = int(m.group(3) or "0", 16)
-            if code != 0xF0:
+            if code != 0xF0 or self.raw:
                 # a byte that came while the queue was full was dropped: it never holds more than that
                 self.queued = min(self.queued + 1, self.read + CAPACITY)
             if code not in _PREFIXES:

@@ -245,7 +245,10 @@ class VncSession:
 
     def close(self) -> None:
         if self._flow is not None:
-            self._flow.close()  # reopened (and re-read from the start) when typing needs it again
+            self._flow.close()  # reopened (and read again from the start) if the session is used again
+        self._drop()
+
+    def _drop(self) -> None:
         protocol, self._protocol, self._factory = self._protocol, None, None
         if protocol is not None and self._reactor is not None:
             with contextlib.suppress(Exception):  # the reactor may be gone at process exit
@@ -253,7 +256,7 @@ class VncSession:
 
     def _reconnect(self, why: str) -> None:
         log.warning("vnc: connection lost (%s); reconnecting", why)
-        self.close()
+        self._drop()
         self.reconnects += 1
         self.connect()
 
@@ -319,7 +322,9 @@ class VncSession:
                 safe = i if not held else safe
                 continue
             assert isinstance(a, KeyEvent)
-            if flow is not None and not flow.wait_room(a.keysym, FLOW_WAIT):
+            if flow is not None and not flow.wait_room(a.keysym, FLOW_WAIT, lambda: self._aborted is not None):
+                if self._aborted is not None:
+                    raise RunFailed(self._aborted)
                 log.warning("the guest has not read its keyboard for %g s: typing on at a fixed pace", FLOW_WAIT)
                 flow, gap = None, self.endpoint.key_event_gap
             now = time.monotonic()

@@ -68,7 +68,8 @@ def test_a_queue_that_overflowed_is_counted_full_not_fuller(tmp_path: Path) -> N
     assert flow.fill == 0  # and not stuck at 24 forever
 
 
-def test_events_qemu_never_turned_into_codes_are_given_up(tmp_path: Path) -> None:
+def test_events_qemu_never_turned_into_codes_are_given_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("labctl.console.kbdflow.STALE", 0.3)
     trace = tmp_path / "keyboard.trace"
     trace.write_text(FIRMWARE)
     flow = KeyboardFlow(trace)
@@ -178,3 +179,41 @@ def test_a_trace_read_mid_way_from_a_new_qemu_follows_the_new_keyboard(tmp_path:
     assert flow.fill == 1
     flow.close()
     assert flow.fill == 1  # reopened and read again from the start: the same answer
+
+
+def test_replies_to_the_firmwares_commands_are_counted_until_read(tmp_path: Path) -> None:
+    trace = tmp_path / "keyboard.trace"
+    trace.write_text(f"ps2_write_keyboard {KBD} val 255\nps2_reset_keyboard {KBD}\n")
+    flow = KeyboardFlow(trace)
+    assert flow.fill == 2  # ACK and 0xAA after the reset
+    with trace.open("a") as f:  # LEDs: the command and its data byte, an ACK each
+        f.write(f"ps2_read_data {KBD}\n" * 2 + f"ps2_write_keyboard {KBD} val 237\nps2_write_keyboard {KBD} val 242\n")
+    assert flow.fill == 2  # 242 here is the LED data, not the identify command (which would queue 3)
+
+
+def test_without_translation_a_release_queues_its_f0_too(tmp_path: Path) -> None:
+    trace = tmp_path / "keyboard.trace"
+    trace.write_text(FIRMWARE + f"ps2_keyboard_set_translation {KBD} mode 0\n" + put(0x1C) + put(0xF0) + put(0x1C))
+    flow = KeyboardFlow(trace)
+    assert flow.fill == 3 and flow.bytes_of(ord("a")) == 2
+    with trace.open("a") as f:
+        f.write(f"ps2_read_data {KBD}\n" * 3 + f"ps2_keyboard_set_translation {KBD} mode 1\n")
+    assert flow.fill == 0 and flow.bytes_of(ord("a")) == 1
+    with trace.open("a") as f:  # the machine reset: emptied, and untranslated until the firmware says
+        f.write(put(0x1C) + f"ps2_kbd_reset {KBD}\n")
+    assert flow.fill == 0 and flow.raw
+
+
+def test_a_wait_that_times_out_starts_the_count_again_and_a_stop_ends_it(tmp_path: Path) -> None:
+    trace = tmp_path / "keyboard.trace"
+    trace.write_text(FIRMWARE + put(0x1C) * 14)
+    flow = KeyboardFlow(trace)
+    t0 = time.monotonic()
+    assert not flow.wait_room(ord("a"), 0.2)
+    assert 0.2 <= time.monotonic() - t0 < 1.0
+    assert flow.fill == 0 and flow.wait_room(ord("a"), 0.2)  # the next key does not wait again
+    with trace.open("a") as f:
+        f.write(put(0x1C) * 14)
+    t0 = time.monotonic()
+    assert not flow.wait_room(ord("a"), 5.0, stop=lambda: time.monotonic() - t0 > 0.1)
+    assert time.monotonic() - t0 < 1.0

@@ -81,7 +81,8 @@ def test_seed_vm_devices(tmp_path: Path) -> None:
     # the PS/2 keyboard traced to the seat's file, which typing paces itself by (labctl.console.kbdflow)
     assert pairs(argv, "-D") == [str(state / "keyboard.trace")]
     assert pairs(argv, "-trace") == [f"enable={e}" for e in ("ps2_put_keycode", "ps2_read_data",
-                                                              "ps2_reset_keyboard", "ps2_write_keyboard")]
+                                                              "ps2_reset_keyboard", "ps2_write_keyboard",
+                                                              "ps2_kbd_reset", "ps2_keyboard_set_translation")]
     assert pairs(argv, "-object") == [f"secret,id=vncpass,format=raw,file={state / 'vnc.pass'}"]
     assert pairs(argv, "-mon") == ["chardev=qmp,mode=control"]
     chardevs = pairs(argv, "-chardev")
@@ -154,6 +155,12 @@ def test_nic_disk_ehci_extra_args(tmp_path: Path) -> None:
     disk = lab.seat_list()[0].state_dir / "disk.img"
     assert f"if=none,id=disk0,format=raw,file={disk}" in pairs(argv, "-drive")
     assert argv[-2:] == ["-rtc", "base=utc"]
+
+
+def test_a_labs_own_qemu_log_items_turn_the_keyboard_trace_off(tmp_path: Path) -> None:
+    lab = make_lab(tmp_path, "qemu: {extra_args: [-d, guest_errors]}\n")
+    argv = argv_for(lab)
+    assert "-D" not in argv and "-trace" not in argv  # QEMU keeps one log: the lab's -d output stays in qemu.log
 
 
 def test_no_network(tmp_path: Path) -> None:
