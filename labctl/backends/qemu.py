@@ -185,7 +185,7 @@ class QemuBackend:
     """One seat's VM under QEMU. Implements ``labctl.backends.base.Backend``."""
 
     name = "qemu"
-    default_key_rate = 200.0  # keys/s at most; the events are paced at qemu_argv.KEY_EVENT_GAP (vnc_endpoint)
+    default_key_rate = 200.0  # keys/s at most; each event also waits for room in the guest's keyboard (vnc_endpoint)
 
     def __init__(
         self,

@@ -217,3 +217,26 @@ def test_a_wait_that_times_out_starts_the_count_again_and_a_stop_ends_it(tmp_pat
     t0 = time.monotonic()
     assert not flow.wait_room(ord("a"), 5.0, stop=lambda: time.monotonic() - t0 > 0.1)
     assert time.monotonic() - t0 < 1.0
+
+
+def test_a_guest_that_never_reads_gets_the_keys_at_the_fixed_gap_after_a_bounded_wait(
+        tmp_path: Path, server: object, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr("labctl.console.vnc.FLOW_WAIT", 0.3)
+    trace = tmp_path / "keyboard.trace"
+    trace.write_text(FIRMWARE + put(0x1C) * 14)  # full, and nobody reads
+    s = VncSession(VncEndpoint("127.0.0.1", 0, socket_path=server.path, key_event_gap=0.02,  # type: ignore[attr-defined]
+                               keyboard_trace=trace), key_rate=1000.0)
+    s.connect()
+    try:
+        assert s.paced_by_guest
+        t0 = time.monotonic()
+        s.send(keys.text("abcdefghij"))
+        took = time.monotonic() - t0
+        deadline = time.monotonic() + 3
+        while len(server.keys) < 20 and time.monotonic() < deadline:  # type: ignore[attr-defined]
+            time.sleep(0.01)
+    finally:
+        s.close()
+    assert len(server.keys) == 20  # type: ignore[attr-defined]
+    assert 0.3 + 19 * 0.02 - 0.01 <= took < 1.5  # one bounded wait, then the gap: not a wait per key (6 s)
+    assert "has not read its keyboard" in caplog.text
