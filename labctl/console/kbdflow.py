@@ -28,7 +28,7 @@ EVENT_BYTES = 2  # the most one key event queues (an extended key: 0xE0 and its 
 # X11 keysyms of keys whose scan code has no 0xE0 prefix (one byte a press or a release): the printable
 # characters, and these
 _ONE_BYTE = {0xFF08, 0xFF09, 0xFF0D, 0xFF1B, 0xFFE1, 0xFFE2, 0xFFE3, 0xFFE9, 0xFFE5, *range(0xFFBE, 0xFFCA)}
-POLL = 0.002  # seconds between looks at the trace while waiting for room
+POLL = 0.002  # seconds between looks at the trace while waiting for room: a file has no readiness to wait on
 STALE = 2.0  # seconds without a new code or key after which events sent but never queued are given up
 
 _LINE = re.compile(r"(ps2_put_keycode|ps2_read_data|ps2_reset_keyboard|ps2_write_keyboard|ps2_kbd_reset"
@@ -110,12 +110,12 @@ class KeyboardFlow:
         """Read what QEMU appended to the trace since the last look."""
         with self._lock:
             try:
-                ino = os.stat(self.trace).st_ino
-                if self._file is None or os.fstat(self._file.fileno()).st_ino != ino:
+                now = os.stat(self.trace)
+                if self._file is None or os.fstat(self._file.fileno()).st_ino != now.st_ino:
                     self._close()
                     self._file = open(self.trace, "rb")  # noqa: SIM115 - kept open between looks
                     self._restart(keep_sent=True)  # read from the start: the events sent are still ours
-                if os.fstat(self._file.fileno()).st_size < self._pos:  # QEMU started again: truncated
+                elif now.st_size < self._pos:  # QEMU started again: the same file, truncated
                     self._restart()
                 self._file.seek(self._pos)
                 data = self._file.read()
@@ -142,7 +142,12 @@ class KeyboardFlow:
     def _restart(self, keep_sent: bool = False) -> None:
         """Read the trace from its start again; a new QEMU's (``keep_sent=False``) has none of our keys."""
         self._pos, self._partial, self._kbd = 0, "", None
+        self._zero(keep_sent)
+
+    def _zero(self, keep_sent: bool) -> None:
+        """A keyboard not seen yet: nothing queued or read, translated, no command pending."""
         self.queued = self.read = self.codes = 0
+        self.raw, self._command = False, None
         if not keep_sent:
             self.sent = 0
 
@@ -154,7 +159,7 @@ class KeyboardFlow:
         if event != "ps2_read_data" and where != self._kbd:
             # only the keyboard has these; another address is a new QEMU's keyboard (a file read mid-way)
             if self._kbd is not None:
-                self.queued = self.read = self.codes = self.sent = 0
+                self._zero(keep_sent=False)
             self._kbd = where
         if where != self._kbd:
             return

@@ -476,7 +476,6 @@ class RunStep(PlaybookStep):
     def run(self, ctx: StepContext) -> Evidence:
         c, r = ctx.console, self.run_
         command = ctx.sub(r.command)
-        c.last_typing = None
         out = c.run_command(command, r.prompt, self.seconds())
         if r.as_:
             ctx.vars[r.as_] = out
