@@ -14,8 +14,10 @@ from labctl.console.console import (
     Console,
     Evidence,
     FrameSource,
+    ScreenFailure,
     WaitTimeout,
     serial_regex,
 )
 
-__all__ = ["NEEDLE_DIRS", "SHELL_PROMPT", "Console", "Evidence", "FrameSource", "WaitTimeout", "serial_regex"]
+__all__ = ["NEEDLE_DIRS", "SHELL_PROMPT", "Console", "Evidence", "FrameSource", "ScreenFailure", "WaitTimeout",
+           "serial_regex"]

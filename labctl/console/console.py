@@ -80,15 +80,21 @@ class FrameSource(Protocol):
     def close(self) -> None: ...
 
 
-class WaitTimeout(RunFailed):
+class ScreenFailure(RunFailed):
+    """A step that failed with the screen as its evidence: what OCR read and the screenshot."""
+
+    def __init__(self, step: str, reason: str, screenshot: Path | None, ocr_text: str) -> None:
+        self.step, self.screenshot, self.ocr_text = step, screenshot, ocr_text
+        read = " | ".join(line for line in ocr_text.splitlines() if line.strip())
+        super().__init__(f"step '{step}': {reason}; screen read: {read[:300]!r}; screenshot: {screenshot or '(none)'}")
+
+
+class WaitTimeout(ScreenFailure):
     """A wait that did not see its evidence in time."""
 
     def __init__(self, step: str, what: str, timeout: float, screenshot: Path | None, ocr_text: str) -> None:
-        self.step, self.what, self.timeout, self.screenshot, self.ocr_text = step, what, timeout, screenshot, ocr_text
-        read = " | ".join(line for line in ocr_text.splitlines() if line.strip())
-        super().__init__(
-            f"step '{step}': no {what} within {timeout:g}s; screen read: {read[:300]!r}; "
-            f"screenshot: {screenshot or '(none)'}")
+        self.what, self.timeout = what, timeout
+        super().__init__(step, f"no {what} within {timeout:g}s", screenshot, ocr_text)
 
 
 @dataclass(frozen=True)

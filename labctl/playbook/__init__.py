@@ -13,6 +13,7 @@ action and optional common keys (``labctl schema --playbook`` prints the whole J
     eject:  true
     screenshot: NAME
     assert: {text: RE, absent: false, region: [...]}
+    fail:   "why" | {message: "why", shows: RE}      end the run here (under a when:); shows: the screen's reason
     run:    {command: "...", prompt: RE, timeout: S, as: VAR, expect: RE}
     prove_layout: {getptbl: VAR, ls: VAR, media: usb|hdd, scratch: /tmp/scratch|.locker, host: BOOL}
     steps:  [...]                                    a group (with ``when``)
@@ -20,7 +21,7 @@ action and optional common keys (``labctl schema --playbook`` prints the whole J
     name: a label for events and errors          when: {VAR: value or [values]}
     optional: true  (a failure is logged and the run goes on)
     cleanup: a step, run (in reverse order, Packer style) when a later step fails
-    timeout: seconds, on steps that wait (wait, select, assert, run)
+    timeout: seconds, on steps that wait (wait, select, assert, fail, run)
 
 ``{name}`` in strings is replaced by a variable (``boot_options``, ``root_password``, ``keyboard`` from
 the lab, or ``as:`` results). Secret values are typed but never logged. Every problem in a playbook

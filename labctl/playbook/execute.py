@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from labctl.backends.base import Backend
-from labctl.console import Console, Evidence, WaitTimeout
+from labctl.console import Console, Evidence, ScreenFailure
 from labctl.errors import InputError, RunFailed
 from labctl.playbook.model import PlaybookFile
 from labctl.playbook.steps import VAR, PlaybookStep
@@ -131,7 +131,7 @@ class Runner:
 
         try:
             ev = step.run(self)
-        except WaitTimeout as exc:
+        except ScreenFailure as exc:
             shot = str(exc.screenshot) if exc.screenshot else None
             if step.optional:
                 event("skipped", reason=str(exc), screenshot=shot)

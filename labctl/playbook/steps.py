@@ -37,7 +37,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from labctl.backends.base import Backend
-from labctl.console import NEEDLE_DIRS, SHELL_PROMPT, Console, Evidence, WaitTimeout
+from labctl.console import NEEDLE_DIRS, SHELL_PROMPT, Console, Evidence, ScreenFailure, WaitTimeout
 from labctl.console import keys as keyspec
 from labctl.console.console import pattern_problem
 from labctl.console.screen import find_text
@@ -449,8 +449,51 @@ class AssertStep(PlaybookStep):
             return c.wait_text(rx, self.seconds(ASSERT_TIMEOUT), region, serial=False)
         if c.has_text(rx, region):
             shot = c.screenshot(f"assert-{self.label}")
-            raise WaitTimeout(self.label, f"absence of /{a.text}/", 0.0, shot, c.last_text)
+            raise ScreenFailure(self.label, f"/{c.scrub(a.text)}/ is on screen and must not be", shot,
+                                c.scrub(c.last_text))
         return Evidence("screen", "absent", 0.0)
+
+
+class FailArgs(_Args):
+    message: StrictStr = Field(description="why the run ends here, in the trainer's words")
+    shows: Pattern | None = Field(
+        None, description="the text on screen that says why: waited for (up to the timeout, 10 s by default) "
+                          "so the screenshot and the screen read show it; the run fails either way")
+
+
+@step_type
+class FailStep(PlaybookStep):
+    """End the run as failed here, saying why (under a when:, a branch the lab refuses to take).
+
+    A wait that matched on the serial console is often ahead of the screen, so ``shows`` first waits
+    for the screen to show the reason: the evidence is then the dialog itself, not the screen before it.
+    """
+
+    action: ClassVar[str] = "fail"
+    waits: ClassVar[bool] = True
+    fail: StrictStr | FailArgs
+
+    @model_validator(mode="after")
+    def _not_optional(self) -> FailStep:
+        if self.optional:
+            raise PydanticCustomError("optional_fail", "a fail step that is optional would never fail; remove "
+                                                       "optional (put a when: on it instead)", {"key": "optional"})
+        if isinstance(self.fail, str) and self.timeout is not None:
+            raise PydanticCustomError("ignored_timeout", "a fail step waits only for its shows: text, so without "
+                                                         "one the timeout would be ignored", {"key": "timeout"})
+        return self
+
+    def run(self, ctx: StepContext) -> None:
+        c = ctx.console
+        args = FailArgs(message=self.fail) if isinstance(self.fail, str) else self.fail
+        reason = c.scrub(ctx.sub(args.message))
+        if args.shows is not None:
+            try:
+                c.wait_text(ctx.sub_rx(args.shows), self.seconds(ASSERT_TIMEOUT), serial=False)
+            except WaitTimeout:
+                reason += f" (the screen did not show /{c.scrub(args.shows)}/)"
+        shot = c.screenshot(f"fail-{self.label}")
+        raise ScreenFailure(self.label, reason, shot, c.scrub(c.read_screen()))
 
 
 class RunArgs(_Args):

@@ -179,5 +179,5 @@ def test_kickstart_sim_a_script_error_fails_the_run_with_it(tmp_path: Path) -> N
     assert code == 1, err[-3000:]
     assert doc is not None
     message = doc["seats"][0]["message"]
-    assert "the installation script is accepted" in message
+    assert "the installer refuses the installation script" in message
     assert re.search(r"rootpw command|error has occurred", message, re.I), message

@@ -67,6 +67,10 @@ class FakeConsole:
 
         return bool(re.search(regex, self._current()))
 
+    def read_screen(self, region: Any = None) -> str:
+        self.last_text = self._current()
+        return self.last_text
+
     def screenshot(self, name: str) -> Path:
         self.calls.append(("screenshot", name))
         return self.run.path / f"{name}.png"
@@ -112,6 +116,10 @@ def test_interactive_playbook_loads() -> None:
     ("name: x\nsteps:\n  - steps: [{keys: '<enter>'}]\n    timeout: 5\n", 4, "timeout would be ignored"),
     ("name: x\nsteps:\n  - assert: {text: a, absent: true}\n    timeout: 5\n", 4, "would be ignored"),
     ("name: x\nsteps:\n  - wait: {text: a, timeout: 60}\n    timeout: 5\n", 4, "given twice"),
+    ("name: x\nsteps:\n  - fail: why\n    optional: true\n", 4, "would never fail"),
+    ("name: x\nsteps:\n  - fail: why\n    timeout: 5\n", 4, "would be ignored"),
+    ("name: x\nsteps:\n  - fail: {message: why, shows: 'a|'}\n", 3, "matches the empty string"),
+    ("name: x\nsteps:\n  - fail: {shows: 'ESXi Found'}\n", 3, "message"),
     ("name: x\nsteps:\n  - wait: {still: 2, still_for: 5, timeout: 10}\n", 3, "unknown key"),
     ("name: x\nsteps:\n  - wait: {still: 40}\n", 3, "could never be met"),
     ("name: x\nsteps:\n  - wait: {still: 5, timeout: 5}\n", 3, "could never be met"),
@@ -425,3 +433,73 @@ def test_the_json_schema_accepts_every_shipped_playbook_and_refuses_a_two_action
         assert not list(validator.iter_errors(yaml.safe_load(p.read_text()))), p
     assert list(validator.iter_errors({"name": "x", "steps": [{"keys": "a", "wait": {"text": "b"}}]}))
     assert list(validator.iter_errors({"name": "x", "steps": [{"wait": {"text": "b"}, "optional": "false"}]}))
+
+
+class LaggingConsole(FakeConsole):
+    """A screen that catches up with the serial console: each look that misses shows the next screen."""
+
+    def wait_text(self, regex: str, timeout: float, region: Any = None, serial: bool = True) -> Evidence:
+        import re
+
+        self.calls.append(("wait", regex))
+        while not re.search(regex, self._current()):
+            if len(self.screens) <= 1:
+                raise WaitTimeout(self.step, f"text /{regex}/", timeout, None, self._current())
+            self.screens.pop(0)
+        return Evidence("screen", regex, 0.0)
+
+
+STOP_BOOK = """
+name: t
+steps:
+  - wait: {any: {existing: 'ESXi Found', keyboard: 'keyboard layout'}, as: after_disk}
+  - name: the stick already holds ESXi and install.existing is stop
+    when: {after_disk: existing, existing: stop}
+    fail: {message: "install.existing is stop: the stick is left as it was", shows: 'ESXi Found'}
+  - keys: '<enter>'
+"""
+
+
+def serial_says_existing(patterns: dict[str, str], timeout: float, region: Any = None,
+                         serial: bool = True) -> tuple[str, Evidence]:
+    return "existing", Evidence("serial", "ESXi Found", 0.0)
+
+
+def test_a_fail_step_waits_for_the_screen_to_show_why_then_fails_with_it(tmp_path: Path) -> None:
+    """The wait before it matched on serial, ahead of the screen: the screen still shows the disk list.
+    A check for absence would pass on that screen; fail waits for the dialog and fails with it."""
+    p = write(tmp_path, STOP_BOOK)
+    run = RunFolder(tmp_path / "run")
+    c = LaggingConsole(["Select a Disk to Install or Upgrade", "ESXi Found | (Esc) Cancel"], run)
+    c.wait_any_text = serial_says_existing  # type: ignore[method-assign]
+    with pytest.raises(RunFailed) as exc:
+        run_playbook(str(p), c, None, {"existing": "stop"}, run, [])  # type: ignore[arg-type]
+    text = str(exc.value)
+    assert "install.existing is stop: the stick is left as it was" in text and "ESXi Found | (Esc) Cancel" in text
+    assert ("screenshot", "fail-the stick already holds ESXi and install.existing is stop") in c.calls
+    assert ("keys", "<enter>") not in c.calls
+    failed = [json.loads(line) for line in (run.path / "events.jsonl").read_text().splitlines()
+              if '"failed"' in line]
+    assert failed[0]["ocr"] == "ESXi Found | (Esc) Cancel" and failed[0]["where"].endswith("pb.yaml:7")
+
+
+def test_a_fail_step_fails_even_when_the_screen_never_shows_why(tmp_path: Path) -> None:
+    p = write(tmp_path, STOP_BOOK)
+    run = RunFolder(tmp_path / "run")
+    c = LaggingConsole(["a blank screen"], run)
+    c.wait_any_text = serial_says_existing  # type: ignore[method-assign]
+    with pytest.raises(RunFailed, match=r"left as it was \(the screen did not show /ESXi Found/\)"):
+        run_playbook(str(p), c, None, {"existing": "stop"}, run, [])  # type: ignore[arg-type]
+    # and a when: that does not hold skips it
+    c = LaggingConsole(["ESXi Found"], run)
+    run_playbook(str(p), c, None, {"existing": "overwrite"}, run, [])  # type: ignore[arg-type]
+    assert ("keys", "<enter>") in c.calls
+
+
+def test_a_fail_message_never_shows_a_secret(tmp_path: Path) -> None:
+    p = write(tmp_path, "name: t\nsteps:\n  - fail: 'refused {root_password}'\n")
+    run = RunFolder(tmp_path / "run", secrets=[SECRET])
+    with pytest.raises(RunFailed) as exc:
+        run_playbook(str(p), FakeConsole([f"typed {SECRET}"], run), None, {"root_password": SECRET}, run,
+                     [SECRET])  # type: ignore[arg-type]
+    assert SECRET not in str(exc.value) and SECRET not in (run.path / "events.jsonl").read_text()
