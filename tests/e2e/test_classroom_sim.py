@@ -86,7 +86,8 @@ def test_classroom_up_reset_to_golden_and_blank_then_up_again(lab_file: Path, la
     r = labctl("reset", str(lab_file))
     reset_seconds = time.monotonic() - t1
     assert r.returncode == 0, r.stderr
-    assert reset_seconds < 5, f"reset of three 16 GB sticks took {reset_seconds:.1f} s"
+    # dropping overlays, not copying 48 GB: seconds even on a loaded host
+    assert reset_seconds < 20, f"reset of three 16 GB sticks took {reset_seconds:.1f} s"
     for i in range(3):
         assert same_bytes(as_raw(active_overlay(lab, i), tmp_path / f"after-reset-{i}.raw"), golden[i]), i
     r = labctl("reset", str(lab_file), "--check")

@@ -74,7 +74,7 @@ def test_boot_loader_shift_o_fast_wait_and_timeout(seat: QemuBackend, tmp_path: 
         # the countdown is 5 s: Shift+O (Shift held + keysym 'O') must open the editor
         c.send_keys("<leftShiftOn>O<leftShiftOff>")
         ev = c.wait_text("ESC: Cancel", 10, serial=False)
-        assert ev.seconds < 3, ev
+        assert ev.seconds < 5, ev  # within the countdown
         # a blinking/idle editor is still; typing is a change
         c.wait_still(10, 0.5)
         c.wait_change(lambda: c.type_string(" abc"), 5)

@@ -42,7 +42,6 @@ pytestmark = pytest.mark.e2e
 
 GIB = 1 << 30
 STICK = "mpx.vmhba32:C0:T0:L0"
-CHAIN_BUDGET_S = 180.0
 
 
 @pytest.fixture(scope="session")
@@ -136,7 +135,6 @@ def test_seed_chain_install_to_persisted_usb_settings(installed_iso: Path, simvm
     assert state["rootpw"].startswith("fnv1a64:") and ROOT_PASSWORD not in state["rootpw"]
 
     print("chain laps (s from QEMU start): " + ", ".join(f"{k} {v:.1f}" for k, v in laps.items()))
-    assert laps["verified"] < CHAIN_BUDGET_S, laps
 
     # F12 -> log in -> F2 powers the host off
     alt(vm, "f2")

@@ -36,7 +36,6 @@ def test_usb_stick_16g_interactive_install_and_esxi_found(sim_iso: Path, simvm: 
     finish_install(vm)
     install_s = time.monotonic() - started
     print(f"QEMU start to Installation Complete: {install_s:.1f} s")
-    assert install_s < 60
 
     check_gpt(stick, [1, 5, 6, 7, 8, 9])
     assert "BOOTX64  EFI" in mdir(stick, 64, "/EFI/BOOT")

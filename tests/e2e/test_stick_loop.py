@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -205,11 +206,14 @@ def test_file_in_use_by_a_running_qemu_is_refused(tmp_path: Path, capsys: pytest
                            "-drive", f"file={target},format=raw,if=none,id=d0", "-device", "qemu-xhci",
                            "-device", "usb-storage,drive=d0"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        for _ in range(100):  # until QEMU holds its lock
-            if str(os.stat(target).st_ino) in Path("/proc/locks").read_text():
+        held = re.compile(rf"^\d+: \w+ .* [0-9a-f]+:[0-9a-f]+:{os.stat(target).st_ino} ", re.MULTILINE)
+        for _ in range(300):  # until QEMU holds its lock (a line "N: OFDLCK ADVISORY READ -1 MAJ:MIN:INODE ...")
+            if held.search(Path("/proc/locks").read_text()):
                 break
             assert vm.poll() is None, vm.stderr.read() if vm.stderr else ""
             subprocess.run(["sleep", "0.1"], check=True, timeout=5)
+        else:
+            pytest.fail("QEMU took no lock on the image within 30 s")
         capsys.readouterr()
         assert main(["stick", "restore", str(img), str(target), "--yes"]) == 2
         assert "locked by another program (a running VM" in capsys.readouterr().err

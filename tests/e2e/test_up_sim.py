@@ -208,7 +208,7 @@ def test_wait_that_never_matches_fails_within_its_timeout_and_reports_it(
     t0 = time.monotonic()
     code, _, err = finish(proc, 120)
     assert code == 1, err[-3000:]
-    assert time.monotonic() - t0 < 8 + 15  # the timeout, plus stopping QEMU
+    assert time.monotonic() - t0 < 8 + 40  # the timeout plus stopping QEMU, far below the 120 s bound
     assert "a text that never shows" in err
     shots = re.findall(r"screenshot: (\S+\.png)", err)
     assert shots, err

@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from labctl.backends.qemu_argv import OVMF_CODE, OVMF_VARS
+from labctl.backends.qemu_argv import KEYBOARD_TRACE, OVMF_CODE, OVMF_VARS
 from labctl.backends.qmp import Qmp
 from labctl.console import keys
+from labctl.console.kbdflow import KeyboardFlow
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][0-9A-Za-z]|\x1b[=>c]")
 
@@ -94,10 +95,15 @@ class SimVM:
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
     qmp: HarnessQmp | None = field(default=None, init=False)
     started_at: float = field(default=0.0, init=False)
+    flow: KeyboardFlow | None = field(default=None, init=False)
 
     @property
     def serial_path(self) -> Path:
         return self.workdir / "serial.log"
+
+    @property
+    def keyboard_trace(self) -> Path:
+        return self.workdir / "keyboard.trace"
 
     def argv(self) -> list[str]:
         vars_fd = self.workdir / "OVMF_VARS.fd"
@@ -115,6 +121,8 @@ class SimVM:
             "-qmp", f"unix:{self.workdir / 'qmp.sock'},server=on,wait=off",
             "-vnc", f"unix:{self.workdir / 'vnc.sock'}",
             "-serial", f"file:{self.serial_path}",
+            # the PS/2 queue's bytes, so keys go only when the guest has room (as labctl types)
+            "-D", str(self.keyboard_trace), *[a for event in KEYBOARD_TRACE for a in ("-trace", f"enable={event}")],
         ]
         sata = 1
         for i, d in enumerate(self.disks):
@@ -132,6 +140,8 @@ class SimVM:
     def start(self) -> SimVM:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.serial_path.write_bytes(b"")
+        self.keyboard_trace.unlink(missing_ok=True)
+        self.flow = KeyboardFlow(self.keyboard_trace)
         self.started_at = time.monotonic()
         self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=(self.workdir / "qemu.stderr").open("wb"))
@@ -147,6 +157,9 @@ class SimVM:
         return self
 
     def stop(self) -> None:
+        if self.flow is not None:
+            self.flow.close()
+            self.flow = None
         if self.qmp is not None:
             self.qmp.quit()
             self.qmp = None
@@ -202,8 +215,14 @@ class SimVM:
                          events=[{"type": "key", "data": {"down": down, "key": {"type": "qcode", "data": code}}}])
 
     def _send(self, events: Sequence[keys.KeyEvent]) -> None:
+        """Each event when the guest's 16-byte PS/2 queue has room for it (QEMU drops what does not fit
+        while the guest is stalled), then the harness's fixed gap."""
         for ev in events:
+            if self.flow is not None and self.flow.live:
+                self.flow.wait_room(ev.keysym, 5.0)
             self._event(qcode(ev), ev.down)
+            if self.flow is not None:
+                self.flow.sent_one(ev.keysym)
             time.sleep(self.key_delay)
 
     def tap(self, name: str) -> None:
