@@ -60,6 +60,7 @@ NEEDLE_DIRS = (data_path("labs", "needles"),)
 SERIAL_AHEAD = 0.2  # a screen looked at this long before serial evidence came predates its text
 LAST_READING_WAIT = 10.0  # seconds a wait that ran out lets the OCR of its last screen finish
 SERIAL_SCREEN_WAIT = 1.0  # seconds a serial match waits for the screen to show it too (a server not nudged)
+RUN_SETTLE = 10.0  # seconds a screen-only run step waits for a prompt below the output after it went still
 SHELL_PROMPT = r"\[root@[^\]]*\]\s?[#$]?"  # ESXi Shell's "[root@localhost:~]"
 
 
@@ -198,6 +199,14 @@ def output_below(text: str, command: str, prompt: str, strict: bool = True) -> s
             return "\n".join(out)
         out.append(ln)
     return None if strict else "\n".join(out)
+
+
+def _ends_at_prompt(text: str, command: str, prompt: str) -> bool:
+    """The screen's last line is a fresh prompt (not the command line, which begins with one)."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    key = re.sub(r"\s+", "", command)[:24].lower()
+    return bool(lines) and find_text(prompt, lines[-1]) is not None and (
+        not key or key not in re.sub(r"\s+", "", lines[-1]).lower())
 
 
 Reading = tuple[str, tuple[str, TextMatch, tuple[str, ...]] | None]  # OCR text, and the pattern it shows
@@ -734,5 +743,17 @@ class Console:
             raise WaitTimeout(self.step, self.scrub(f"prompt /{prompt}/ after '{command}' ({heard})"),
                               deadline.seconds, shot, self.scrub(self.last_text))
         self._change(lambda: self._type_timed(command + "\n"), deadline)
-        self._still(self._scaled(timeout), still_for=1.0)  # a long output scrolls for a while: its own budget
-        return output_below(self.read_screen(), command, prompt, strict=False) or ""
+        # A long output scrolls for a while: its own budget. A still second is not proof the command
+        # ended (a busy host can pause its screen): the output counts once a prompt follows it, and the
+        # lenient reading (OCR may garble the command line) only after a few more seconds without one.
+        whole = self._scaled(timeout)
+        patience = Deadline(min(whole.left(), RUN_SETTLE))
+        while True:
+            self._quiet(whole, 1.0)
+            text = self.read_screen()
+            out = output_below(text, command, prompt)
+            if out is not None or _ends_at_prompt(text, command, prompt):
+                return out if out is not None else output_below(text, command, prompt, strict=False) or ""
+            if patience.expired() or whole.expired():
+                return output_below(text, command, prompt, strict=False) or ""
+            self.vnc.wait_frame(self.vnc.frame_no, min(patience.left(), 1.0))

@@ -380,3 +380,26 @@ def test_select_finds_a_row_above_the_highlight_on_the_way_back(tmp_path: Path, 
     assert ev.matched == "Troubleshooting Options" and ROWS[screen.sel] == "Troubleshooting Options"
     downs = [a for a in screen.moves if a[1] >= 9]
     assert len(downs) >= 1 and screen.sel == 7  # to the end of the list, then back up to the row
+
+
+def test_run_command_on_screen_waits_past_a_pause_for_the_prompt_below_the_output(tmp_path: Path) -> None:
+    """Screen only: the output stops for 1.5 s halfway (a busy host). A still second is not the end: the
+    output is read once the prompt follows it."""
+    command = "esxcli system module list"
+    parts = ["[root@localhost:~] ",
+             f"[root@localhost:~] {command}\nName      Is Loaded  Is Enabled",
+             f"[root@localhost:~] {command}\nName      Is Loaded  Is Enabled\nvmkusb    false      false\n"
+             "[root@localhost:~] "]
+
+    def text_at(t: float) -> str:
+        return parts[0] if t < 0.3 else parts[1] if t < 2.8 else parts[2]
+
+    vnc = FakeVnc(lambda t: draw(text_at(t)))
+
+    class TimedOcr:
+        def read(self, frame: np.ndarray, region: object = None, second: bool = False) -> str:
+            return text_at(time.monotonic() - vnc.t0)
+
+    c = Console(vnc, None, RunFolder(tmp_path / "run"), ocr=TimedOcr())  # type: ignore[arg-type]
+    out = c.run_command(command, r"\[root@[^\]]*\]", 20.0)
+    assert out.splitlines() == ["Name      Is Loaded  Is Enabled", "vmkusb    false      false"]
