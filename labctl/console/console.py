@@ -652,17 +652,17 @@ class Console:
             seen: set[str] = set()
             hasty = key == "<down>"  # the way back, if needed, reads each row only once it is still
             early = False  # the bars were read as soon as the move looked drawn, not once still
+            rechecked = False  # a row read twice was looked at again after a longer still
             presses = 0
             while True:
                 frame = self.frame()
                 bars = highlighted_rows(frame, region)
                 if not bars and not deadline.expired():
                     # the list is not drawn yet (serial evidence can run ahead of the screen): never press
-                    # keys blind, let the screen settle and look again
+                    # keys blind, let the screen settle and look again, until the step's timeout
                     with contextlib.suppress(WaitTimeout):
                         self._still(Deadline(deadline.slice(5.0, least=0.5)), still_for=0.3)
-                    frame = self.frame()
-                    bars = highlighted_rows(frame, region)
+                    continue
                 texts = [self.ocr.read(frame, bar) for bar in bars[:4]]
                 hit = next((t for t in texts if find_text(regex, t)), None)
                 current = " | ".join(texts)  # several bars (a footer stripe too): the set moves when we move
@@ -676,6 +676,14 @@ class Console:
                     continue
                 if hit is not None:
                     return self._evidence("screen", hit, deadline)
+                if current in seen and not rechecked and not deadline.expired():
+                    # the same row again: the end of a list that wraps, or a move not drawn yet (the change
+                    # seen after the key was a late part of an earlier one): look once more after a still second
+                    rechecked = True
+                    with contextlib.suppress(WaitTimeout):
+                        self._still(Deadline(deadline.slice(5.0, least=0.5)), still_for=1.0)
+                    continue
+                rechecked = False
                 seen_rows.append(current)
                 if current in seen or deadline.expired() or presses >= max_moves:
                     break

@@ -403,3 +403,65 @@ def test_run_command_on_screen_waits_past_a_pause_for_the_prompt_below_the_outpu
     c = Console(vnc, None, RunFolder(tmp_path / "run"), ocr=TimedOcr())  # type: ignore[arg-type]
     out = c.run_command(command, r"\[root@[^\]]*\]", 20.0)
     assert out.splitlines() == ["Name      Is Loaded  Is Enabled", "vmkusb    false      false"]
+
+
+class SlowListScreen(ListScreen):
+    """The same menu on a busy host: drawn only ``appears`` seconds from the start, and each move drawn
+    ``late`` seconds after its key, with a stripe at the screen's foot flickering 50 ms after the key
+    (the late end of an earlier redraw: a change that is not the move)."""
+
+    def __init__(self, appears: float = 0.0, late: float = 0.0) -> None:
+        super().__init__()
+        self.appears, self.late, self.t0 = appears, late, time.monotonic()
+        self.before_drawn = 0  # keys pressed while no menu was on screen
+
+    def _look(self) -> tuple[int | None, bool]:
+        now = time.monotonic()
+        if now - self.t0 < self.appears:
+            return None, False
+        if not self.moves:
+            return self.sel, False
+        t, row = self.moves[-1]
+        prev = self.moves[-2][1] if len(self.moves) > 1 else 0
+        return (prev if now - t < self.late else row), 0.05 <= now - t < 0.1
+
+    @property
+    def frame_no(self) -> int:
+        key = self._look()
+        if key != self._key:
+            self._key, self._no = key, self._no + 1  # type: ignore[assignment]
+        return self._no
+
+    def frame(self) -> np.ndarray:
+        row, flicker = self._look()
+        img = np.zeros((400, 400, 3), dtype=np.uint8)
+        if row is not None:
+            y = BAR_TOP + row * BAR_H
+            img[y:y + BAR_H, BAR_X:BAR_X + BAR_W] = (200, 200, 0)
+            img[y + 9, BAR_X + 150] = (255, 255, 255)
+        if flicker:
+            img[360:380, 0:400] = (90, 90, 90)
+        return img
+
+    def send(self, actions: Sequence[keys.Action], sleep: Callable[[float], None] = time.sleep) -> None:
+        if self._look()[0] is None:
+            self.before_drawn += 1
+        super().send(actions, sleep)
+
+
+def test_select_presses_nothing_until_the_list_is_drawn(tmp_path: Path) -> None:
+    screen = SlowListScreen(appears=1.5)
+    c = Console(screen, None, RunFolder(tmp_path / "run"), ocr=BarOcr())  # type: ignore[arg-type]
+    ev = c.select("Troubleshooting Options", 30)
+    assert ev.matched == "Troubleshooting Options" and ROWS[screen.sel] == "Troubleshooting Options"
+    assert screen.before_drawn == 0 and screen.presses == 7
+
+
+def test_select_does_not_take_a_move_drawn_late_for_the_end_of_the_list(tmp_path: Path) -> None:
+    """After Down the screen changes at once (not the move) and the move shows 0.6 s later: the row read
+    in between is the one already seen, and is looked at again before it counts as the list's end."""
+    screen = SlowListScreen(late=0.6)
+    c = Console(screen, None, RunFolder(tmp_path / "run"), ocr=BarOcr())  # type: ignore[arg-type]
+    ev = c.select("Restart Management", 60)
+    assert ev.matched == "Restart Management" and ROWS[screen.sel] == "Restart Management"
+    assert screen.presses == 3
