@@ -14,7 +14,8 @@ screen_id scr_complete(inst_t *s) {
     dlg_line(&d, 7, A_DIALOG, L"register for a VMware product license.");
     dlg_line(&d, 9, A_DIALOG, L"Remove the installation media before rebooting.");
     if (s->ks_reboot) {
-        sim_delay(2000, 5000);
+        /* a few seconds to read the screen (and for automation to take the CD out) before the reset */
+        sim_delay(5000, 5000);
         return SCR_REBOOT;
     }
     for (;;) {
