@@ -237,19 +237,72 @@ def check_lab(lab: Lab, seats: Iterable[Seat] | None = None) -> None:
             raise ImageRefused(f"{img.path}: {problem}", img.key)
 
 
+def _forbidden(lab: Lab, seat: Seat, mine: list[SeatImage], img: SeatImage) -> list[tuple[Path, str]]:
+    """What ``img`` must not be: the lab's own files, the other seats' images, this seat's other one."""
+    others = [(o.path, _label(s, o)) for s in lab.seat_list() if s.index != seat.index
+              for o in seat_images(lab, s)]
+    siblings = [(o.path, f"this seat's {o.role} image") for o in mine if o is not img]
+    return lab_files(lab) + others + siblings
+
+
+def _refused(seat: Seat, img: SeatImage, problem: str) -> ImageRefused:
+    return ImageRefused(f"seat {seat.index} ({seat.name}): {img.role} image {img.path}: {problem}", img.key)
+
+
 def check_seat(lab: Lab, seat: Seat, default_disk: Path | None = None) -> list[SeatImage]:
     """The backend's last check before it opens or creates a seat's images; returns them.
     Raises :class:`ImageRefused` ("seat N (name): stick image PATH: why") when one may not be used."""
-    files = lab_files(lab)
     mine = seat_images(lab, seat, default_disk)
-    others = [(o.path, _label(s, o)) for s in lab.seat_list() if s.index != seat.index
-              for o in seat_images(lab, s)]
     for img in mine:
-        siblings = [(o.path, f"this seat's {o.role} image") for o in mine if o is not img]
-        problem = image_problem(img.path, files + others + siblings)
+        problem = image_problem(img.path, _forbidden(lab, seat, mine, img))
         if problem is not None:
-            raise ImageRefused(f"seat {seat.index} ({seat.name}): {img.role} image {img.path}: {problem}", img.key)
+            raise _refused(seat, img, problem)
     return mine
+
+
+def open_for_vm(lab: Lab, seat: Seat, roles: Iterable[str], default_disk: Path | None = None) -> dict[str, int]:
+    """Open a seat's existing images of ``roles`` ("stick", "disk") read-write for a VM to inherit: role
+    -> descriptor (close-on-exec; the caller hands it over and closes its own).
+
+    Each is checked as the file it opened, not by its path alone: the descriptor must be a regular file
+    of whole sectors, none of the files the image must not be (by device and inode), and the file the
+    path still names after :func:`image_problem` passed. A path swapped for a disk or another file after
+    the check then changes nothing: the VM gets the file that was checked. Raises :class:`ImageRefused`.
+    """
+    wanted = set(roles)
+    mine = seat_images(lab, seat, default_disk)
+    fds: dict[str, int] = {}
+    try:
+        for img in mine:
+            if img.role not in wanted:
+                continue
+            forbidden = _forbidden(lab, seat, mine, img)
+            try:  # O_NONBLOCK: a FIFO put in its place must not hang the open
+                fd = os.open(img.path, os.O_RDWR | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
+            except OSError as exc:
+                raise _refused(seat, img, f"cannot be opened ({exc.strerror})") from None
+            fds[img.role] = fd
+            st = os.fstat(fd)
+            problem = image_problem(img.path, forbidden)
+            if problem is None and not stat.S_ISREG(st.st_mode):
+                problem = f"is {_KINDS.get(stat.S_IFMT(st.st_mode)) or 'not a regular file'}"
+            if problem is None and (st.st_size < MIN_IMAGE or st.st_size % 512):
+                problem = f"holds {st.st_size} bytes: not a disk image"
+            if problem is None:
+                label = next((label for other, label in forbidden if _identity(other) == (st.st_dev, st.st_ino)),
+                             None)
+                if label is not None:
+                    problem = f"is {label}"
+            if problem is None and _identity(img.path) != (st.st_dev, st.st_ino):
+                problem = "changed while it was being opened (another program replaced it)"
+            if problem is not None:
+                raise _refused(seat, img, problem)
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+    except BaseException:
+        for fd in fds.values():
+            os.close(fd)
+        raise
+    return fds
 
 
 def ensure_images(lab: Lab, seat: Seat, default_disk: Path | None = None) -> list[SeatImage]:

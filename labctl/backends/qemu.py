@@ -71,7 +71,7 @@ from labctl.backends.tmpdirs import private_dir
 from labctl.backends.vncports import reserve_vnc_port
 from labctl.errors import InputError, RunFailed
 from labctl.private import vnc_password, write_private
-from labctl.seatimages import ensure_images
+from labctl.seatimages import ensure_images, open_for_vm
 from labctl.spec import Lab, Seat
 
 log = logging.getLogger(__name__)
@@ -338,10 +338,17 @@ class QemuBackend:
             return StickDrive(Path(active), "qcow2")
         return StickDrive(image, "raw")
 
-    def argv(self, vnc: VncListen) -> list[str]:
+    def argv(self, vnc: VncListen, image_fds: dict[str, int] | None = None) -> list[str]:
         accel = self.choose_accel()
         return build_argv(self.lab, self.seat, self.files, accel=accel.accel, iso=self.iso,
-                          stick=self.stick_drive(), vnc=vnc)
+                          stick=self.stick_drive(), vnc=vnc, image_fds=image_fds)
+
+    def _open_images(self) -> dict[str, int]:
+        """The raw images QEMU will write, opened and checked as opened (labctl.seatimages.open_for_vm)."""
+        stick = self.stick_drive()
+        roles = [role for role, used in (("disk", self.lab.vm.disk is not None),
+                                         ("stick", stick is not None and stick.format == "raw")) if used]
+        return open_for_vm(self.lab, self.seat, roles, self.files.local_disk)
 
     def start(self) -> Facts:
         """Start QEMU with the ISO in the CD and the stick attached; returns once VNC answers."""
@@ -382,17 +389,23 @@ class QemuBackend:
     def _launch(self, vnc: VncListen) -> bool:
         """Start QEMU and wait until QMP and VNC answer. False when only the VNC port was taken."""
         f = self.files
-        argv = self.argv(vnc)
-        log.debug("seat %s: %s", self.seat.name, " ".join(argv))
-        for sock in f.sockets():
-            sock.unlink(missing_ok=True)
-        f.keyboard_trace.unlink(missing_ok=True)  # an old run's trace must not pass for this QEMU's
-        t0 = time.monotonic()
-        with open(f.stderr_log, "wb") as err:
-            self._proc = subprocess.Popen(
-                argv if self.detached else die_with_parent(argv), stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL, stderr=err, cwd=f.state_dir, start_new_session=True,
-            )
+        fds = self._open_images()  # QEMU inherits the files checked, not paths that could change meanwhile
+        try:
+            argv = self.argv(vnc, fds)
+            log.debug("seat %s: %s", self.seat.name, " ".join(argv))
+            for sock in f.sockets():
+                sock.unlink(missing_ok=True)
+            f.keyboard_trace.unlink(missing_ok=True)  # an old run's trace must not pass for this QEMU's
+            t0 = time.monotonic()
+            with open(f.stderr_log, "wb") as err:
+                self._proc = subprocess.Popen(
+                    argv if self.detached else die_with_parent(argv), stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL, stderr=err, cwd=f.state_dir, start_new_session=True,
+                    pass_fds=tuple(fds.values()),
+                )
+        finally:
+            for fd in fds.values():
+                os.close(fd)
         proc = self._proc
         starttime = _proc_starttime(proc.pid) or 0
         rt = Runtime(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -160,6 +161,16 @@ def ovmf_files(lab: Lab) -> tuple[Path, Path]:
     )
 
 
+def _raw_drive(node: str, path: Path, fd: int | None, fdset: int) -> list[str]:
+    """A raw image as the block node ``node``: by path, or through the inherited descriptor ``fd`` (an
+    fd set; -blockdev opens it read-write at once, where -drive would first ask for a read-only one)."""
+    if fd is None:
+        return ["-drive", f"if=none,id={node},format=raw,file={_opt(str(path))}"]
+    return ["-add-fd", f"fd={fd},set={fdset},opaque={_opt(node)}",
+            "-blockdev", f"driver=file,filename=/dev/fdset/{fdset},node-name={node}-file",
+            "-blockdev", f"driver=raw,file={node}-file,node-name={node}"]
+
+
 def build_argv(
     lab: Lab,
     seat: Seat,
@@ -169,8 +180,14 @@ def build_argv(
     iso: Path | None,
     stick: StickDrive | None,
     vnc: VncListen,
+    image_fds: Mapping[str, int] | None = None,
 ) -> list[str]:
-    """QEMU's argv for the seat. ``iso`` None = an empty CD drive; ``stick`` None = the lab's host stick."""
+    """QEMU's argv for the seat. ``iso`` None = an empty CD drive; ``stick`` None = the lab's host stick.
+
+    ``image_fds`` ("stick", "disk": a descriptor QEMU inherits) hands QEMU a raw image labctl opened and
+    checked, instead of its path: whatever the path names after the check, QEMU writes the file checked.
+    """
+    fds = dict(image_fds or {})
     code, _ = ovmf_files(lab)
     vm = lab.vm
     machine = "q35,smm=on" if vm.secure_boot else "q35"
@@ -206,7 +223,7 @@ def build_argv(
     if vm.disk is not None:
         disk = lab.resolve(vm.disk.image, seat) if vm.disk.image else files.local_disk
         argv += [
-            "-drive", f"if=none,id=disk0,format=raw,file={_opt(str(disk))}",
+            *_raw_drive("disk0", disk, fds.get("disk"), 1),
             "-device", "ide-hd,bus=ide.1,drive=disk0,id=hd0,bootindex=2",
         ]
 
@@ -216,8 +233,10 @@ def build_argv(
     else:
         argv += ["-device", "ich9-usb-ehci1,id=usb"]
     if stick is not None:
+        drive = (_raw_drive("stick", stick.path, fds.get("stick"), 2) if stick.format == "raw" else
+                 ["-drive", f"if=none,id=stick,format={stick.format},file={_opt(str(stick.path))}"])
         argv += [
-            "-drive", f"if=none,id=stick,format={stick.format},file={_opt(str(stick.path))}",
+            *drive,
             "-device", "usb-storage,bus=usb.0,drive=stick,id=stick0,removable=on,bootindex=1",
         ]
     elif not seat.stick.none:  # stick: none installs onto vm.disk

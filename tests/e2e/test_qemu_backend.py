@@ -6,6 +6,7 @@ kills its QEMU in teardown, and checks that no QEMU of its seat is left.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -399,3 +400,34 @@ def test_stick_clone_full_and_linked(backend: QemuBackend, lab: Lab, tmp_path: P
                           check=True, timeout=30)
     assert json.loads(info.stdout)["backing-filename"] == str(image)
     assert backend.snapshots()[-1].startswith("clone-")  # the base is frozen for the linked clone
+
+
+def test_qemu_gets_the_stick_file_that_was_checked_not_its_path(backend: QemuBackend, lab: Lab,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stick's name is given to another file right after labctl checked and opened it: QEMU holds
+    the checked file (an inherited descriptor in an fd set) and never opens the one now at the path."""
+    image = lab.seat_list()[0].stick_image(lab)
+    assert image is not None
+    checked = image.with_name("checked.img")
+    opened = backend._open_images
+
+    def open_then_swap() -> dict[str, int]:
+        fds = opened()
+        os.rename(image, checked)
+        image.write_bytes(b"\0" * (1 << 20))
+        return fds
+
+    monkeypatch.setattr(backend, "_open_images", open_then_swap)
+    backend.start()
+    pid = backend.pid()
+    assert pid is not None
+    held = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            st = os.stat(fd)
+            held.add((st.st_dev, st.st_ino))
+    assert (os.stat(checked).st_dev, os.stat(checked).st_ino) in held
+    assert (os.stat(image).st_dev, os.stat(image).st_ino) not in held
+    assert b"/dev/fdset/" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    assert not any(fd for fd in os.listdir("/proc/self/fd") if os.path.realpath(f"/proc/self/fd/{fd}") == str(checked))
+    backend.stop("hard")

@@ -236,3 +236,23 @@ def test_registry_names_what_it_cannot_load(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="unknown backend 'nope' \\(known: later\\)"):
         registry.get("nope")
     assert registry.probe(lab, "later")[0] is False
+
+
+def test_raw_images_go_to_qemu_as_the_descriptors_labctl_checked(tmp_path: Path) -> None:
+    lab = make_lab(tmp_path, "vm: {disk: {size: 10G}}\n")
+    seat = lab.seat_list()[0]
+    files = SeatFiles.for_state_dir(seat.state_dir)
+    image = seat.stick_image(lab)
+    assert image is not None
+    argv = build_argv(lab, seat, files, accel="tcg", iso=None, stick=StickDrive(image), vnc=VncListen(port=5907),
+                      image_fds={"stick": 7, "disk": 8})
+    assert pairs(argv, "-add-fd") == ["fd=8,set=1,opaque=disk0", "fd=7,set=2,opaque=stick"]
+    assert pairs(argv, "-blockdev") == [
+        "driver=file,filename=/dev/fdset/1,node-name=disk0-file", "driver=raw,file=disk0-file,node-name=disk0",
+        "driver=file,filename=/dev/fdset/2,node-name=stick-file", "driver=raw,file=stick-file,node-name=stick"]
+    assert not any(str(image) in a or "disk.img" in a for a in argv)  # no path left to be swapped
+    assert "usb-storage,bus=usb.0,drive=stick,id=stick0,removable=on,bootindex=1" in pairs(argv, "-device")
+    # a snapshot overlay (labctl's own qcow2 in the seat's folder) is still opened by QEMU with its chain
+    overlay = build_argv(lab, seat, files, accel="tcg", iso=None, stick=StickDrive(tmp_path / "a.qcow2", "qcow2"),
+                         vnc=VncListen(port=5907), image_fds={"disk": 8})
+    assert f"if=none,id=stick,format=qcow2,file={tmp_path / 'a.qcow2'}" in pairs(overlay, "-drive")

@@ -273,3 +273,42 @@ def test_reset_makes_labctls_image_the_size_the_lab_says_now(tmp_path: Path,
     capsys.readouterr()
     assert main(["reset", str(lab)]) == 0  # and it is still labctl's
     assert "already blank" in capsys.readouterr().out
+
+
+def test_a_vm_gets_the_image_file_that_was_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """open_for_vm checks the file it opened: its descriptor names the checked image; a path that
+    changes while it is opened (here: during the path check) is refused, and so is a hard link to the
+    lab file."""
+    lab_path = lab_file(tmp_path, "s.img")
+    lab = load_lab(lab_path)
+    seat = lab.seat_list()[0]
+    seatimages.ensure_images(lab, seat)
+    image = tmp_path / "s.img"
+    fds = seatimages.open_for_vm(lab, seat, ["stick"])
+    try:
+        assert list(fds) == ["stick"] and os.fstat(fds["stick"])[1:3] == os.stat(image)[1:3]
+        assert os.get_inheritable(fds["stick"]) is False  # handed over explicitly (pass_fds), never leaked
+    finally:
+        os.close(fds["stick"])
+
+    decoy = tmp_path / "decoy.img"
+    decoy.write_bytes(b"\0" * (1 << 20))
+    real = seatimages.image_problem
+
+    def swapped_meanwhile(path: Path, forbidden: object = ()) -> str | None:
+        if path == image:
+            os.replace(decoy, image)  # another program puts a different file under the name
+        return real(path, forbidden)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(seatimages, "image_problem", swapped_meanwhile)
+    with pytest.raises(seatimages.ImageRefused, match="changed while it was being opened"):
+        seatimages.open_for_vm(lab, seat, ["stick"])
+    monkeypatch.setattr(seatimages, "image_problem", real)
+    assert seatimages.open_for_vm(lab, seat, []) == {}  # roles not asked for are not opened
+
+    image.unlink()
+    with lab_path.open("ab") as f:
+        f.write(b"#" * (1 << 20))  # big enough for an image: only its identity gives it away
+    os.link(lab_path, image)
+    with pytest.raises(seatimages.ImageRefused, match="the lab file itself"):
+        seatimages.open_for_vm(lab, seat, ["stick"])
