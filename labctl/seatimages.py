@@ -264,45 +264,53 @@ def open_for_vm(lab: Lab, seat: Seat, roles: Iterable[str], default_disk: Path |
     """Open a seat's existing images of ``roles`` ("stick", "disk") read-write for a VM to inherit: role
     -> descriptor (close-on-exec; the caller hands it over and closes its own).
 
-    Each is checked as the file it opened, not by its path alone: the descriptor must be a regular file
-    of whole sectors, none of the files the image must not be (by device and inode), and the file the
-    path still names after :func:`image_problem` passed. A path swapped for a disk or another file after
-    the check then changes nothing: the VM gets the file that was checked. Raises :class:`ImageRefused`.
+    Each is checked as the file it opens, not by its path alone. The path is first pinned with O_PATH,
+    which opens nothing (a device put there is not opened: no side effects); the pinned inode must be
+    a regular file of whole sectors, none of the files the image must not be (by device and inode), and
+    the file the path names once :func:`image_problem` passed. Only then is that inode opened
+    read-write, through the pin. A path swapped for a disk or another file after the check changes
+    nothing: the VM gets the file that was checked. Raises :class:`ImageRefused`.
     """
     wanted = set(roles)
     mine = seat_images(lab, seat, default_disk)
     fds: dict[str, int] = {}
     try:
         for img in mine:
-            if img.role not in wanted:
-                continue
-            forbidden = _forbidden(lab, seat, mine, img)
-            try:  # O_NONBLOCK: a FIFO put in its place must not hang the open
-                fd = os.open(img.path, os.O_RDWR | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
-            except OSError as exc:
-                raise _refused(seat, img, f"cannot be opened ({exc.strerror})") from None
-            fds[img.role] = fd
-            st = os.fstat(fd)
-            problem = image_problem(img.path, forbidden)
-            if problem is None and not stat.S_ISREG(st.st_mode):
-                problem = f"is {_KINDS.get(stat.S_IFMT(st.st_mode)) or 'not a regular file'}"
-            if problem is None and (st.st_size < MIN_IMAGE or st.st_size % 512):
-                problem = f"holds {st.st_size} bytes: not a disk image"
-            if problem is None:
-                label = next((label for other, label in forbidden if _identity(other) == (st.st_dev, st.st_ino)),
-                             None)
-                if label is not None:
-                    problem = f"is {label}"
-            if problem is None and _identity(img.path) != (st.st_dev, st.st_ino):
-                problem = "changed while it was being opened (another program replaced it)"
-            if problem is not None:
-                raise _refused(seat, img, problem)
-            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+            if img.role in wanted:
+                fds[img.role] = _open_checked(seat, img, _forbidden(lab, seat, mine, img))
     except BaseException:
         for fd in fds.values():
             os.close(fd)
         raise
     return fds
+
+
+def _open_checked(seat: Seat, img: SeatImage, forbidden: list[tuple[Path, str]]) -> int:
+    try:
+        pin = os.open(img.path, os.O_PATH | os.O_CLOEXEC)
+    except OSError as exc:
+        raise _refused(seat, img, f"cannot be opened ({exc.strerror})") from None
+    try:
+        st = os.fstat(pin)
+        identity = (st.st_dev, st.st_ino)
+        problem = image_problem(img.path, forbidden)
+        if problem is None and not stat.S_ISREG(st.st_mode):
+            problem = f"is {_KINDS.get(stat.S_IFMT(st.st_mode)) or 'not a regular file'}"
+        if problem is None and (st.st_size < MIN_IMAGE or st.st_size % 512):
+            problem = f"holds {st.st_size} bytes: not a disk image"
+        if problem is None:
+            problem = next((f"is {label}" for other, label in forbidden if _identity(other) == identity), None)
+        if problem is None and _identity(img.path) != identity:
+            problem = "changed while it was being opened (another program replaced it)"
+        if problem is not None:
+            raise _refused(seat, img, problem)
+        fd = os.open(f"/proc/self/fd/{pin}", os.O_RDWR | os.O_CLOEXEC | os.O_NOCTTY)  # the pinned inode
+    finally:
+        os.close(pin)
+    if (os.fstat(fd).st_dev, os.fstat(fd).st_ino) != identity:  # pragma: no cover - a pin reopens its inode
+        os.close(fd)
+        raise _refused(seat, img, "changed while it was being opened")
+    return fd
 
 
 def ensure_images(lab: Lab, seat: Seat, default_disk: Path | None = None) -> list[SeatImage]:

@@ -55,6 +55,7 @@ from labctl.backends.base import (
 )
 from labctl.backends.children import die_with_parent
 from labctl.backends.qemu_argv import (
+    FDSETS,
     KEY_EVENT_GAP,
     VNC_BASE_PORT,
     SeatFiles,
@@ -338,14 +339,30 @@ class QemuBackend:
             return StickDrive(Path(active), "qcow2")
         return StickDrive(image, "raw")
 
-    def argv(self, vnc: VncListen, image_fds: dict[str, int] | None = None) -> list[str]:
+    def argv(self, vnc: VncListen) -> list[str]:
+        """QEMU's argv with every image by path (for showing; a start hands QEMU the checked files)."""
+        return self._argv(vnc, self.stick_drive(), {})
+
+    def _argv(self, vnc: VncListen, stick: StickDrive | None, image_fds: dict[str, int]) -> list[str]:
         accel = self.choose_accel()
         return build_argv(self.lab, self.seat, self.files, accel=accel.accel, iso=self.iso,
-                          stick=self.stick_drive(), vnc=vnc, image_fds=image_fds)
+                          stick=stick, vnc=vnc, image_fds=image_fds)
 
-    def _open_images(self) -> dict[str, int]:
-        """The raw images QEMU will write, opened and checked as opened (labctl.seatimages.open_for_vm)."""
-        stick = self.stick_drive()
+    def _stderr_tail(self) -> str:
+        """QEMU's last stderr lines, an inherited image named by its path, not its fd set."""
+        text = tail(self.files.stderr_log)
+        disk = self.lab.vm.disk
+        paths = {"stick": self.seat.stick_image(self.lab),
+                 "disk": (self.lab.resolve(disk.image, self.seat) if disk.image else self.files.local_disk)
+                 if disk is not None else None}
+        for role, number in FDSETS.items():
+            if paths[role] is not None:
+                text = text.replace(f"/dev/fdset/{number}", str(paths[role]))
+        return text
+
+    def _open_images(self, stick: StickDrive | None) -> dict[str, int]:
+        """The raw images QEMU will write, opened and checked as opened (labctl.seatimages.open_for_vm).
+        A snapshot overlay is labctl's own file in the seat's folder; QEMU opens its chain by path."""
         roles = [role for role, used in (("disk", self.lab.vm.disk is not None),
                                          ("stick", stick is not None and stick.format == "raw")) if used]
         return open_for_vm(self.lab, self.seat, roles, self.files.local_disk)
@@ -380,7 +397,7 @@ class QemuBackend:
                         tried.add(port)
                         if self._launch(VncListen(port=port)):
                             return self._start_facts()
-            raise RunFailed(f"QEMU could not bind a VNC port (tried {sorted(tried)}): {tail(self.files.stderr_log)}")
+            raise RunFailed(f"QEMU could not bind a VNC port (tried {sorted(tried)}): {self._stderr_tail()}")
 
     def _start_facts(self) -> Facts:
         return {"pid": self.pid(), "vnc": self.vnc_display(), "start_to_vnc_seconds": round(self.start_seconds or 0, 3),
@@ -389,9 +406,10 @@ class QemuBackend:
     def _launch(self, vnc: VncListen) -> bool:
         """Start QEMU and wait until QMP and VNC answer. False when only the VNC port was taken."""
         f = self.files
-        fds = self._open_images()  # QEMU inherits the files checked, not paths that could change meanwhile
+        stick = self.stick_drive()
+        fds = self._open_images(stick)  # QEMU inherits the files checked, not paths that could change meanwhile
         try:
-            argv = self.argv(vnc, fds)
+            argv = self._argv(vnc, stick, fds)
             log.debug("seat %s: %s", self.seat.name, " ".join(argv))
             for sock in f.sockets():
                 sock.unlink(missing_ok=True)
@@ -413,7 +431,7 @@ class QemuBackend:
             accel=self.accel.accel if self.accel else "?", vnc_host="127.0.0.1", vnc_port=vnc.port,
             vnc_socket=str(vnc.socket) if vnc.socket else None, qmp=str(f.qmp), serial=str(f.serial_log),
             iso=str(self.iso) if self.iso else None,
-            stick=str(d.path) if (d := self.stick_drive()) else None, started_at=time.time(),
+            stick=str(stick.path) if stick else None, started_at=time.time(),
         )
         rt.save(f.runtime)
         self._runtime = rt
@@ -426,7 +444,7 @@ class QemuBackend:
                 code = proc.poll()
                 if code is not None:
                     self._stopping = True
-                    err_text = tail(f.stderr_log)
+                    err_text = self._stderr_tail()
                     self._forget()
                     if vnc.port is not None and ("Address already in use" in err_text or "VNC" in err_text):
                         log.info("seat %s: VNC port %d was taken, trying another", self.seat.name, vnc.port)
@@ -443,11 +461,11 @@ class QemuBackend:
                     else:
                         if status.get("status") not in ("running", "prelaunch"):
                             raise RunFailed(f"QEMU started but the VM is {status.get('status')!r}: "
-                                            f"{tail(f.stderr_log)}")
+                                            f"{self._stderr_tail()}")
                         break
                 if time.monotonic() > deadline:
                     raise RunFailed(f"QEMU did not answer on QMP and VNC within {START_TIMEOUT:g} s: "
-                                    f"{tail(f.stderr_log) or last_qmp or 'no message'}")
+                                    f"{self._stderr_tail() or last_qmp or 'no message'}")
                 time.sleep(0.05)
         except BaseException:
             self.kill()
@@ -499,7 +517,7 @@ class QemuBackend:
         if marker.exists():
             verb = marker.read_text().strip() or "down"
             return f"QEMU (pid {self.pid()}) was stopped by 'labctl {verb}' from another shell ({how})"
-        text = tail(self.files.stderr_log)
+        text = self._stderr_tail()
         return f"QEMU (pid {self.pid()}) exited unexpectedly ({how}); " + (
             f"last lines of its stderr:\n{text}" if text else "it wrote nothing on stderr"
         )

@@ -161,6 +161,9 @@ def ovmf_files(lab: Lab) -> tuple[Path, Path]:
     )
 
 
+FDSETS = {"disk": 1, "stick": 2}  # the fd set (/dev/fdset/N) each inherited image is in
+
+
 def _raw_drive(node: str, path: Path, fd: int | None, fdset: int) -> list[str]:
     """A raw image as the block node ``node``: by path, or through the inherited descriptor ``fd`` (an
     fd set; -blockdev opens it read-write at once, where -drive would first ask for a read-only one)."""
@@ -223,7 +226,7 @@ def build_argv(
     if vm.disk is not None:
         disk = lab.resolve(vm.disk.image, seat) if vm.disk.image else files.local_disk
         argv += [
-            *_raw_drive("disk0", disk, fds.get("disk"), 1),
+            *_raw_drive("disk0", disk, fds.get("disk"), FDSETS["disk"]),
             "-device", "ide-hd,bus=ide.1,drive=disk0,id=hd0,bootindex=2",
         ]
 
@@ -233,7 +236,7 @@ def build_argv(
     else:
         argv += ["-device", "ich9-usb-ehci1,id=usb"]
     if stick is not None:
-        drive = (_raw_drive("stick", stick.path, fds.get("stick"), 2) if stick.format == "raw" else
+        drive = (_raw_drive("stick", stick.path, fds.get("stick"), FDSETS["stick"]) if stick.format == "raw" else
                  ["-drive", f"if=none,id=stick,format={stick.format},file={_opt(str(stick.path))}"])
         argv += [
             *drive,

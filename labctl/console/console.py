@@ -60,7 +60,6 @@ NEEDLE_DIRS = (data_path("labs", "needles"),)
 SERIAL_AHEAD = 0.2  # a screen looked at this long before serial evidence came predates its text
 LAST_READING_WAIT = 10.0  # seconds a wait that ran out lets the OCR of its last screen finish
 SERIAL_SCREEN_WAIT = 1.0  # seconds a serial match waits for the screen to show it too (a server not nudged)
-RUN_SETTLE = 10.0  # seconds a screen-only run step waits for a prompt below the output after it went still
 SHELL_PROMPT = r"\[root@[^\]]*\]\s?[#$]?"  # ESXi Shell's "[root@localhost:~]"
 
 
@@ -752,16 +751,18 @@ class Console:
                               deadline.seconds, shot, self.scrub(self.last_text))
         self._change(lambda: self._type_timed(command + "\n"), deadline)
         # A long output scrolls for a while: its own budget. A still second is not proof the command
-        # ended (a busy host can pause its screen): the output counts once a prompt follows it, and the
-        # lenient reading (OCR may garble the command line) only after a few more seconds without one.
+        # ended (a busy host can pause its screen, a command can think before it prints): the output
+        # counts once a prompt follows it; without one, what the screen shows at the timeout (leniently
+        # read: OCR may garble the command line or the prompt) is all there is.
         whole = self._scaled(timeout)
-        patience = Deadline(min(whole.left(), RUN_SETTLE))
         while True:
             self._quiet(whole, 1.0)
             text = self.read_screen()
             out = output_below(text, command, prompt)
             if out is not None or _ends_at_prompt(text, command, prompt):
                 return out if out is not None else output_below(text, command, prompt, strict=False) or ""
-            if patience.expired() or whole.expired():
+            if whole.expired():
+                log.warning("step %r: no prompt read below '%s' within %.0f s; the output is what the screen "
+                            "shows now", self.step, self.scrub(command), whole.seconds)
                 return output_below(text, command, prompt, strict=False) or ""
-            self.vnc.wait_frame(self.vnc.frame_no, min(patience.left(), 1.0))
+            self.vnc.wait_frame(self.vnc.frame_no, min(whole.left(), 1.0))

@@ -192,13 +192,15 @@ def _allowed_keys(data: Any, path: PathKey) -> list[str]:
 
 
 # -- what needs the whole file ---------------------------------------------------------------------
-def _check_steps(steps: list[PlaybookStep], at: PathKey, loc: Located, names: set[str]) -> None:
-    """Known variables, in file order: an ``as:`` defines its name for the steps after it."""
+def _check_steps(steps: list[PlaybookStep], at: PathKey, loc: Located, names: set[str],
+                 soft: str | None = None) -> None:
+    """Known variables, in file order: an ``as:`` defines its name for the steps after it. ``soft``: where
+    a failure only gets logged (an optional group, a cleanup), said in the message a fail step there gets."""
     for i, step in enumerate(steps):
-        _check_step(step, (*at, i), loc, names)
+        _check_step(step, (*at, i), loc, names, soft)
 
 
-def _check_step(step: PlaybookStep, p: PathKey, loc: Located, names: set[str]) -> None:
+def _check_step(step: PlaybookStep, p: PathKey, loc: Located, names: set[str], soft: str | None = None) -> None:
     line, col = loc.where((*p, step.action), prefer_key=True)
     step._where = (loc.file, line, col)
 
@@ -206,12 +208,15 @@ def _check_step(step: PlaybookStep, p: PathKey, loc: Located, names: set[str]) -
         line, col = loc.where(path, prefer_key=key)
         return SpecError(loc.file, line, col, dotted(path), message)
 
+    if step.action == "fail" and soft is not None:
+        raise fail((*p, "fail"), f"a fail step {soft} would only be logged, never end the run; move it out "
+                                 "(a when: on it chooses the branch)", key=True)
     known = names | LAB_VARIABLES
     for var in step.when or {}:
         if var not in known:
             raise fail((*p, "when", var), f"unknown variable; known: {', '.join(sorted(known))}", key=True)
     if step.cleanup is not None:
-        _check_step(step.cleanup, (*p, "cleanup"), loc, names)
+        _check_step(step.cleanup, (*p, "cleanup"), loc, names, "as a cleanup")
     raw = loc.data
     for part in p:
         raw = raw[part]
@@ -220,7 +225,8 @@ def _check_step(step: PlaybookStep, p: PathKey, loc: Located, names: set[str]) -
             if m.group(1) not in names:
                 raise fail(path, f"unknown variable {{{m.group(1)}}}; known: {', '.join(sorted(names))}")
     if step.children():
-        _check_steps(step.children(), (*p, step.action), loc, names)
+        _check_steps(step.children(), (*p, step.action), loc, names,
+                     soft or ("in an optional group" if step.optional else None))
     defined = getattr(step.arg, "as_", None)
     if defined:
         names.add(defined)

@@ -478,7 +478,7 @@ class FailStep(PlaybookStep):
         if self.optional:
             raise PydanticCustomError("optional_fail", "a fail step that is optional would never fail; remove "
                                                        "optional (put a when: on it instead)", {"key": "optional"})
-        if isinstance(self.fail, str) and self.timeout is not None:
+        if (isinstance(self.fail, str) or self.fail.shows is None) and self.timeout is not None:
             raise PydanticCustomError("ignored_timeout", "a fail step waits only for its shows: text, so without "
                                                          "one the timeout would be ignored", {"key": "timeout"})
         return self

@@ -22,6 +22,7 @@ import pytest
 
 from labctl.backends.base import PowerState
 from labctl.backends.qemu import QemuBackend, Runtime
+from labctl.backends.qemu_argv import StickDrive
 from labctl.errors import RunFailed
 from labctl.runner import Context, OpenConsole, Prepare, StartVm, UpOptions, UpStep, run_seat
 from labctl.spec import Lab, load_lab
@@ -411,8 +412,8 @@ def test_qemu_gets_the_stick_file_that_was_checked_not_its_path(backend: QemuBac
     checked = image.with_name("checked.img")
     opened = backend._open_images
 
-    def open_then_swap() -> dict[str, int]:
-        fds = opened()
+    def open_then_swap(stick: StickDrive | None) -> dict[str, int]:
+        fds = opened(stick)
         os.rename(image, checked)
         image.write_bytes(b"\0" * (1 << 20))
         return fds

@@ -256,3 +256,15 @@ def test_raw_images_go_to_qemu_as_the_descriptors_labctl_checked(tmp_path: Path)
     overlay = build_argv(lab, seat, files, accel="tcg", iso=None, stick=StickDrive(tmp_path / "a.qcow2", "qcow2"),
                          vnc=VncListen(port=5907), image_fds={"disk": 8})
     assert f"if=none,id=stick,format=qcow2,file={tmp_path / 'a.qcow2'}" in pairs(overlay, "-drive")
+
+
+def test_qemus_words_about_an_inherited_image_name_its_path(tmp_path: Path) -> None:
+    from labctl.backends.qemu import QemuBackend
+
+    lab = make_lab(tmp_path, "vm: {disk: {size: 10G}}\n")
+    seat = lab.seat_list()[0]
+    b = QemuBackend(lab, seat)
+    b.files.state_dir.mkdir(parents=True, exist_ok=True)
+    b.files.stderr_log.write_text('qemu-system-x86_64: Failed to get "write" lock\n'
+                                  "Is another process using the image [/dev/fdset/2]?\n")
+    assert f"using the image [{seat.stick_image(lab)}]?" in b._stderr_tail()

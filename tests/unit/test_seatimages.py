@@ -307,6 +307,10 @@ def test_a_vm_gets_the_image_file_that_was_checked(tmp_path: Path, monkeypatch: 
     assert seatimages.open_for_vm(lab, seat, []) == {}  # roles not asked for are not opened
 
     image.unlink()
+    os.mkfifo(image)  # pinned, never opened: no open that waits for a writer
+    with pytest.raises(seatimages.ImageRefused, match="FIFO"):
+        seatimages.open_for_vm(lab, seat, ["stick"])
+    image.unlink()
     with lab_path.open("ab") as f:
         f.write(b"#" * (1 << 20))  # big enough for an image: only its identity gives it away
     os.link(lab_path, image)
