@@ -362,7 +362,8 @@ class QemuBackend:
 
     def _open_images(self, stick: StickDrive | None) -> dict[str, int]:
         """The raw images QEMU will write, opened and checked as opened (labctl.seatimages.open_for_vm).
-        A snapshot overlay is labctl's own file in the seat's folder; QEMU opens its chain by path."""
+        In snapshot mode QEMU writes only the top overlay, labctl's own file in the seat's folder, and
+        opens its backing chain read-only, by path."""
         roles = [role for role, used in (("disk", self.lab.vm.disk is not None),
                                          ("stick", stick is not None and stick.format == "raw")) if used]
         return open_for_vm(self.lab, self.seat, roles, self.files.local_disk)
