@@ -188,8 +188,8 @@ def output_below(text: str, command: str, prompt: str, strict: bool = True) -> s
     the screen shows both. Lenient (OCR may garble the command line): from the top when the command is
     not found, to the bottom when no prompt follows."""
     lines = text.splitlines()
-    key = re.sub(r"\s+", "", command)[:24].lower()
-    starts = [i for i, ln in enumerate(lines) if key and key in re.sub(r"\s+", "", ln).lower()]
+    key = _squeezed(command)[:24]
+    starts = [i for i, ln in enumerate(lines) if key and key in _squeezed(ln)]
     if not starts and strict:
         return None
     out: list[str] = []
@@ -200,12 +200,16 @@ def output_below(text: str, command: str, prompt: str, strict: bool = True) -> s
     return None if strict else "\n".join(out)
 
 
+def _squeezed(text: str) -> str:
+    """Lower case without whitespace: a command line as OCR may space it."""
+    return re.sub(r"\s+", "", text).lower()
+
+
 def _ends_at_prompt(text: str, command: str, prompt: str) -> bool:
     """The screen's last line is a fresh prompt (not the command line, which begins with one)."""
     lines = [ln for ln in text.splitlines() if ln.strip()]
-    key = re.sub(r"\s+", "", command)[:24].lower()
-    return bool(lines) and find_text(prompt, lines[-1]) is not None and (
-        not key or key not in re.sub(r"\s+", "", lines[-1]).lower())
+    key = _squeezed(command)[:24]
+    return bool(lines) and find_text(prompt, lines[-1]) is not None and (not key or key not in _squeezed(lines[-1]))
 
 
 Reading = tuple[str, tuple[str, TextMatch, tuple[str, ...]] | None]  # OCR text, and the pattern it shows
