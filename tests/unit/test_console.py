@@ -309,11 +309,15 @@ class ListScreen:
             return row, False
         return row, True
 
+    def _look(self) -> tuple[object, ...]:
+        """What the screen shows now: a new value is a new frame."""
+        return self._state()
+
     @property
     def frame_no(self) -> int:
-        key = self._state()
+        key = self._look()
         if key != self._key:
-            self._key, self._no = key, self._no + 1
+            self._key, self._no = key, self._no + 1  # type: ignore[assignment]
         return self._no
 
     def frame(self) -> np.ndarray:
@@ -415,36 +419,30 @@ class SlowListScreen(ListScreen):
         self.appears, self.late, self.t0 = appears, late, time.monotonic()
         self.before_drawn = 0  # keys pressed while no menu was on screen
 
-    def _look(self) -> tuple[int | None, bool]:
+    def _state(self) -> tuple[int | None, bool]:
         now = time.monotonic()
         if now - self.t0 < self.appears:
             return None, False
         if not self.moves:
-            return self.sel, False
+            return self.sel, True
         t, row = self.moves[-1]
         prev = self.moves[-2][1] if len(self.moves) > 1 else 0
-        return (prev if now - t < self.late else row), 0.05 <= now - t < 0.1
+        return (prev if now - t < self.late else row), True
 
-    @property
-    def frame_no(self) -> int:
-        key = self._look()
-        if key != self._key:
-            self._key, self._no = key, self._no + 1  # type: ignore[assignment]
-        return self._no
+    def _flicker(self) -> bool:
+        return bool(self.moves) and 0.05 <= time.monotonic() - self.moves[-1][0] < 0.1
+
+    def _look(self) -> tuple[object, ...]:
+        return (*self._state(), self._flicker())
 
     def frame(self) -> np.ndarray:
-        row, flicker = self._look()
-        img = np.zeros((400, 400, 3), dtype=np.uint8)
-        if row is not None:
-            y = BAR_TOP + row * BAR_H
-            img[y:y + BAR_H, BAR_X:BAR_X + BAR_W] = (200, 200, 0)
-            img[y + 9, BAR_X + 150] = (255, 255, 255)
-        if flicker:
+        img = super().frame()
+        if self._flicker():
             img[360:380, 0:400] = (90, 90, 90)
         return img
 
     def send(self, actions: Sequence[keys.Action], sleep: Callable[[float], None] = time.sleep) -> None:
-        if self._look()[0] is None:
+        if self._state()[0] is None:
             self.before_drawn += 1
         super().send(actions, sleep)
 
