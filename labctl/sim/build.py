@@ -362,9 +362,17 @@ def build_into(tools: dict[str, str], work: Path, speed: str, kickstart: bytes |
 
     progress("writing the ISO")
     iso = work / "out.iso"
+    # File data in path order, the boot image first. Left to itself, xorriso orders it by inode number,
+    # and a freed inode (the partition images above) can go to a later file: the same sources then
+    # gave another layout, now and then, on a busy machine.
+    files = sorted(("/" + p.relative_to(tree).as_posix() for p in tree.rglob("*") if p.is_file()),
+                   key=lambda name: (name != "/EFIBOOT.IMG", name))
+    weights = work / "sort-weights.txt"
+    weights.write_text("".join(f"{len(files) - i} {name}\n" for i, name in enumerate(files)))
     _run([tools["xorriso"], "-as", "mkisofs", "-quiet", "-o", str(iso), "-V", prof.volume,
           "-sysid", "", "-appid", "LABCTL ESXI SIMULATOR", "-publisher", "", "-preparer", "",
-          "-e", "EFIBOOT.IMG", "-no-emul-boot", "-hide", "EFIBOOT.IMG", str(tree)], env=_env(), timeout=300)
+          "--sort-weight-list", str(weights), "-e", "EFIBOOT.IMG", "-no-emul-boot", "-hide", "EFIBOOT.IMG",
+          str(tree)], env=_env(), timeout=300)
     return iso
 
 

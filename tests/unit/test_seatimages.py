@@ -153,7 +153,7 @@ def test_reset_empties_what_labctl_made_in_place(tmp_path: Path, capsys: pytest.
     assert main(["reset", str(lab)]) == 0
     assert "recreated blank in place" in capsys.readouterr().out
     assert img.stat().st_ino == ino and img.stat().st_nlink == 2  # same inode, the hard link kept
-    assert img.stat().st_size == 16 << 20 and img.read_bytes() == bytes(16 << 20)
+    assert img.stat().st_size == 16 << 20 and img.read_bytes().count(0) == 16 << 20
 
 
 def test_reset_needs_yes_for_data_labctl_did_not_write(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -168,7 +168,7 @@ def test_reset_needs_yes_for_data_labctl_did_not_write(tmp_path: Path, capsys: p
     assert fingerprint(target, tmp_path / "s.img") == before
     assert not (tmp_path / ".labctl").exists()  # refused before anything: no UEFI vars reset either
     assert main(["reset", str(lab), "--yes"]) == 0
-    assert (tmp_path / "s.img").is_symlink() and target.read_bytes() == bytes(2 << 20)  # emptied, not unlinked
+    assert (tmp_path / "s.img").is_symlink() and target.read_bytes().count(0) == 2 << 20  # emptied, not unlinked
 
 
 def test_reset_refuses_a_file_that_replaced_labctls_image(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
