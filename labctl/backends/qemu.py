@@ -72,7 +72,7 @@ from labctl.backends.tmpdirs import private_dir
 from labctl.backends.vncports import reserve_vnc_port
 from labctl.errors import InputError, RunFailed
 from labctl.private import vnc_password, write_private
-from labctl.seatimages import ensure_images, open_for_vm
+from labctl.seatimages import ensure_images, open_for_vm, seat_images
 from labctl.spec import Lab, Seat
 
 log = logging.getLogger(__name__)
@@ -351,13 +351,8 @@ class QemuBackend:
     def _stderr_tail(self) -> str:
         """QEMU's last stderr lines, an inherited image named by its path, not its fd set."""
         text = tail(self.files.stderr_log)
-        disk = self.lab.vm.disk
-        paths = {"stick": self.seat.stick_image(self.lab),
-                 "disk": (self.lab.resolve(disk.image, self.seat) if disk.image else self.files.local_disk)
-                 if disk is not None else None}
-        for role, number in FDSETS.items():
-            if paths[role] is not None:
-                text = text.replace(f"/dev/fdset/{number}", str(paths[role]))
+        for img in seat_images(self.lab, self.seat, self.files.local_disk):
+            text = text.replace(f"/dev/fdset/{FDSETS[img.role]}", str(img.path))
         return text
 
     def _open_images(self, stick: StickDrive | None) -> dict[str, int]:
